@@ -1,0 +1,1 @@
+"""Mini CRM shared package: everything the Lambda functions have in common."""

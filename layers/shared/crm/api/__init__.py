@@ -1,0 +1,1 @@
+"""FastAPI pieces shared by every API function."""

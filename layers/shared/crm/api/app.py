@@ -1,0 +1,77 @@
+"""The app factory every API function uses: error envelope, request logging, one OpenAPI document."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from crm.api import openapi
+from crm.errors import CRMError, translate
+from crm.observability import logger
+
+HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+              405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
+
+
+def error_body(code: str, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or []}}
+
+
+def _envelope(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None,
+              headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
+
+
+async def _crm_error(_: Request, exc: CRMError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    return _envelope(exc.status_code, exc.code, exc.message, exc.details, headers)
+
+
+async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    details = [{"loc": list(err.get("loc", ())), "msg": err.get("msg", "invalid")} for err in exc.errors()]
+    fields = ", ".join(".".join(map(str, d["loc"])) for d in details[:5])
+    return _envelope(422, "validation_error", f"Invalid input: {fields}", details)
+
+
+async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = HTTP_CODES.get(exc.status_code, "http_error")
+    return _envelope(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    known = translate(exc)
+    if known is not None:
+        logger.warning("dependency unavailable", extra={"path": request.url.path, "error": type(exc).__name__})
+        return _envelope(known.status_code, known.code, known.message)
+    logger.exception("unhandled error", extra={"path": request.url.path})
+    return _envelope(500, "internal_error", "Something went wrong on our side")
+
+
+def create_app(*routers: APIRouter, title: str = "Mini CRM") -> FastAPI:
+    app = FastAPI(title=title, version="1.0.0", docs_url="/docs", openapi_url="/openapi.json", redoc_url=None)
+    for router in routers:
+        app.include_router(router)
+    app.add_exception_handler(CRMError, _crm_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+    @app.middleware("http")
+    async def log_request(request: Request, call_next):
+        started = time.perf_counter()
+        event = request.scope.get("aws.event") or {}
+        request_id = (event.get("requestContext") or {}).get("requestId")
+        if request_id:
+            logger.set_correlation_id(request_id)
+        response = await call_next(request)
+        logger.info("request", extra={"method": request.method, "path": request.url.path,
+                                      "status": response.status_code,
+                                      "ms": round((time.perf_counter() - started) * 1000, 1)})
+        return response
+
+    openapi.install(app)
+    return app

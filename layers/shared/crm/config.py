@@ -1,0 +1,100 @@
+"""One settings object: built-in defaults < JSON config file < environment variables < AWS secrets."""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from pydantic import SecretStr, model_validator
+from pydantic_settings import BaseSettings, JsonConfigSettingsSource, SettingsConfigDict
+
+CONFIG_FILE_ENV = "CRM_CONFIG_FILE"
+DEV_JWT_SECRET = "dev-only-jwt-secret-not-for-production"
+DEV_VENDOR_KEY = "dev-only-vendor-key"
+DEFAULT_MONGO_URI = "mongodb://127.0.0.1:27017/"
+MIN_PRODUCTION_SECRET_LENGTH = 32
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot be used in this environment."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    env: str = "development"
+    port: int = 4000
+    log_level: str = "INFO"
+
+    mongo_uri: SecretStr = SecretStr(DEFAULT_MONGO_URI)
+    mongo_db: str = "crm"
+    # Short enough that a down database becomes a 503 well inside API Gateway's 29 s.
+    mongo_timeout_ms: int = 3000
+
+    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    jwt_ttl_seconds: int = 3600
+    jwt_issuer: str = "mini-crm"
+
+    aws_region: str = "us-east-1"
+    sqs_endpoint_url: str | None = None
+    sqs_customer_queue_url: str = ""
+    sqs_order_queue_url: str = ""
+    # SQS accepts up to 256 KiB per message; records are packed up to this size.
+    sqs_max_message_bytes: int = 256 * 1024
+    sqs_timeout_seconds: float = 5.0
+
+    google_client_id: str = ""
+    google_client_secret: SecretStr = SecretStr("")
+    google_callback_url: str = ""
+
+    # In AWS the secrets themselves are not in the environment, only their names.
+    mongo_uri_secret_name: str = ""
+    jwt_secret_name: str = ""
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
+        sources = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_FILE_ENV)
+        if config_file:
+            sources.append(JsonConfigSettingsSource(settings_cls, json_file=config_file))
+        return tuple(sources)
+
+    @property
+    def is_production(self) -> bool:
+        return self.env.lower() in {"production", "prod"}
+
+    @property
+    def google_oauth_configured(self) -> bool:
+        return bool(self.google_client_id and self.google_client_secret.get_secret_value())
+
+    @model_validator(mode="after")
+    def _resolve_secrets(self) -> Settings:
+        if self.mongo_uri_secret_name:
+            self.mongo_uri = SecretStr(_fetch_secret(self.mongo_uri_secret_name))
+        if self.jwt_secret_name:
+            self.jwt_secret = SecretStr(_fetch_secret(self.jwt_secret_name))
+        if self.is_production:
+            _refuse_unsafe_production(self)
+        return self
+
+
+def _fetch_secret(name: str) -> str:
+    """A secret from Secrets Manager, or from SSM Parameter Store when named like a parameter path."""
+    from aws_lambda_powertools.utilities import parameters  # imports boto3: only where secrets are used
+
+    if name.startswith("/"):
+        return parameters.get_parameter(name, decrypt=True, max_age=300)
+    return parameters.get_secret(name, max_age=300)
+
+
+def _refuse_unsafe_production(settings: Settings) -> None:
+    jwt_secret = settings.jwt_secret.get_secret_value()
+    if jwt_secret == DEV_JWT_SECRET or len(jwt_secret) < MIN_PRODUCTION_SECRET_LENGTH:
+        raise ConfigError("JWT_SECRET is missing, the development default, or shorter than 32 characters")
+    if settings.mongo_uri.get_secret_value() == DEFAULT_MONGO_URI:
+        raise ConfigError("MONGO_URI is missing in production")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,39 @@
+"""SQS consumers: Powertools batch processing with partial failures, one message = many records."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from crm.errors import CRMError
+from crm.observability import logger
+from crm.messages import unpack
+
+RecordsApplier = Callable[[list[Any]], Any]
+
+
+def make_sqs_handler(kind: str, apply_records: RecordsApplier) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """A Lambda handler that applies each message's records and reports failed messages only."""
+    processor = BatchProcessor(event_type=EventType.SQS)
+
+    def record_handler(record: SQSRecord) -> None:
+        try:
+            message_kind, records = unpack(record.body)
+            if message_kind != kind:
+                raise ValueError(f"expected a {kind} message, got {message_kind!r}")
+            apply_records(records)
+        except CRMError as exc:
+            logger.warning("message not fully applied", extra={"message_id": record.message_id,
+                                                               "error": exc.message, "details": exc.details[:5]})
+            raise
+        except Exception as exc:
+            logger.exception("message failed", extra={"message_id": record.message_id, "error": type(exc).__name__})
+            raise
+
+    @logger.inject_lambda_context(clear_state=True)
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return process_partial_response(event=event, record_handler=record_handler, processor=processor,
+                                        context=context)
+
+    return handler

@@ -1,0 +1,80 @@
+"""MongoDB access: one client per container, indexes declared in one place."""
+from __future__ import annotations
+
+import threading
+
+from pymongo import ASCENDING, DESCENDING, IndexModel, MongoClient
+from pymongo.database import Database
+from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError
+
+from crm.config import Settings, get_settings
+from crm.errors import DependencyUnavailable, translate_as
+
+CUSTOMERS = "customers"
+ORDERS = "orders"
+IDEMPOTENCY_KEYS = "idempotency_keys"
+
+INDEXES: dict[str, list[IndexModel]] = {
+    CUSTOMERS: [
+        IndexModel([("email", ASCENDING)], unique=True, name="email_unique"),
+        IndexModel([("name_key", ASCENDING)], name="name_key"),
+        IndexModel([("spend", ASCENDING)], name="spend"),
+        IndexModel([("visits", ASCENDING)], name="visits"),
+        IndexModel([("last_active", ASCENDING)], name="last_active"),
+    ],
+    ORDERS: [
+        IndexModel([("order_id", ASCENDING)], unique=True, name="order_id_unique"),
+        IndexModel([("customer_id", ASCENDING), ("_id", DESCENDING)], name="customer_newest"),
+        IndexModel([("date", ASCENDING)], name="date"),
+    ],
+    IDEMPOTENCY_KEYS: [
+        IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_at_ttl"),
+    ],
+}
+
+translate_as((ConnectionFailure, ServerSelectionTimeoutError, AutoReconnect, NetworkTimeout), DependencyUnavailable)
+
+_clients: dict[str, MongoClient] = {}
+_indexed: set[tuple[str, str]] = set()
+_lock = threading.Lock()
+
+
+def get_client(settings: Settings | None = None) -> MongoClient:
+    settings = settings or get_settings()
+    uri = settings.mongo_uri.get_secret_value()
+    with _lock:
+        client = _clients.get(uri)
+        if client is None:
+            client = MongoClient(
+                uri,
+                tz_aware=True,
+                serverSelectionTimeoutMS=settings.mongo_timeout_ms,
+                connectTimeoutMS=settings.mongo_timeout_ms,
+                socketTimeoutMS=max(settings.mongo_timeout_ms * 5, 10_000),
+                # A Lambda container handles one event at a time: a small pool is plenty and keeps
+                # concurrency x pool size inside the cluster's connection limit.
+                maxPoolSize=4,
+                appname="mini-crm",
+            )
+            _clients[uri] = client
+    return client
+
+
+def get_db(settings: Settings | None = None) -> Database:
+    settings = settings or get_settings()
+    db = get_client(settings)[settings.mongo_db]
+    key = (settings.mongo_uri.get_secret_value(), settings.mongo_db)
+    if key not in _indexed:
+        ensure_indexes(db)
+        _indexed.add(key)
+    return db
+
+
+def ensure_indexes(db: Database) -> None:
+    """Idempotent: creating an index that exists with the same options is a no-op."""
+    for collection, indexes in INDEXES.items():
+        db[collection].create_indexes(indexes)
+
+
+def ping(settings: Settings | None = None) -> None:
+    get_client(settings).admin.command("ping")

@@ -1,0 +1,77 @@
+"""Types and helpers every resource model uses."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Any, Generic, TypeVar
+
+from bson import ObjectId
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, PlainSerializer, ValidationError
+
+from crm.errors import InvalidInput
+
+T = TypeVar("T")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def to_iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _object_id(value: str) -> str:
+    if not ObjectId.is_valid(value) or len(value) != 24:
+        raise ValueError("must be a 24-hex ObjectId")
+    return value.lower()
+
+
+# Identity is case-insensitive, so the whole address is lower-cased, not only the domain.
+Email = Annotated[EmailStr, Field(max_length=254), AfterValidator(str.lower)]
+ObjectIdStr = Annotated[str, AfterValidator(_object_id)]
+IsoTime = Annotated[AwareDatetime, PlainSerializer(to_iso, return_type=str)]
+Money = Annotated[float, Field(ge=0, le=1e12, strict=True, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=0, le=10**9, strict=True)]
+
+
+class InputModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+def validate_one_or_batch(payload: Any, model: type[BaseModel], batch_key: str, max_items: int) -> list[BaseModel]:
+    """A single object, or `{batch_key: [...]}` with 1..max_items of them; errors name each bad field."""
+    if isinstance(payload, dict) and batch_key in payload:
+        extra = sorted(set(payload) - {batch_key})
+        if extra:
+            raise InvalidInput.for_field(("body", extra[0]), "unexpected field")
+        entries = payload[batch_key]
+        if not isinstance(entries, list):
+            raise InvalidInput.for_field(("body", batch_key), "must be a list")
+        if not 1 <= len(entries) <= max_items:
+            raise InvalidInput.for_field(("body", batch_key), f"must hold 1 to {max_items} entries")
+        prefix: tuple[str | int, ...] = ("body", batch_key)
+    elif isinstance(payload, dict):
+        entries, prefix = [payload], ("body",)
+    else:
+        raise InvalidInput.for_field(("body",), "must be a JSON object")
+
+    valid, details = [], []
+    for index, entry in enumerate(entries):
+        loc = prefix + (index,) if len(prefix) > 1 else prefix
+        try:
+            valid.append(model.model_validate(entry))
+        except ValidationError as exc:
+            details.extend({"loc": [*loc, *err["loc"]], "msg": err["msg"]} for err in exc.errors())
+    if details:
+        fields = ", ".join(".".join(map(str, d["loc"])) for d in details[:5])
+        raise InvalidInput(f"Invalid input: {fields}", details)
+    return valid

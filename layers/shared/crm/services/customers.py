@@ -1,0 +1,121 @@
+"""Customers: enqueue on ingest, upsert by e-mail in the consumer, list with indexed filters."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+from pymongo import UpdateOne
+from pymongo.collection import Collection
+from pymongo.errors import BulkWriteError
+
+from crm.errors import InvalidInput
+from crm.models.common import to_iso, utcnow
+from crm.models.customers import Customer, CustomerIn
+from crm.pagination import newest_first_page
+
+QUEUE_KIND = "customers"
+DUPLICATE_KEY = 11000
+
+
+def queue_records(customers: list[CustomerIn]) -> list[dict[str, Any]]:
+    """What the consumer gets: the fields the client gave, and when the API accepted them."""
+    accepted_at = to_iso(utcnow())
+    return [{**c.model_dump(mode="json", exclude_unset=True), "accepted_at": accepted_at} for c in customers]
+
+
+def upsert_customers(customers: Collection, records: list[Any]) -> None:
+    """Applies every valid record, then raises if any record was invalid (so the message is retried)."""
+    valid, invalid = [], []
+    for index, record in enumerate(records):
+        try:
+            valid.append(_parse_record(record))
+        except (ValidationError, TypeError, ValueError) as exc:
+            invalid.append((index, exc))
+    ops = [_upsert_op(customer, accepted_at) for customer, accepted_at in valid]
+    if ops:
+        _bulk_upsert(customers, ops)
+    if invalid:
+        raise InvalidInput(f"{len(invalid)} of {len(records)} customer records are invalid",
+                           [{"loc": ["records", i], "msg": str(exc).splitlines()[0]} for i, exc in invalid])
+
+
+def _parse_record(record: Any) -> tuple[CustomerIn, datetime]:
+    if not isinstance(record, dict):
+        raise TypeError("record is not an object")
+    fields = dict(record)
+    accepted_at = datetime.fromisoformat(fields.pop("accepted_at"))
+    return CustomerIn.model_validate(fields), accepted_at
+
+
+def _upsert_op(customer: CustomerIn, accepted_at: datetime) -> UpdateOne:
+    now = utcnow()
+    given = customer.model_dump(exclude_unset=True)
+    to_set = {**given, "name_key": customer.name.casefold(), "updated_at": now}
+    on_insert = {"created_at": accepted_at, "phone": None, "spend": 0.0, "visits": 0,
+                 # A customer never active counts as last active at creation.
+                 "last_active": accepted_at}
+    on_insert = {k: v for k, v in on_insert.items() if k not in to_set}
+    return UpdateOne({"email": customer.email}, {"$set": to_set, "$setOnInsert": on_insert}, upsert=True)
+
+
+def _bulk_upsert(customers: Collection, ops: list[UpdateOne]) -> None:
+    try:
+        customers.bulk_write(ops, ordered=False)
+    except BulkWriteError as exc:
+        # Two consumers inserting the same new e-mail at once: the loser's upsert now finds the
+        # winner's document, so running it again turns it into an update.
+        errors = exc.details.get("writeErrors", [])
+        if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
+            raise
+        customers.bulk_write([ops[e["index"]] for e in errors], ordered=False)
+
+
+@dataclass(frozen=True)
+class CustomerFilters:
+    email: str | None = None
+    q: str | None = None
+    min_spend: float | None = None
+    max_spend: float | None = None
+    min_visits: int | None = None
+    max_visits: int | None = None
+    active_after: datetime | None = None
+    active_before: datetime | None = None
+
+    def to_query(self) -> dict[str, Any]:
+        clauses: list[dict[str, Any]] = []
+        if self.email:
+            clauses.append({"email": self.email.lower()})
+        if self.q:
+            prefix = self.q.casefold()
+            clauses.append({"$or": [{"name_key": _prefix_range(prefix)}, {"email": _prefix_range(prefix)}]})
+        for field, low, high in (("spend", self.min_spend, self.max_spend),
+                                 ("visits", self.min_visits, self.max_visits),
+                                 ("last_active", self.active_after, self.active_before)):
+            bounds = {op: v for op, v in (("$gte", low), ("$lte", high)) if v is not None}
+            if bounds:
+                clauses.append({field: bounds})
+        if not clauses:
+            return {}
+        return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def _prefix_range(prefix: str) -> dict[str, str]:
+    """A prefix match as an index range; anchored regexes do not use the index on every server."""
+    return {"$gte": prefix, "$lt": prefix + "\U0010ffff"}
+
+
+def list_customers(customers: Collection, filters: CustomerFilters, limit: int,
+                   cursor: str | None) -> tuple[list[Customer], str | None]:
+    docs, next_cursor = newest_first_page(customers, filters.to_query(), limit, cursor)
+    return [to_customer(doc) for doc in docs], next_cursor
+
+
+def to_customer(doc: dict[str, Any]) -> Customer:
+    return Customer(
+        id=str(doc["_id"]), name=doc["name"], email=doc["email"], phone=doc.get("phone"),
+        spend=doc.get("spend", 0.0), visits=doc.get("visits", 0),
+        last_active=doc.get("last_active") or doc["created_at"],
+        created_at=doc["created_at"], updated_at=doc["updated_at"],
+    )

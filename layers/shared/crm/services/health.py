@@ -1,0 +1,24 @@
+"""Dependency checks behind GET /health."""
+from __future__ import annotations
+
+from crm import db, queues
+from crm.config import Settings
+from crm.errors import translate
+
+
+def check_dependencies(settings: Settings) -> dict[str, str]:
+    checks: dict[str, str] = {}
+    for name, probe in (("mongo", lambda: db.ping(settings)), ("queues", lambda: _check_queues(settings))):
+        try:
+            probe()
+            checks[name] = "ok"
+        except Exception as exc:  # noqa: BLE001 - any failure of a probe means that dependency is down
+            checks[name] = "unavailable" if translate(exc) else f"error: {type(exc).__name__}"
+    return checks
+
+
+def _check_queues(settings: Settings) -> None:
+    for url in (settings.sqs_customer_queue_url, settings.sqs_order_queue_url):
+        if not url:
+            raise RuntimeError("queue not configured")
+        queues.check(url, settings)
