@@ -1,0 +1,77 @@
+"""`python -m offline`: the whole system on one machine, no Docker, no internet.
+
+Starts SecantusDB (unless MONGO_URI is set) and moto server (unless SQS_ENDPOINT_URL is set),
+creates the template's queues, and serves every function on http://localhost:PORT.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import boto3
+
+from offline import services, template
+from offline.runner import OfflineRunner
+
+ROOT = Path(__file__).resolve().parent.parent
+# As `sam local --parameter-overrides` would: a development stack, secrets from config, not Secrets Manager.
+LOCAL_PARAMETERS = {"Env": "development", "MongoUriSecretName": "", "JwtSecretName": ""}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m offline", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 4000)))
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--data-dir", type=Path, default=ROOT / ".local")
+    parser.add_argument("--no-reload", action="store_true", help="do not restart workers when code changes")
+    args = parser.parse_args(argv)
+
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    config_file = args.data_dir / "config.json"
+    if not config_file.exists():
+        shutil.copy(ROOT / "samplecfg" / "config.json", config_file)
+    env = {**services.LOCAL_AWS_ENV, **os.environ}
+    env.setdefault("CRM_CONFIG_FILE", str(config_file))
+
+    children: list[services.ChildProcess] = []
+    runner = None
+    try:
+        if "MONGO_URI" not in env:
+            mongo = services.MongoServer(str(args.data_dir / "mongo-data"), log_path=args.data_dir / "secantusdb.log")
+            children.append(mongo)
+            env["MONGO_URI"] = mongo.uri
+        if "SQS_ENDPOINT_URL" not in env:
+            sqs_server = services.SqsServer(log_path=args.data_dir / "moto.log")
+            children.append(sqs_server)
+            env["SQS_ENDPOINT_URL"] = sqs_server.url
+        os.environ.update({k: v for k, v in services.LOCAL_AWS_ENV.items() if k not in os.environ})
+        sqs = boto3.client("sqs", endpoint_url=env["SQS_ENDPOINT_URL"], region_name="us-east-1")
+        template_path = ROOT / "template.yaml"
+        queues = services.create_queues(sqs, template.load(template_path, LOCAL_PARAMETERS).queues)
+        stack = template.load(template_path, LOCAL_PARAMETERS, queues)
+        runner = OfflineRunner(stack, queues, env, host=args.host, port=args.port, reload=not args.no_reload).start()
+        runner.log("offline", f"MongoDB {env['MONGO_URI'].split('@')[-1]}  SQS {env['SQS_ENDPOINT_URL']}")
+        runner.log("offline", f"ready on http://localhost:{runner.port} (docs: /docs); Ctrl-C stops everything")
+        stopped = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+        try:
+            while not stopped.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+    finally:
+        if runner:
+            runner.stop()
+        for child in reversed(children):
+            child.stop()
+    print("offline: stopped", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

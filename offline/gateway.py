@@ -1,0 +1,147 @@
+"""HTTP in, API Gateway HTTP API (payload 2.0) events out, and the function's reply back to the client."""
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+from urllib.parse import parse_qsl, urlsplit
+
+from offline.invoker import InvocationError, InvocationTimeout
+from offline.template import HttpRoute
+
+# API Gateway refuses larger payloads before any function runs.
+MAX_BODY_BYTES = 10 * 1024 * 1024
+API_ID = "offline"
+
+Dispatch = Callable[[str, str], tuple[str, HttpRoute, dict[str, str]] | None]
+Invoke = Callable[[str, dict[str, Any]], Any]
+
+
+def http_api_event(method: str, target: str, headers: list[tuple[str, str]], body: bytes, source_ip: str,
+                   route: HttpRoute, path_parameters: dict[str, str]) -> dict[str, Any]:
+    split = urlsplit(target)
+    merged: dict[str, str] = {}
+    cookies: list[str] = []
+    for name, value in headers:
+        name = name.lower()
+        if name == "cookie":
+            cookies.extend(c.strip() for c in value.split(";") if c.strip())
+        else:
+            merged[name] = f"{merged[name]},{value}" if name in merged else value
+    query: dict[str, str] = {}
+    for name, value in parse_qsl(split.query, keep_blank_values=True):
+        query[name] = f"{query[name]},{value}" if name in query else value
+    now = datetime.now(timezone.utc)
+    route_key = f"{route.method} {route.path}"
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": split.path,
+        "rawQueryString": split.query,
+        "headers": merged,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": API_ID,
+            "domainName": merged.get("host", "localhost"),
+            "domainPrefix": merged.get("host", "localhost").split(".")[0],
+            "http": {"method": method.upper(), "path": split.path, "protocol": "HTTP/1.1",
+                     "sourceIp": source_ip, "userAgent": merged.get("user-agent", "")},
+            "requestId": str(uuid.uuid4()),
+            "routeKey": route_key,
+            "stage": "$default",
+            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now.timestamp() * 1000),
+        },
+        "isBase64Encoded": False,
+    }
+    if cookies:
+        event["cookies"] = cookies
+    if query:
+        event["queryStringParameters"] = query
+    if path_parameters:
+        event["pathParameters"] = path_parameters
+    if body:
+        try:
+            event["body"] = body.decode("utf-8")
+        except UnicodeDecodeError:
+            event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode(), True
+    return event
+
+
+def _error_reply(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"statusCode": status, "headers": {"content-type": "application/json"},
+            "body": json.dumps({"error": {"code": code, "message": message, "details": details or []}})}
+
+
+def make_server(host: str, port: int, dispatch: Dispatch, invoke: Invoke,
+                log: Callable[[str, str], None]) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "mini-crm-offline"
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+            pass
+
+        def _serve(self) -> None:
+            started = time.perf_counter()
+            length = int(self.headers.get("Content-Length") or 0)
+            path = urlsplit(self.path).path
+            match = dispatch(self.command, path)
+            if length > MAX_BODY_BYTES:
+                self.close_connection = True
+                reply = _error_reply(413, "payload_too_large", f"Request bodies are limited to {MAX_BODY_BYTES} bytes")
+                name = "gateway"
+            elif match is None:
+                self.rfile.read(length)
+                reply = _error_reply(404, "not_found", f"No route for {self.command} {path}")
+                name = "gateway"
+            else:
+                name, route, params = match
+                body = self.rfile.read(length)
+                event = http_api_event(self.command, self.path, list(self.headers.items()), body,
+                                       self.client_address[0], route, params)
+                reply = self._invoke(name, event)
+            self._reply(reply)
+            log("gateway", f"{self.command} {self.path} -> {name} {reply.get('statusCode')} "
+                           f"{(time.perf_counter() - started) * 1000:.0f} ms")
+
+        def _invoke(self, name: str, event: dict[str, Any]) -> dict[str, Any]:
+            try:
+                result = invoke(name, event)
+            except InvocationTimeout as exc:
+                return _error_reply(504, "function_timeout", str(exc))
+            except InvocationError as exc:
+                # A development aid: the stack trace of the handler that raised, as the error page.
+                trace = "".join(exc.error.get("stackTrace") or [])
+                return _error_reply(502, "function_error", str(exc), [{"loc": ["stackTrace"], "msg": trace}])
+            if isinstance(result, dict) and "statusCode" in result:
+                return result
+            # Payload 2.0: anything else is a 200 with the value as JSON.
+            return {"statusCode": 200, "headers": {"content-type": "application/json"}, "body": json.dumps(result)}
+
+        def _reply(self, reply: dict[str, Any]) -> None:
+            body = reply.get("body") or ""
+            payload = base64.b64decode(body) if reply.get("isBase64Encoded") else body.encode()
+            self.send_response(int(reply.get("statusCode", 200)))
+            headers = {k.lower(): v for k, v in (reply.get("headers") or {}).items()}
+            for name, values in (reply.get("multiValueHeaders") or {}).items():
+                headers[name.lower()] = ",".join(values)
+            headers.pop("content-length", None)
+            for name, value in headers.items():
+                self.send_header(name, str(value))
+            for cookie in reply.get("cookies") or []:
+                self.send_header("set-cookie", cookie)
+            self.send_header("content-length", str(len(payload)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    return server

@@ -1,0 +1,167 @@
+"""Pools of worker processes per function: the function's timeout, its own log prefix, and hot reload."""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from typing import Any, Callable, TextIO
+
+from offline.template import FunctionSpec
+
+Log = Callable[[str, str], None]
+
+
+class InvocationError(Exception):
+    """The handler raised (or failed to import); carries Lambda's error shape."""
+
+    def __init__(self, function: str, error: dict[str, Any]):
+        super().__init__(f"{function}: {error.get('errorType')}: {error.get('errorMessage')}")
+        self.function = function
+        self.error = error
+
+
+class InvocationTimeout(Exception):
+    pass
+
+
+class Worker:
+    def __init__(self, spec: FunctionSpec, env: dict[str, str], generation: int, log: Log):
+        self.spec = spec
+        self.generation = generation
+        self.process = subprocess.Popen(
+            [sys.executable, "-u", "-m", "offline.lambda_worker", spec.name, str(spec.code_uri), spec.handler,
+             str(spec.memory)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, env=env,
+        )
+        self.replies: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, args=(self.process.stdout, self.replies.put), daemon=True).start()
+        threading.Thread(target=self._pump, args=(self.process.stderr, lambda line: log(spec.name, line)),
+                         daemon=True).start()
+        self._ready = False
+
+    @staticmethod
+    def _pump(stream: TextIO, sink: Callable[[Any], None]) -> None:
+        for line in stream:
+            sink(line.rstrip("\n"))
+        sink(None)
+
+    def _next_reply(self, timeout: float) -> dict[str, Any]:
+        line = self.replies.get(timeout=timeout)
+        if line is None:
+            raise InvocationError(self.spec.name, {"errorType": "Runtime.ExitError",
+                                                   "errorMessage": f"worker exited with {self.process.wait()}"})
+        return json.loads(line)
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        deadline = time.time() + self.spec.timeout
+        try:
+            if not self._ready:
+                self._next_reply(self.spec.timeout)  # the init phase counts toward the timeout here
+                self._ready = True
+            request = {"request_id": str(uuid.uuid4()), "deadline": deadline, "event": event}
+            self.process.stdin.write(json.dumps(request) + "\n")
+            self.process.stdin.flush()
+            reply = self._next_reply(max(0.0, deadline - time.time()))
+        except queue.Empty:
+            self.kill()
+            raise InvocationTimeout(f"{self.spec.name} timed out after {self.spec.timeout} s") from None
+        except (BrokenPipeError, OSError) as exc:
+            self.kill()
+            raise InvocationError(self.spec.name, {"errorType": "Runtime.ExitError", "errorMessage": str(exc)}) from exc
+        if not reply.get("ok"):
+            raise InvocationError(self.spec.name, reply["error"])
+        return reply["result"]
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        if self.alive:
+            self.process.kill()
+        self.process.wait()
+
+
+class FunctionPool:
+    """Up to max_workers warm workers; each handles one event at a time, as a Lambda container does."""
+
+    def __init__(self, spec: FunctionSpec, env: dict[str, str], log: Log, max_workers: int = 4):
+        self.spec = spec
+        self.env = env
+        self.log = log
+        self.max_workers = max_workers
+        self.generation = 0
+        self._idle: list[Worker] = []
+        self._busy = 0
+        self._lock = threading.Condition()
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        worker = self._acquire()
+        try:
+            return worker.invoke(event)
+        finally:
+            self._release(worker)
+
+    def _acquire(self) -> Worker:
+        with self._lock:
+            while not self._idle and self._busy >= self.max_workers:
+                self._lock.wait()
+            self._busy += 1
+            if self._idle:
+                return self._idle.pop()
+            generation = self.generation
+        try:
+            return Worker(self.spec, self.env, generation, self.log)
+        except BaseException:
+            with self._lock:
+                self._busy -= 1
+                self._lock.notify()
+            raise
+
+    def _release(self, worker: Worker) -> None:
+        with self._lock:
+            self._busy -= 1
+            if worker.alive and worker.generation == self.generation:
+                self._idle.append(worker)
+            else:
+                worker.kill()
+            self._lock.notify()
+
+    def reload(self) -> None:
+        """New events get fresh workers; busy ones finish what they are doing first."""
+        with self._lock:
+            self.generation += 1
+            stale, self._idle = self._idle, []
+        for worker in stale:
+            worker.kill()
+
+    def close(self) -> None:
+        self.reload()
+
+
+def watch_sources(paths: list[str], on_change: Callable[[], None], stop: threading.Event, interval: float = 1.0) -> None:
+    """Polls .py modification times; cheap enough for a project this size and needs no extra package."""
+    def snapshot() -> dict[str, float]:
+        seen = {}
+        for root in paths:
+            for folder, _, files in os.walk(root):
+                for name in files:
+                    if name.endswith(".py"):
+                        path = os.path.join(folder, name)
+                        try:
+                            seen[path] = os.stat(path).st_mtime
+                        except FileNotFoundError:
+                            pass
+        return seen
+
+    before = snapshot()
+    while not stop.wait(interval):
+        now = snapshot()
+        if now != before:
+            before = now
+            on_change()

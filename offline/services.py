@@ -1,0 +1,113 @@
+"""The local stand-ins for AWS and Atlas: SecantusDB and moto server as child processes, and the queues."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Callable
+
+from offline.template import LocalQueue, QueueSpec
+
+LOCAL_AWS_ENV = {"AWS_ACCESS_KEY_ID": "offline", "AWS_SECRET_ACCESS_KEY": "offline", "AWS_DEFAULT_REGION": "us-east-1",
+                 "AWS_REGION": "us-east-1"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ChildProcess:
+    def __init__(self, name: str, args: list[str], ready: Callable[[], bool], log_path: Path | None,
+                 timeout: float = 30.0):
+        self.name = name
+        self.log_file = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - kept open while running
+        self.process = subprocess.Popen(args, stdout=self.log_file, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{name} did not start" + (f"; see {log_path}" if log_path else ""))
+            time.sleep(0.1)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.log_file is not subprocess.DEVNULL:
+            self.log_file.close()
+
+
+def _tcp_open(port: int) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+    return check
+
+
+def _http_ok(url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return True
+        except OSError:
+            return False
+    return check
+
+
+class MongoServer(ChildProcess):
+    """SecantusDB: a real MongoDB wire-protocol server; storage ':memory:' for a throwaway one."""
+
+    def __init__(self, storage: str, port: int | None = None, log_path: Path | None = None):
+        self.port = port or free_port()
+        self.uri = f"mongodb://127.0.0.1:{self.port}/"
+        if storage != ":memory:":
+            Path(storage).mkdir(parents=True, exist_ok=True)
+        executable = shutil.which("secantusd-py", path=os.path.dirname(sys.executable)) or "secantusd-py"
+        super().__init__("SecantusDB", [executable, "--host", "127.0.0.1", "--port", str(self.port),
+                                        "--storage-path", storage, "--log-level", "WARNING"],
+                         _tcp_open(self.port), log_path)
+
+
+class SqsServer(ChildProcess):
+    """moto server, for SQS."""
+
+    def __init__(self, port: int | None = None, log_path: Path | None = None):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                         _http_ok(f"{self.url}/moto-api/"), log_path)
+
+
+def create_queues(sqs, queues: dict[str, QueueSpec], prefix: str = "") -> dict[str, LocalQueue]:
+    """Every queue of the template, dead-letter queues first, with its attributes and redrive policy."""
+    ordered = sorted(queues.values(), key=lambda q: q.dead_letter_queue is not None)
+    created: dict[str, LocalQueue] = {}
+    for spec in ordered:
+        name = f"{prefix}{spec.name}"
+        attributes = {key: str(spec.properties[key]) for key in ("VisibilityTimeout", "MessageRetentionPeriod",
+                                                                 "DelaySeconds", "ReceiveMessageWaitTimeSeconds")
+                      if key in spec.properties}
+        if spec.dead_letter_queue:
+            policy = spec.properties["RedrivePolicy"]
+            attributes["RedrivePolicy"] = json.dumps({"deadLetterTargetArn": created[spec.dead_letter_queue].arn,
+                                                      "maxReceiveCount": int(policy.get("maxReceiveCount", 5))})
+        url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        created[spec.name] = LocalQueue(name, url, arn)
+    return created
