@@ -33,7 +33,7 @@ def _object_id(value: str) -> str:
 # Identity is case-insensitive, so the whole address is lower-cased, not only the domain.
 Email = Annotated[EmailStr, Field(max_length=254), AfterValidator(str.lower)]
 ObjectIdStr = Annotated[str, AfterValidator(_object_id)]
-IsoTime = Annotated[AwareDatetime, PlainSerializer(to_iso, return_type=str)]
+IsoTime = Annotated[AwareDatetime, PlainSerializer(to_iso, return_type=str, when_used="json")]
 Money = Annotated[float, Field(ge=0, le=1e12, strict=True, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=0, le=10**9, strict=True)]
 

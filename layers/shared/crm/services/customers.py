@@ -83,13 +83,16 @@ class CustomerFilters:
     active_after: datetime | None = None
     active_before: datetime | None = None
 
-    def to_query(self) -> dict[str, Any]:
-        clauses: list[dict[str, Any]] = []
+    def to_queries(self) -> list[dict[str, Any]]:
+        """Alternative queries, each answerable from one index: `q` matches a name or an e-mail prefix."""
+        if not self.q:
+            return [self._combine([])]
+        prefix = self.q.casefold()
+        return [self._combine([{"name_key": _prefix_range(prefix)}]), self._combine([{"email": _prefix_range(prefix)}])]
+
+    def _combine(self, clauses: list[dict[str, Any]]) -> dict[str, Any]:
         if self.email:
             clauses.append({"email": self.email.lower()})
-        if self.q:
-            prefix = self.q.casefold()
-            clauses.append({"$or": [{"name_key": _prefix_range(prefix)}, {"email": _prefix_range(prefix)}]})
         for field, low, high in (("spend", self.min_spend, self.max_spend),
                                  ("visits", self.min_visits, self.max_visits),
                                  ("last_active", self.active_after, self.active_before)):
@@ -108,7 +111,7 @@ def _prefix_range(prefix: str) -> dict[str, str]:
 
 def list_customers(customers: Collection, filters: CustomerFilters, limit: int,
                    cursor: str | None) -> tuple[list[Customer], str | None]:
-    docs, next_cursor = newest_first_page(customers, filters.to_query(), limit, cursor)
+    docs, next_cursor = newest_first_page(customers, filters.to_queries(), limit, cursor)
     return [to_customer(doc) for doc in docs], next_cursor
 
 

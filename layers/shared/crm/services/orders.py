@@ -152,7 +152,7 @@ class OrderFilters:
 
 def list_orders(orders: Collection, filters: OrderFilters, limit: int, cursor: str | None
                 ) -> tuple[list[Order], str | None]:
-    docs, next_cursor = newest_first_page(orders, filters.to_query(), limit, cursor)
+    docs, next_cursor = newest_first_page(orders, [filters.to_query()], limit, cursor)
     return [to_order(doc) for doc in docs], next_cursor
 
 

@@ -1,0 +1,21 @@
+"""Small assertions shared by the tests."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def assert_error(body: Any, code: str, loc_prefix: list | None = None) -> None:
+    """The API.md error envelope, and (for validation errors) a detail naming the bad field."""
+    assert set(body) >= {"error"}, body
+    error = body["error"]
+    assert error["code"] == code, error
+    assert isinstance(error["message"], str) and error["message"]
+    assert isinstance(error["details"], list)
+    if loc_prefix is not None:
+        locs = [d["loc"] for d in error["details"]]
+        assert any(loc[: len(loc_prefix)] == loc_prefix for loc in locs), (loc_prefix, locs)
+
+
+def uses_index(plan: dict[str, Any]) -> bool:
+    return "IXSCAN" in json.dumps(plan) and "COLLSCAN" not in json.dumps(plan)

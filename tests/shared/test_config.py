@@ -1,0 +1,60 @@
+"""Configuration: file < environment; production refuses unsafe secrets."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from crm.config import DEV_JWT_SECRET, ConfigError, Settings
+
+
+@pytest.fixture
+def config_file(tmp_path, monkeypatch):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"MONGO_DB": "from_file", "PORT": 4100, "JWT_SECRET": "file-secret"}))
+    monkeypatch.setenv("CRM_CONFIG_FILE", str(path))
+    for key in ("MONGO_DB", "PORT", "JWT_SECRET", "ENV", "MONGO_URI", "MONGO_URI_SECRET_NAME", "JWT_SECRET_NAME"):
+        monkeypatch.delenv(key, raising=False)
+    return path
+
+
+def test_file_values_are_used(config_file):
+    settings = Settings()
+    assert settings.mongo_db == "from_file" and settings.port == 4100
+
+
+def test_environment_overrides_file(config_file, monkeypatch):
+    monkeypatch.setenv("MONGO_DB", "from_env")
+    assert Settings().mongo_db == "from_env"
+
+
+def test_sample_config_keys_are_settings():
+    from pathlib import Path
+
+    sample = json.loads((Path(__file__).parents[2] / "samplecfg" / "config.json").read_text())
+    assert {key.lower() for key in sample} <= set(Settings.model_fields)
+
+
+@pytest.mark.parametrize("secret", [DEV_JWT_SECRET, "short"])
+def test_production_refuses_default_or_weak_jwt_secret(config_file, monkeypatch, secret):
+    monkeypatch.setenv("ENV", "production")
+    monkeypatch.setenv("MONGO_URI", "mongodb+srv://cluster.example.net/")
+    monkeypatch.setenv("JWT_SECRET", secret)
+    with pytest.raises(ConfigError, match="JWT_SECRET"):
+        Settings()
+
+
+def test_production_refuses_missing_mongo_uri(config_file, monkeypatch):
+    monkeypatch.setenv("ENV", "production")
+    monkeypatch.setenv("JWT_SECRET", "x" * 40)
+    with pytest.raises(ConfigError, match="MONGO_URI"):
+        Settings()
+
+
+def test_production_accepts_real_secrets_and_hides_them(config_file, monkeypatch):
+    monkeypatch.setenv("ENV", "production")
+    monkeypatch.setenv("JWT_SECRET", "x" * 40)
+    monkeypatch.setenv("MONGO_URI", "mongodb+srv://user:pw@cluster.example.net/")
+    settings = Settings()
+    assert settings.is_production
+    assert "pw@" not in repr(settings) and "x" * 40 not in repr(settings)
