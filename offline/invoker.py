@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import subprocess
 import sys
 import threading
@@ -164,4 +165,13 @@ def watch_sources(paths: list[str], on_change: Callable[[], None], stop: threadi
         now = snapshot()
         if now != before:
             before = now
+            _drop_bytecode(paths)
             on_change()
+
+
+def _drop_bytecode(paths: list[str]) -> None:
+    """Bytecode records its source's mtime in whole seconds: an edit within the same second would be missed."""
+    for root in paths:
+        for folder, dirs, _ in os.walk(root):
+            if "__pycache__" in dirs:
+                shutil.rmtree(os.path.join(folder, "__pycache__"), ignore_errors=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from pathlib import Path
 from http.server import ThreadingHTTPServer
 from typing import Any
 
@@ -44,7 +45,8 @@ class OfflineRunner:
         self.queues = queues
         self.stop_event = threading.Event()
         self.log = LogStream(list(template.functions), out)
-        pythonpath = os.pathsep.join([*map(str, template.layers), str(template.root)])
+        # The layers, as Lambda mounts them; and this package, for the worker's own module.
+        pythonpath = os.pathsep.join([*map(str, template.layers), str(Path(__file__).resolve().parent.parent)])
         self.pools = {
             name: FunctionPool(spec, {**spec.environment, **env, "PYTHONPATH": pythonpath,
                                       "AWS_LAMBDA_FUNCTION_NAME": name, "POWERTOOLS_SERVICE_NAME": name},
@@ -64,7 +66,7 @@ class OfflineRunner:
                     self.threads.append(SqsPoller(sqs, name, queues[source.queue], source, self.invoke, self.log,
                                                   self.stop_event, retry_delay_seconds))
         if reload:
-            watched = [*map(str, template.layers), str(template.root / "functions")]
+            watched = [*map(str, template.layers), *{str(spec.code_uri) for spec in template.functions.values()}]
             self.threads.append(threading.Thread(target=watch_sources, args=(watched, self.reload, self.stop_event),
                                                  daemon=True))
 

@@ -140,7 +140,9 @@ class Api:
                                HttpRoute("ANY", path), {})
         reply = load_function(group).handler(event, LambdaContext(group, 512, str(uuid.uuid4()), 2e9))
         text = reply.get("body") or ""
-        return reply["statusCode"], (json.loads(text) if text else None), reply.get("headers", {})
+        headers = reply.get("headers", {})
+        is_json = headers.get("content-type", "").startswith("application/json")
+        return reply["statusCode"], (json.loads(text) if text and is_json else text), headers
 
     def get(self, target: str, **kw):
         return self.request("GET", target, **kw)

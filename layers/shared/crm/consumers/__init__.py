@@ -15,7 +15,8 @@ RecordsApplier = Callable[[list[Any]], Any]
 
 def make_sqs_handler(kind: str, apply_records: RecordsApplier) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     """A Lambda handler that applies each message's records and reports failed messages only."""
-    processor = BatchProcessor(event_type=EventType.SQS)
+    # Every message failing is reported like any partial failure, not as an invocation error.
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
     def record_handler(record: SQSRecord) -> None:
         try:
