@@ -1,0 +1,45 @@
+"""A throwaway local stack for benchmarks: SecantusDB, moto server, the template's queues, the runner."""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import boto3
+
+from offline import services, template
+from offline.runner import OfflineRunner
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL_PARAMETERS = {"Env": "development", "MongoUriSecretName": "", "JwtSecretName": ""}
+
+
+@contextlib.contextmanager
+def local_stack(with_runner: bool = True, max_consumers: int = 2) -> Iterator[dict]:
+    mongo = services.MongoServer(":memory:")
+    sqs_server = services.SqsServer()
+    runner = None
+    try:
+        os.environ.update({k: v for k, v in services.LOCAL_AWS_ENV.items() if k not in os.environ})
+        sqs = boto3.client("sqs", endpoint_url=sqs_server.url, region_name="us-east-1")
+        queues = services.create_queues(sqs, template.load(ROOT / "template.yaml").queues)
+        env = {**services.LOCAL_AWS_ENV, "ENV": "development", "MONGO_URI": mongo.uri,
+               "MONGO_DB": f"bench_{uuid.uuid4().hex[:8]}", "SQS_ENDPOINT_URL": sqs_server.url,
+               "SQS_CUSTOMER_QUEUE_URL": queues["CustomerIngestQueue"].url,
+               "SQS_ORDER_QUEUE_URL": queues["OrderIngestQueue"].url,
+               "JWT_SECRET": uuid.uuid4().hex, "MONGO_URI_SECRET_NAME": "", "JWT_SECRET_NAME": "",
+               "POWERTOOLS_LOG_LEVEL": "WARNING", "LOG_LEVEL": "WARNING"}
+        if with_runner:
+            stack = template.load(ROOT / "template.yaml", LOCAL_PARAMETERS, queues)
+            runner = OfflineRunner(stack, queues, env, port=0, reload=False, max_consumers=max_consumers,
+                                   out=io.StringIO()).start()
+        yield {"env": env, "mongo_uri": mongo.uri, "sqs": sqs, "queues": queues,
+               "url": f"http://127.0.0.1:{runner.port}" if runner else None}
+    finally:
+        if runner:
+            runner.stop()
+        sqs_server.stop()
+        mongo.stop()

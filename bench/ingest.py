@@ -1,0 +1,79 @@
+"""Customers/second through the whole system (API -> SQS -> consumer -> MongoDB) beside raw pymongo.
+
+    python -m bench.ingest [--customers 100000] [--batch 1000] [--clients 4]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+from pymongo import IndexModel, MongoClient, UpdateOne
+
+from crm.db import CUSTOMERS, INDEXES
+
+from bench._stack import local_stack
+
+
+def customers(count: int) -> list[dict]:
+    return [{"name": f"Customer {i}", "email": f"customer{i:07d}@example.com", "phone": "+1 555 0100",
+             "spend": float(i % 5000), "visits": i % 40, "last_active": "2026-10-01T12:00:00Z"} for i in range(count)]
+
+
+def end_to_end(url: str, mongo_uri: str, db_name: str, docs: list[dict], batch: int, clients: int) -> float:
+    with httpx.Client(base_url=url, timeout=60) as http:
+        token = http.post("/api/auth/dev-token", json={"email": "bench@example.com"}).json()["token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    batches = [docs[i:i + batch] for i in range(0, len(docs), batch)]
+    collection = MongoClient(mongo_uri)[db_name]["customers"]
+
+    def post(chunk: list[dict]) -> None:
+        with httpx.Client(base_url=url, timeout=60, headers=headers) as http:
+            reply = http.post("/api/customers", json={"customers": chunk})
+            reply.raise_for_status()
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(post, batches))
+    accepted = time.perf_counter() - started
+    while collection.estimated_document_count() < len(docs):
+        time.sleep(0.25)
+    elapsed = time.perf_counter() - started
+    assert collection.count_documents({}) == len(docs)
+    print(f"  API accepted all {len(docs):,} in {accepted:.1f} s ({len(docs) / accepted:,.0f}/s)")
+    return len(docs) / elapsed
+
+
+def raw_upserts(mongo_uri: str, db_name: str, docs: list[dict], batch: int, indexes: list) -> float:
+    collection = MongoClient(mongo_uri)[db_name]["customers"]
+    collection.create_indexes(indexes)
+    started = time.perf_counter()
+    for i in range(0, len(docs), batch):
+        collection.bulk_write([UpdateOne({"email": d["email"]}, {"$set": d}, upsert=True)
+                               for d in docs[i:i + batch]], ordered=False)
+    return len(docs) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=4)
+    args = parser.parse_args()
+    docs = customers(args.customers)
+    with local_stack() as stack:
+        print(f"ingest: {args.customers:,} customers, batches of {args.batch}, {args.clients} clients")
+        system = end_to_end(stack["url"], stack["mongo_uri"], stack["env"]["MONGO_DB"], docs, args.batch, args.clients)
+        bare = raw_upserts(stack["mongo_uri"], "bench_raw_email_only", docs, args.batch,
+                           [IndexModel("email", unique=True)])
+        indexed = raw_upserts(stack["mongo_uri"], "bench_raw_indexed", docs, args.batch, INDEXES[CUSTOMERS])
+    print(f"  {'end to end (API -> SQS -> consumer -> MongoDB)':<58} {system:>8,.0f} customers/s")
+    print(f"  {'baseline: raw pymongo bulk upsert, unique e-mail index':<58} {bare:>8,.0f} customers/s")
+    print(f"  {'baseline: raw pymongo bulk upsert, the customers indexes':<58} {indexed:>8,.0f} customers/s")
+    print(f"  ratio end-to-end / raw (e-mail index only): {system / bare:.2f}")
+    print(f"  ratio end-to-end / raw (same indexes):      {system / indexed:.2f}")
+
+
+if __name__ == "__main__":
+    main()
