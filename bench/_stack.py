@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import uuid
 from pathlib import Path
@@ -18,7 +17,8 @@ LOCAL_PARAMETERS = {"Env": "development", "MongoUriSecretName": "", "JwtSecretNa
 
 
 @contextlib.contextmanager
-def local_stack(with_runner: bool = True, max_consumers: int = 2) -> Iterator[dict]:
+def local_stack(with_runner: bool = True, max_consumers: int = 2, log_path: Path | None = None) -> Iterator[dict]:
+    """The runner's log stream goes to log_path (the benchmark's own output stays readable)."""
     mongo = services.MongoServer(":memory:")
     sqs_server = services.SqsServer()
     runner = None
@@ -34,12 +34,16 @@ def local_stack(with_runner: bool = True, max_consumers: int = 2) -> Iterator[di
                "POWERTOOLS_LOG_LEVEL": "WARNING", "LOG_LEVEL": "WARNING"}
         if with_runner:
             stack = template.load(ROOT / "template.yaml", LOCAL_PARAMETERS, queues)
+            log_path = log_path or ROOT / ".local" / "bench-runner.log"
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log = open(log_path, "w")  # noqa: SIM115 - closed with the stack
             runner = OfflineRunner(stack, queues, env, port=0, reload=False, max_consumers=max_consumers,
-                                   out=io.StringIO()).start()
+                                   out=log).start()
         yield {"env": env, "mongo_uri": mongo.uri, "sqs": sqs, "queues": queues,
                "url": f"http://127.0.0.1:{runner.port}" if runner else None}
     finally:
         if runner:
             runner.stop()
+            log.close()
         sqs_server.stop()
         mongo.stop()

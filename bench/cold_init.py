@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -80,11 +81,8 @@ def main() -> None:
     (hello_dir / "app.py").write_text(HELLO)
 
     with local_stack(with_runner=False) as stack:
-        import os
-
         env = {**os.environ, **stack["env"], "PYTHONPATH": os.pathsep.join([str(ROOT / "layers" / "shared"), str(ROOT)]),
                "PYTHONDONTWRITEBYTECODE": "1"}
-        sys.path[:0] = [str(ROOT / "layers" / "shared")]
         os.environ.update(stack["env"])
         from crm.auth import issue_token
         from crm.config import get_settings

@@ -21,7 +21,8 @@ def customers(count: int) -> list[dict]:
              "spend": float(i % 5000), "visits": i % 40, "last_active": "2026-10-01T12:00:00Z"} for i in range(count)]
 
 
-def end_to_end(url: str, mongo_uri: str, db_name: str, docs: list[dict], batch: int, clients: int) -> float:
+def end_to_end(url: str, mongo_uri: str, db_name: str, docs: list[dict], batch: int, clients: int,
+               sqs, dead_letter_url: str, stall_seconds: float = 120) -> float:
     with httpx.Client(base_url=url, timeout=60) as http:
         token = http.post("/api/auth/dev-token", json={"email": "bench@example.com"}).json()["token"]
     headers = {"Authorization": f"Bearer {token}"}
@@ -37,11 +38,19 @@ def end_to_end(url: str, mongo_uri: str, db_name: str, docs: list[dict], batch: 
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(post, batches))
     accepted = time.perf_counter() - started
-    while collection.estimated_document_count() < len(docs):
+    print(f"  API accepted all {len(docs):,} in {accepted:.1f} s ({len(docs) / accepted:,.0f}/s)", flush=True)
+    count, last_count, last_change = 0, -1, time.monotonic()
+    while count < len(docs):
         time.sleep(0.25)
+        count = collection.estimated_document_count()
+        if count != last_count:
+            last_count, last_change = count, time.monotonic()
+        elif time.monotonic() - last_change > stall_seconds:
+            dead = sqs.get_queue_attributes(QueueUrl=dead_letter_url, AttributeNames=["ApproximateNumberOfMessages"])
+            raise SystemExit(f"stalled at {count:,} customers; dead-lettered messages: "
+                             f"{dead['Attributes']['ApproximateNumberOfMessages']} (see .local/bench-runner.log)")
     elapsed = time.perf_counter() - started
     assert collection.count_documents({}) == len(docs)
-    print(f"  API accepted all {len(docs):,} in {accepted:.1f} s ({len(docs) / accepted:,.0f}/s)")
     return len(docs) / elapsed
 
 
@@ -60,11 +69,13 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--consumers", type=int, default=2, help="concurrent pollers per queue")
     args = parser.parse_args()
     docs = customers(args.customers)
-    with local_stack() as stack:
-        print(f"ingest: {args.customers:,} customers, batches of {args.batch}, {args.clients} clients")
-        system = end_to_end(stack["url"], stack["mongo_uri"], stack["env"]["MONGO_DB"], docs, args.batch, args.clients)
+    with local_stack(max_consumers=args.consumers) as stack:
+        print(f"ingest: {args.customers:,} customers, batches of {args.batch}, {args.clients} clients", flush=True)
+        system = end_to_end(stack["url"], stack["mongo_uri"], stack["env"]["MONGO_DB"], docs, args.batch, args.clients,
+                            stack["sqs"], stack["queues"]["CustomerIngestDLQ"].url)
         bare = raw_upserts(stack["mongo_uri"], "bench_raw_email_only", docs, args.batch,
                            [IndexModel("email", unique=True)])
         indexed = raw_upserts(stack["mongo_uri"], "bench_raw_indexed", docs, args.batch, INDEXES[CUSTOMERS])

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from typing import Any, Callable
 
 from offline.invoker import InvocationError, InvocationTimeout
@@ -28,19 +29,21 @@ def sqs_event(messages: list[dict[str, Any]], queue: LocalQueue, region: str = "
 
 
 def failed_message_ids(result: Any, batch: list[dict[str, Any]], report_failures: bool) -> set[str]:
-    """What Lambda would return to the queue: all of the batch unless partial failures are reported well."""
+    """The messages Lambda returns to the queue after an invocation that did not raise.
+
+    As documented for ReportBatchItemFailures: no reply or no failures list is full success; a
+    reply of the wrong shape, or an identifier that is empty or not in the batch, fails it all.
+    """
+    if not report_failures or result is None:
+        return set()
     all_ids = {m["MessageId"] for m in batch}
-    if not report_failures:
-        return set()
-    if result is None:
-        return set()
-    failures = result.get("batchItemFailures") if isinstance(result, dict) else None
-    if failures is None:
-        return set()
-    ids = {f.get("itemIdentifier") for f in failures if isinstance(f, dict)}
-    if not ids <= all_ids or None in ids or "" in ids:
+    if not isinstance(result, dict):
         return all_ids
-    return ids
+    failures = result.get("batchItemFailures") or []
+    if not isinstance(failures, list) or not all(isinstance(f, dict) for f in failures):
+        return all_ids
+    ids = {f.get("itemIdentifier") for f in failures}
+    return ids if ids <= all_ids else all_ids
 
 
 class SqsPoller(threading.Thread):
@@ -74,12 +77,15 @@ class SqsPoller(threading.Thread):
         ).get("Messages", [])
         if not batch:
             return 0
+        started = time.perf_counter()
         try:
             result = self.invoke(self.function, sqs_event(batch, self.queue))
             failed = failed_message_ids(result, batch, self.source.report_failures)
         except (InvocationError, InvocationTimeout) as exc:
             self.log("sqs", f"{self.queue.name}: {self.function} failed the whole batch: {exc}")
             failed = {m["MessageId"] for m in batch}
+        self.log("sqs", f"{self.queue.name}: {len(batch)} message(s) -> {self.function} "
+                        f"{(time.perf_counter() - started) * 1000:.0f} ms, {len(failed)} failed")
         done = [m for m in batch if m["MessageId"] not in failed]
         retry = [m for m in batch if m["MessageId"] in failed]
         if done:

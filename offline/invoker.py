@@ -40,16 +40,17 @@ class Worker:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, env=env,
         )
         self.replies: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._pump, args=(self.process.stdout, self.replies.put), daemon=True).start()
-        threading.Thread(target=self._pump, args=(self.process.stderr, lambda line: log(spec.name, line)),
+        threading.Thread(target=self._pump, args=(self.process.stdout, self.replies.put, True), daemon=True).start()
+        threading.Thread(target=self._pump, args=(self.process.stderr, lambda line: log(spec.name, line), False),
                          daemon=True).start()
         self._ready = False
 
     @staticmethod
-    def _pump(stream: TextIO, sink: Callable[[Any], None]) -> None:
+    def _pump(stream: TextIO, sink: Callable[[Any], None], signal_end: bool) -> None:
         for line in stream:
             sink(line.rstrip("\n"))
-        sink(None)
+        if signal_end:
+            sink(None)
 
     def _next_reply(self, timeout: float) -> dict[str, Any]:
         line = self.replies.get(timeout=timeout)

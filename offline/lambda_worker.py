@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -37,6 +38,8 @@ def _error(exc: BaseException) -> dict:
 
 def main() -> None:
     function_name, code_uri, handler_path, memory_mb = sys.argv[1:5]
+    # Ctrl-C reaches the whole process group; the runner stops its workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     replies = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
     sys.path.insert(0, code_uri)

@@ -11,6 +11,13 @@ from crm.observability import logger
 from crm.messages import unpack
 
 RecordsApplier = Callable[[list[Any]], Any]
+# Below this much time left, the remaining messages of a batch go back to the queue untouched
+# rather than risk being cut off by the function timeout halfway through a bulk write.
+MIN_REMAINING_MS = 10_000
+
+
+class NotStarted(Exception):
+    """Too little time was left to apply this message; it is retried in a later invocation."""
 
 
 def make_sqs_handler(kind: str, apply_records: RecordsApplier) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
@@ -18,7 +25,9 @@ def make_sqs_handler(kind: str, apply_records: RecordsApplier) -> Callable[[dict
     # Every message failing is reported like any partial failure, not as an invocation error.
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
-    def record_handler(record: SQSRecord) -> None:
+    def record_handler(record: SQSRecord, lambda_context: Any = None) -> None:
+        if lambda_context is not None and lambda_context.get_remaining_time_in_millis() < MIN_REMAINING_MS:
+            raise NotStarted(record.message_id)
         try:
             message_kind, records = unpack(record.body)
             if message_kind != kind:

@@ -42,6 +42,10 @@ class InputModel(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+class Accepted(BaseModel):
+    accepted: int
+
+
 class Page(BaseModel, Generic[T]):
     items: list[T]
     next_cursor: str | None

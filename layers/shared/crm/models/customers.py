@@ -31,7 +31,3 @@ class Customer(BaseModel):
     last_active: IsoTime
     created_at: IsoTime
     updated_at: IsoTime
-
-
-class Accepted(BaseModel):
-    accepted: int

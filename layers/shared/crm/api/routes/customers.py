@@ -7,15 +7,17 @@ from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import JSONResponse
 
 from crm.api.deps import DEFAULT_LIMIT, CurrentUser, Cursor, IdempotencyKey, Limit, SettingsDep, current_user
+from crm.api.ingest import IngestRoute
 from crm.api.openapi import body_of
-from crm import queues
 from crm.api.storage import DbDep
-from crm.db import CUSTOMERS, IDEMPOTENCY_KEYS
-from crm.models.common import Email, IsoTime, Page, validate_one_or_batch
-from crm.models.customers import MAX_BATCH, Accepted, Customer, CustomerBatchIn, CustomerIn
+from crm.db import CUSTOMERS
+from crm.models.common import Accepted, Email, IsoTime, Page
+from crm.models.customers import MAX_BATCH, Customer, CustomerBatchIn, CustomerIn
 from crm.services import customers as service
-from crm.services.idempotency import run_once
 
+# The queue message kind doubles as the batch key of the POST body: {"customers": [...]}.
+INGEST = IngestRoute(service.QUEUE_KIND, CustomerIn, MAX_BATCH, service.queue_records,
+                     lambda settings: settings.sqs_customer_queue_url)
 router = APIRouter(prefix="/api/customers", tags=["customers"], dependencies=[Depends(current_user)])
 
 
@@ -23,16 +25,7 @@ router = APIRouter(prefix="/api/customers", tags=["customers"], dependencies=[De
 def ingest_customers(payload: Annotated[Any, Body(include_in_schema=False)], settings: SettingsDep, db: DbDep,
                      user: CurrentUser, idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Validates one customer or a batch and queues them; the consumer upserts by e-mail."""
-    customers = validate_one_or_batch(payload, CustomerIn, "customers", MAX_BATCH)
-    status, body = run_once(db[IDEMPOTENCY_KEYS], f"customers:{user.email}", idempotency_key, payload,
-                            lambda: _enqueue(customers, settings))
-    return JSONResponse(body, status_code=status)
-
-
-def _enqueue(customers: list, settings) -> tuple[int, dict]:
-    records = service.queue_records(customers)
-    queues.enqueue(settings.sqs_customer_queue_url, service.QUEUE_KIND, records, settings)
-    return 202, {"accepted": len(records)}
+    return INGEST.accept(payload, settings, db, user, idempotency_key)
 
 
 @router.get("", response_model=Page[Customer])

@@ -7,16 +7,17 @@ from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import JSONResponse
 
 from crm.api.deps import DEFAULT_LIMIT, CurrentUser, Cursor, IdempotencyKey, Limit, SettingsDep, current_user
+from crm.api.ingest import IngestRoute
 from crm.api.openapi import body_of
-from crm import queues
 from crm.api.storage import DbDep
-from crm.db import IDEMPOTENCY_KEYS, ORDERS
-from crm.models.common import IsoTime, ObjectIdStr, Page, validate_one_or_batch
-from crm.models.customers import Accepted
+from crm.db import ORDERS
+from crm.models.common import Accepted, IsoTime, ObjectIdStr, Page
 from crm.models.orders import MAX_BATCH, Order, OrderBatchIn, OrderIn
 from crm.services import orders as service
-from crm.services.idempotency import run_once
 
+# The queue message kind doubles as the batch key of the POST body: {"orders": [...]}.
+INGEST = IngestRoute(service.QUEUE_KIND, OrderIn, MAX_BATCH, service.queue_records,
+                     lambda settings: settings.sqs_order_queue_url)
 router = APIRouter(prefix="/api/orders", tags=["orders"], dependencies=[Depends(current_user)])
 
 
@@ -24,16 +25,7 @@ router = APIRouter(prefix="/api/orders", tags=["orders"], dependencies=[Depends(
 def ingest_orders(payload: Annotated[Any, Body(include_in_schema=False)], settings: SettingsDep, db: DbDep,
                   user: CurrentUser, idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Validates one order or a batch and queues them; the consumer applies each order_id once."""
-    orders = validate_one_or_batch(payload, OrderIn, "orders", MAX_BATCH)
-    status, body = run_once(db[IDEMPOTENCY_KEYS], f"orders:{user.email}", idempotency_key, payload,
-                            lambda: _enqueue(orders, settings))
-    return JSONResponse(body, status_code=status)
-
-
-def _enqueue(orders: list, settings) -> tuple[int, dict]:
-    records = service.queue_records(orders)
-    queues.enqueue(settings.sqs_order_queue_url, service.QUEUE_KIND, records, settings)
-    return 202, {"accepted": len(records)}
+    return INGEST.accept(payload, settings, db, user, idempotency_key)
 
 
 @router.get("", response_model=Page[Order])

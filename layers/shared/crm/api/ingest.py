@@ -1,0 +1,37 @@
+"""The one way a POST ingests records: validate all, then queue them packed, at most once per Idempotency-Key."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from pymongo.database import Database
+
+from crm import queues
+from crm.auth import Principal
+from crm.config import Settings
+from crm.db import IDEMPOTENCY_KEYS
+from crm.models.common import validate_one_or_batch
+from crm.services.idempotency import run_once
+
+
+@dataclass(frozen=True)
+class IngestRoute:
+    kind: str
+    model: type[BaseModel]
+    max_batch: int
+    queue_records: Callable[[list[Any]], list[dict[str, Any]]]
+    queue_url: Callable[[Settings], str]
+
+    def accept(self, payload: Any, settings: Settings, db: Database, user: Principal,
+               idempotency_key: str | None) -> JSONResponse:
+        valid = validate_one_or_batch(payload, self.model, self.kind, self.max_batch)
+
+        def enqueue() -> tuple[int, dict[str, Any]]:
+            records = self.queue_records(valid)
+            queues.enqueue(self.queue_url(settings), self.kind, records, settings)
+            return 202, {"accepted": len(records)}
+
+        status, body = run_once(db[IDEMPOTENCY_KEYS], f"{self.kind}:{user.email}", idempotency_key, payload, enqueue)
+        return JSONResponse(body, status_code=status)
