@@ -58,11 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         runner.log("offline", f"MongoDB {env['MONGO_URI'].split('@')[-1]}  SQS {env['SQS_ENDPOINT_URL']}")
         runner.log("offline", f"ready on http://localhost:{runner.port} (docs: /docs); Ctrl-C stops everything")
         stopped = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-        try:
-            while not stopped.wait(0.5):
-                pass
-        except KeyboardInterrupt:
+        # Set explicitly: a shell that starts us in the background leaves SIGINT ignored.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stopped.set())
+        while not stopped.wait(0.5):
             pass
     finally:
         if runner:
