@@ -23,6 +23,7 @@ test: install
 
 lint: install
 	$(BIN)/cfn-lint template.yaml
+	$(BIN)/ruff check .
 
 bench: install
 	$(BIN)/python -m bench.ingest

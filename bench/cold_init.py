@@ -81,7 +81,8 @@ def main() -> None:
     (hello_dir / "app.py").write_text(HELLO)
 
     with local_stack(with_runner=False) as stack:
-        env = {**os.environ, **stack["env"], "PYTHONPATH": os.pathsep.join([str(ROOT / "layers" / "shared"), str(ROOT)]),
+        pythonpath = os.pathsep.join([str(ROOT / "layers" / "shared"), str(ROOT)])
+        env = {**os.environ, **stack["env"], "PYTHONPATH": pythonpath,
                "PYTHONDONTWRITEBYTECODE": "1"}
         os.environ.update(stack["env"])
         from crm.auth import issue_token
@@ -102,7 +103,8 @@ def main() -> None:
             assert last["status"] == 200, (name, last)
             packages = [p for p in last["packages"] if p in IMPORT_NAMES]
             deps_ms, _ = median_ms("imports", json.dumps(packages), {}, env, args.runs)
-            print(f"  {name:<10} {ms:>10.0f} {hello_ms:>12.0f} {deps_ms:>10.0f} {ms / deps_ms:>10.2f}  {' '.join(packages)}")
+            print(f"  {name:<10} {ms:>10.0f} {hello_ms:>12.0f} {deps_ms:>10.0f} {ms / deps_ms:>10.2f}  "
+                  f"{' '.join(packages)}")
 
 
 if __name__ == "__main__":

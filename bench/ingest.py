@@ -9,9 +9,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from pymongo import IndexModel, MongoClient, UpdateOne
-
 from crm.db import CUSTOMERS, INDEXES
+from pymongo import IndexModel, MongoClient, UpdateOne
 
 from bench._stack import local_stack
 

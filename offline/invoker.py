@@ -146,7 +146,8 @@ class FunctionPool:
         self.reload()
 
 
-def watch_sources(paths: list[str], on_change: Callable[[], None], stop: threading.Event, interval: float = 1.0) -> None:
+def watch_sources(paths: list[str], on_change: Callable[[], None], stop: threading.Event,
+                  interval: float = 1.0) -> None:
     """Polls .py modification times; cheap enough for a project this size and needs no extra package."""
     def snapshot() -> dict[str, float]:
         seen = {}

@@ -4,8 +4,8 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from pathlib import Path
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -90,7 +90,8 @@ class OfflineRunner:
             thread.start()
         for name, spec in self.template.functions.items():
             for route in spec.routes:
-                self.log("offline", f"{route.method:>4} http://{self.server.server_address[0]}:{self.port}{route.path} -> {name}")
+                url = f"http://{self.server.server_address[0]}:{self.port}{route.path}"
+                self.log("offline", f"{route.method:>4} {url} -> {name}")
             for source in spec.sqs_sources:
                 self.log("offline", f" SQS {self.queues[source.queue].name} (batch {source.batch_size}) -> {name}")
         return self

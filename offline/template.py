@@ -137,7 +137,8 @@ def load(path: Path, parameter_overrides: dict[str, str] | None = None,
     return Template(path.parent, doc, parameters, functions, queues, layers)
 
 
-def _function(root: Path, name: str, props: dict[str, Any], globals_fn: dict[str, Any], resolver: Resolver) -> FunctionSpec:
+def _function(root: Path, name: str, props: dict[str, Any], globals_fn: dict[str, Any],
+              resolver: Resolver) -> FunctionSpec:
     variables = {**((globals_fn.get("Environment") or {}).get("Variables") or {}),
                  **((props.get("Environment") or {}).get("Variables") or {})}
     spec = FunctionSpec(

@@ -6,9 +6,8 @@ import json
 import time
 
 import pytest
-from jose import jwt
-
 from crm.auth import ALGORITHM
+from jose import jwt
 
 
 def _b64(data: dict) -> str:

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import pytest
-
 from crm.messages import unpack
+
 from tests.helpers import assert_error
 
 CUSTOMER_QUEUE = "CustomerIngestQueue"
@@ -50,8 +50,8 @@ def test_redelivered_customer_message_changes_nothing_more(api, consumers, db):
     api.post("/api/customers", {"customers": [{"name": f"C{i}", "email": f"c{i}@example.com"} for i in range(5)]})
     [message] = consumers.messages(CUSTOMER_QUEUE)
     handler_event = consumers.event_for(CUSTOMER_QUEUE, [message["Body"], message["Body"]])
-    from tests.conftest import load_function
     from offline.lambda_worker import LambdaContext
+    from tests.conftest import load_function
 
     reply = load_function("customer_ingest").handler(handler_event, LambdaContext("c", 512, "r", 2e9))
     assert reply == {"batchItemFailures": []}

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from crm.config import get_settings
+
 from offline import services
 from tests.helpers import assert_error
 
@@ -57,7 +56,8 @@ def test_openapi_covers_every_route_of_the_template(api):
     assert {"/health", "/api/auth/dev-token", "/api/customers", "/api/orders"} <= paths
     routed = {r.path for f in template.load(TEMPLATE).functions.values() for r in f.routes}
     for path in paths:
-        assert any(path == r or (r.endswith("{proxy+}") and path.startswith(r[: -len("{proxy+}")])) for r in routed), path
+        assert any(path == r or (r.endswith("{proxy+}") and path.startswith(r[: -len("{proxy+}")]))
+                   for r in routed), path
     body = document["paths"]["/api/customers"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert {ref["$ref"].rsplit("/", 1)[1] for ref in body["anyOf"]} == {"CustomerIn", "CustomerBatchIn"}
     assert "CustomerIn" in document["components"]["schemas"]

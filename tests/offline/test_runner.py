@@ -53,7 +53,8 @@ def test_ingest_end_to_end_through_the_runner(stack):
                                                           "amount": 12.5, "items": [{"sku": "s", "name": "n", "qty": 1,
                                                                                      "price": 12.5}]})
     assert reply.status_code == 202
-    _wait_for(lambda: http.get("/api/customers?email=ada@example.com", headers=auth).json()["items"][0]["spend"] == 12.5)
+    _wait_for(lambda: http.get("/api/customers?email=ada@example.com",
+                               headers=auth).json()["items"][0]["spend"] == 12.5)
 
     unauthorized = http.get("/api/orders")
     assert unauthorized.status_code == 401
@@ -77,7 +78,8 @@ FUNCTIONS = {
             print("echo called")
             return {"statusCode": 200, "headers": {"content-type": "application/json"},
                     "body": json.dumps({"version": "v1", "route": event["routeKey"], "path": event["rawPath"],
-                                        "params": event.get("pathParameters"), "query": event.get("queryStringParameters"),
+                                        "params": event.get("pathParameters"),
+                                        "query": event.get("queryStringParameters"),
                                         "body": event.get("body"), "method": event["requestContext"]["http"]["method"],
                                         "remaining": context.get_remaining_time_in_millis()})}
     ''',

@@ -9,8 +9,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from crm.config import Settings, get_settings
-from crm.messages import pack
 from crm.errors import DependencyUnavailable, translate_as
+from crm.messages import pack
 
 MAX_MESSAGES_PER_BATCH_CALL = 10
 

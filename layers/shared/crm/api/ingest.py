@@ -2,27 +2,43 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 
+from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from pymongo.database import Database
 
 from crm import queues
+from crm.api.deps import CurrentUser, IdempotencyKey, SettingsDep
+from crm.api.openapi import body_of
+from crm.api.storage import DbDep
 from crm.auth import Principal
 from crm.config import Settings
 from crm.db import IDEMPOTENCY_KEYS
-from crm.models.common import validate_one_or_batch
+from crm.models.common import Accepted, validate_one_or_batch
 from crm.services.idempotency import run_once
 
 
 @dataclass(frozen=True)
 class IngestRoute:
+    """`kind` names the queue message kind and the batch key of the body: `{"<kind>": [...]}`."""
+
     kind: str
     model: type[BaseModel]
+    batch_model: type[BaseModel]
     max_batch: int
     queue_records: Callable[[list[Any]], list[dict[str, Any]]]
     queue_url: Callable[[Settings], str]
+
+    def add_to(self, router: APIRouter, description: str) -> None:
+        """POST on the router's prefix: one object or a batch, answered 202 once queued."""
+
+        @router.post("", status_code=202, response_model=Accepted, description=description,
+                     operation_id=f"ingest_{self.kind}", openapi_extra=body_of(self.model, self.batch_model))
+        def ingest(payload: Annotated[Any, Body(include_in_schema=False)], settings: SettingsDep, db: DbDep,
+                   user: CurrentUser, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+            return self.accept(payload, settings, db, user, idempotency_key)
 
     def accept(self, payload: Any, settings: Settings, db: Database, user: Principal,
                idempotency_key: str | None) -> JSONResponse:

@@ -26,8 +26,8 @@ def install(app: FastAPI) -> None:
             document = get_openapi(title=app.title, version=app.version, description=app.description,
                                    routes=app.routes)
             if _body_models:
-                _, defs = models_json_schema([(m, "validation") for m in sorted(_body_models, key=lambda m: m.__name__)],
-                                             ref_template=REF)
+                models = sorted(_body_models, key=lambda m: m.__name__)
+                _, defs = models_json_schema([(m, "validation") for m in models], ref_template=REF)
                 document.setdefault("components", {}).setdefault("schemas", {}).update(defs.get("$defs", {}))
             app.openapi_schema = document
         return app.openapi_schema

@@ -7,8 +7,8 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from crm.errors import CRMError
-from crm.observability import logger
 from crm.messages import unpack
+from crm.observability import logger
 
 RecordsApplier = Callable[[list[Any]], Any]
 # Below this much time left, the remaining messages of a batch go back to the queue untouched

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from crm.consumers import make_sqs_handler
 from crm.db import CUSTOMERS, get_db
 from crm.services.customers import QUEUE_KIND as CUSTOMERS_KIND
 from crm.services.customers import upsert_customers
 from crm.services.orders import QUEUE_KIND as ORDERS_KIND
 from crm.services.orders import apply_orders
-
-from crm.consumers import make_sqs_handler
 
 
 def apply_customer_records(records: list[Any]) -> None:

@@ -5,7 +5,16 @@ from datetime import datetime, timezone
 from typing import Annotated, Any, Generic, TypeVar
 
 from bson import ObjectId
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, PlainSerializer, ValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    PlainSerializer,
+    ValidationError,
+)
 
 from crm.errors import InvalidInput
 

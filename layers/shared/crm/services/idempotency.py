@@ -28,7 +28,8 @@ def run_once(keys: Collection, scope: str, key: str | None, payload: Any, action
     if key is None:
         return action()
     if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
-        raise InvalidInput.for_field(("header", "Idempotency-Key"), f"must be 1 to {MAX_KEY_LENGTH} printable characters")
+        raise InvalidInput.for_field(("header", "Idempotency-Key"),
+                                     f"must be 1 to {MAX_KEY_LENGTH} printable characters")
     doc_id = f"{scope}:{key}"
     body_hash = fingerprint(payload)
     now = utcnow()
