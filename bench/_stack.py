@@ -13,7 +13,6 @@ from offline import services, template
 from offline.runner import OfflineRunner
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCAL_PARAMETERS = {"Env": "development", "MongoUriSecretName": "", "JwtSecretName": ""}
 
 
 @contextlib.contextmanager
@@ -33,7 +32,7 @@ def local_stack(with_runner: bool = True, max_consumers: int = 2, log_path: Path
                "JWT_SECRET": uuid.uuid4().hex, "MONGO_URI_SECRET_NAME": "", "JWT_SECRET_NAME": "",
                "POWERTOOLS_LOG_LEVEL": "WARNING", "LOG_LEVEL": "WARNING"}
         if with_runner:
-            stack = template.load(ROOT / "template.yaml", LOCAL_PARAMETERS, queues)
+            stack = template.load(ROOT / "template.yaml", services.LOCAL_PARAMETERS, queues)
             log_path = log_path or ROOT / ".local" / "bench-runner.log"
             log_path.parent.mkdir(parents=True, exist_ok=True)
             log = open(log_path, "w")  # noqa: SIM115 - closed with the stack

@@ -19,8 +19,6 @@ from offline import services, template
 from offline.runner import OfflineRunner
 
 ROOT = Path(__file__).resolve().parent.parent
-# As `sam local --parameter-overrides` would: a development stack, secrets from config, not Secrets Manager.
-LOCAL_PARAMETERS = {"Env": "development", "MongoUriSecretName": "", "JwtSecretName": ""}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.update({k: v for k, v in services.LOCAL_AWS_ENV.items() if k not in os.environ})
         sqs = boto3.client("sqs", endpoint_url=env["SQS_ENDPOINT_URL"], region_name="us-east-1")
         template_path = ROOT / "template.yaml"
-        queues = services.create_queues(sqs, template.load(template_path, LOCAL_PARAMETERS).queues)
-        stack = template.load(template_path, LOCAL_PARAMETERS, queues)
+        queues = services.create_queues(sqs, template.load(template_path, services.LOCAL_PARAMETERS).queues)
+        stack = template.load(template_path, services.LOCAL_PARAMETERS, queues)
         runner = OfflineRunner(stack, queues, env, host=args.host, port=args.port, reload=not args.no_reload).start()
         runner.log("offline", f"MongoDB {env['MONGO_URI'].split('@')[-1]}  SQS {env['SQS_ENDPOINT_URL']}")
         runner.log("offline", f"ready on http://localhost:{runner.port} (docs: /docs); Ctrl-C stops everything")

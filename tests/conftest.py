@@ -126,6 +126,7 @@ class Api:
 
     def __init__(self, token: str | None = None):
         self.token = token
+        self.last_cookies: list[str] = []
 
     def request(self, method: str, target: str, body: Any = None, headers: dict[str, str] | None = None,
                 raw: bytes | None = None, token: str | None = None) -> tuple[int, Any, dict[str, str]]:
@@ -139,6 +140,7 @@ class Api:
         event = http_api_event(method, target, list(all_headers.items()), payload, "127.0.0.1",
                                HttpRoute("ANY", path), {})
         reply = load_function(group).handler(event, LambdaContext(group, 512, str(uuid.uuid4()), 2e9))
+        self.last_cookies = reply.get("cookies") or []
         text = reply.get("body") or ""
         headers = reply.get("headers", {})
         is_json = headers.get("content-type", "").startswith("application/json")

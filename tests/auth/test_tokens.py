@@ -7,7 +7,12 @@ import time
 
 import pytest
 from crm.auth import ALGORITHM
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from jose import jwt
+
+_RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
 
 
 def _b64(data: dict) -> str:
@@ -59,11 +64,13 @@ def _bad_tokens(secret: str) -> dict[str, str]:
         "other_alg": jwt.encode(_claims(), secret, algorithm="HS512"),
         "wrong_issuer": jwt.encode(_claims(iss="someone-else"), secret, algorithm=ALGORITHM),
         "no_subject": jwt.encode({k: v for k, v in _claims().items() if k != "sub"}, secret, algorithm=ALGORITHM),
+        "not_yet_valid": jwt.encode(_claims(nbf=int(time.time()) + 600), secret, algorithm=ALGORITHM),
+        "rs256": jwt.encode(_claims(), _RSA_KEY, algorithm="RS256"),
     }
 
 
 @pytest.mark.parametrize("kind", ["missing", "malformed", "forged", "expired", "alg_none", "other_alg",
-                                  "wrong_issuer", "no_subject"])
+                                  "wrong_issuer", "no_subject", "not_yet_valid", "rs256"])
 @pytest.mark.parametrize("route", [("GET", "/api/customers"), ("POST", "/api/customers"),
                                    ("GET", "/api/orders"), ("POST", "/api/orders")])
 def test_bad_tokens_get_401(api, env, kind, route):

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from offline import template
+from offline import services, template
 from offline.runner import OfflineRunner
 from tests.conftest import TEMPLATE
 from tests.helpers import assert_error
@@ -28,8 +28,7 @@ def _wait_for(check, timeout: float = 30.0, interval: float = 0.2):
 
 @pytest.fixture
 def stack(stack_env, queues):
-    runner = OfflineRunner(template.load(TEMPLATE, {"Env": "development", "MongoUriSecretName": "",
-                                                    "JwtSecretName": ""}, queues),
+    runner = OfflineRunner(template.load(TEMPLATE, services.LOCAL_PARAMETERS, queues),
                            queues, stack_env, port=0, retry_delay_seconds=0, reload=False, out=io.StringIO()).start()
     with httpx.Client(base_url=f"http://127.0.0.1:{runner.port}", timeout=30) as client:
         yield client, runner

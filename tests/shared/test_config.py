@@ -57,3 +57,10 @@ def test_production_accepts_real_secrets_and_hides_them(config_file, monkeypatch
     settings = Settings()
     assert settings.is_production
     assert "pw@" not in repr(settings) and "x" * 40 not in repr(settings)
+
+
+def test_empty_environment_variables_do_not_mask_the_file(config_file, monkeypatch):
+    """The template sets every variable, blank when its parameter is; blank must mean unset."""
+    config_file.write_text(json.dumps({"GOOGLE_CLIENT_ID": "from-file"}))
+    monkeypatch.setenv("GOOGLE_CLIENT_ID", "")
+    assert Settings().google_client_id == "from-file"

@@ -19,7 +19,8 @@ class ConfigError(RuntimeError):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+    # Empty variables count as unset: a template parameter left blank must not mask the config file.
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, env_ignore_empty=True)
 
     env: str = "development"
     port: int = 4000
@@ -45,10 +46,18 @@ class Settings(BaseSettings):
     google_client_id: str = ""
     google_client_secret: SecretStr = SecretStr("")
     google_callback_url: str = ""
+    # Any OpenID Connect provider found by discovery at this issuer can stand in for Google.
+    google_oidc_issuer: str = "https://accounts.google.com"
+    # Comma-separated; empty lets any verified e-mail sign in.
+    allowed_email_domains: str = ""
+    # When set, a finished sign-in redirects here with the token in the URL fragment.
+    frontend_url: str = ""
+    oidc_timeout_seconds: float = 10.0
 
     # In AWS the secrets themselves are not in the environment, only their names.
     mongo_uri_secret_name: str = ""
     jwt_secret_name: str = ""
+    google_client_secret_name: str = ""
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
@@ -67,12 +76,18 @@ class Settings(BaseSettings):
     def google_oauth_configured(self) -> bool:
         return bool(self.google_client_id and self.google_client_secret.get_secret_value())
 
+    @property
+    def email_domains(self) -> frozenset[str]:
+        return frozenset(d.strip().lower().lstrip("@") for d in self.allowed_email_domains.split(",") if d.strip())
+
     @model_validator(mode="after")
     def _resolve_secrets(self) -> Settings:
         if self.mongo_uri_secret_name:
             self.mongo_uri = SecretStr(_fetch_secret(self.mongo_uri_secret_name))
         if self.jwt_secret_name:
             self.jwt_secret = SecretStr(_fetch_secret(self.jwt_secret_name))
+        if self.google_client_secret_name:
+            self.google_client_secret = SecretStr(_fetch_secret(self.google_client_secret_name))
         if self.is_production:
             _refuse_unsafe_production(self)
         return self

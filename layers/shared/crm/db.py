@@ -13,6 +13,7 @@ from crm.errors import DependencyUnavailable, translate_as
 CUSTOMERS = "customers"
 ORDERS = "orders"
 IDEMPOTENCY_KEYS = "idempotency_keys"
+OAUTH_STATES = "oauth_states"
 
 INDEXES: dict[str, list[IndexModel]] = {
     CUSTOMERS: [
@@ -28,6 +29,9 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("date", ASCENDING)], name="date"),
     ],
     IDEMPOTENCY_KEYS: [
+        IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_at_ttl"),
+    ],
+    OAUTH_STATES: [
         IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_at_ttl"),
     ],
 }

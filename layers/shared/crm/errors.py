@@ -25,6 +25,11 @@ class InvalidInput(CRMError):
         return cls(f"Invalid {'.'.join(map(str, loc))}: {msg}", [{"loc": list(loc), "msg": msg}])
 
 
+class BadRequest(CRMError):
+    status_code = 400
+    code = "bad_request"
+
+
 class Unauthorized(CRMError):
     status_code = 401
     code = "unauthorized"

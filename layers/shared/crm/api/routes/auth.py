@@ -1,15 +1,26 @@
-"""Sign-in routes that issue the CRM's own JWT."""
+"""Sign-in routes that issue the CRM's own JWT: Google (OpenID Connect) and, in development, dev tokens."""
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+from urllib.parse import urlencode, urlsplit
+
+from fastapi import APIRouter, Cookie, Query
+from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
 from crm.api.deps import SettingsDep
+from crm.api.storage import DbDep
 from crm.auth import issue_token
-from crm.errors import Forbidden
+from crm.config import Settings
+from crm.db import OAUTH_STATES
+from crm.errors import BadRequest, Forbidden
 from crm.models.common import Email, InputModel
+from crm.services import google_sign_in
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
+
+STATE_COOKIE = "crm_oauth"
+STATE_COOKIE_PATH = "/api/auth/google"
 
 
 class DevTokenIn(InputModel):
@@ -23,10 +34,60 @@ class TokenOut(BaseModel):
     expires_in: int
 
 
+class UserOut(BaseModel):
+    email: str
+    name: str | None
+    picture: str | None
+
+
+class SignInOut(TokenOut):
+    user: UserOut
+
+
 @router.post("/dev-token", response_model=TokenOut)
 def dev_token(body: DevTokenIn, settings: SettingsDep) -> TokenOut:
     """A token for local development; refused in production and wherever Google sign-in is configured."""
-    if settings.is_production or settings.google_oauth_configured:
-        raise Forbidden("Development tokens are disabled here; sign in with Google")
+    if settings.is_production:
+        raise Forbidden("Development tokens are disabled in production; sign in with Google")
+    if settings.google_oauth_configured:
+        raise Forbidden("Development tokens are disabled because Google sign-in is configured; use /api/auth/google")
     token, expires_in = issue_token(settings, body.email, body.name)
     return TokenOut(token=token, expires_in=expires_in)
+
+
+@router.get("/google", status_code=302, response_class=RedirectResponse)
+def google_sign_in_start(settings: SettingsDep, db: DbDep) -> RedirectResponse:
+    """Redirects to Google with a signed, single-use state and a PKCE challenge."""
+    started = google_sign_in.start(settings, db[OAUTH_STATES])
+    response = RedirectResponse(started.redirect_url, status_code=302)
+    response.set_cookie(STATE_COOKIE, started.browser_binding, max_age=int(google_sign_in.STATE_TTL.total_seconds()),
+                        path=STATE_COOKIE_PATH, httponly=True, secure=_is_https(settings), samesite="lax")
+    return response
+
+
+@router.get("/google/callback", response_model=SignInOut,
+            responses={302: {"description": "To FRONTEND_URL, with the token in the URL fragment"}})
+def google_sign_in_callback(settings: SettingsDep, db: DbDep,
+                            code: Annotated[str | None, Query(max_length=4096)] = None,
+                            state: Annotated[str | None, Query(max_length=4096)] = None,
+                            error: Annotated[str | None, Query(max_length=200)] = None,
+                            binding: Annotated[str | None, Cookie(alias=STATE_COOKIE)] = None):
+    """Checks the state, exchanges the code, verifies the ID token and issues the CRM's token."""
+    if error:
+        raise BadRequest("Sign-in was cancelled or refused at the provider", code="sign_in_denied")
+    user = google_sign_in.finish(settings, db[OAUTH_STATES], code, state, binding)
+    token, expires_in = issue_token(settings, user.email, user.name)
+    reply = SignInOut(token=token, expires_in=expires_in,
+                      user=UserOut(email=user.email, name=user.name, picture=user.picture))
+    if settings.frontend_url:
+        fragment = urlencode({"token": token, "token_type": "bearer", "expires_in": expires_in})
+        response = RedirectResponse(f"{settings.frontend_url}#{fragment}", status_code=302)
+    else:
+        response = JSONResponse(reply.model_dump())
+    response.delete_cookie(STATE_COOKIE, path=STATE_COOKIE_PATH, httponly=True, secure=_is_https(settings),
+                           samesite="lax")
+    return response
+
+
+def _is_https(settings: Settings) -> bool:
+    return urlsplit(settings.google_callback_url).scheme == "https"

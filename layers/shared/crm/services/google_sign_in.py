@@ -1,0 +1,109 @@
+"""Google sign-in: the authorization-code flow with PKCE, a signed single-use state bound to the browser."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import urlencode
+
+from jose import JWTError, jwt
+from pymongo.collection import Collection
+
+from crm.auth import ALGORITHM
+from crm.config import Settings
+from crm.errors import BadRequest, Forbidden
+from crm.models.common import utcnow
+from crm.oidc import OidcProvider, get_provider
+
+STATE_TTL = timedelta(minutes=10)
+STATE_TYPE = "oauth_state"
+SCOPES = "openid email profile"
+
+
+@dataclass(frozen=True)
+class SignInStart:
+    redirect_url: str
+    browser_binding: str  # goes into a cookie; the state carries only its hash
+
+
+@dataclass(frozen=True)
+class SignedInUser:
+    email: str
+    name: str | None
+    picture: str | None
+
+
+def provider_for(settings: Settings) -> OidcProvider:
+    if not settings.google_oauth_configured:
+        raise Forbidden("Google sign-in is not configured here", code="sign_in_not_configured")
+    return get_provider(settings.google_oidc_issuer, settings.oidc_timeout_seconds)
+
+
+def start(settings: Settings, states: Collection) -> SignInStart:
+    provider = provider_for(settings)
+    metadata = provider.metadata()
+    state_id, binding = secrets.token_urlsafe(24), secrets.token_urlsafe(32)
+    nonce, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(64)
+    now = utcnow()
+    states.insert_one({"_id": state_id, "nonce": nonce, "verifier": verifier, "expires_at": now + STATE_TTL})
+    state = jwt.encode({"typ": STATE_TYPE, "jti": state_id, "bnd": _digest(binding), "iss": settings.jwt_issuer,
+                        "iat": int(now.timestamp()), "exp": int((now + STATE_TTL).timestamp())},
+                       settings.jwt_secret.get_secret_value(), algorithm=ALGORITHM)
+    query = urlencode({
+        "response_type": "code", "client_id": settings.google_client_id, "redirect_uri": settings.google_callback_url,
+        "scope": SCOPES, "state": state, "nonce": nonce, "code_challenge": _digest(verifier),
+        "code_challenge_method": "S256", "prompt": "select_account",
+    })
+    separator = "&" if "?" in metadata.authorization_endpoint else "?"
+    return SignInStart(f"{metadata.authorization_endpoint}{separator}{query}", binding)
+
+
+def finish(settings: Settings, states: Collection, code: str | None, state: str | None,
+           browser_binding: str | None) -> SignedInUser:
+    provider = provider_for(settings)
+    if not code or not state:
+        raise BadRequest("The callback needs both code and state", code="invalid_request")
+    state_id = _verify_state(settings, state, browser_binding)
+    # Taken and removed in one step: a replayed or concurrent second use finds nothing.
+    record = states.find_one_and_delete({"_id": state_id})
+    if record is None or record["expires_at"] < utcnow():
+        raise BadRequest("This sign-in was already used or has expired; start again", code="invalid_state")
+    tokens = provider.exchange_code(code, settings.google_callback_url, settings.google_client_id,
+                                    settings.google_client_secret.get_secret_value(), record["verifier"])
+    claims = provider.verify_id_token(tokens["id_token"], settings.google_client_id, record["nonce"],
+                                      tokens.get("access_token"))
+    return _user_from(settings, claims)
+
+
+def _verify_state(settings: Settings, state: str, browser_binding: str | None) -> str:
+    try:
+        claims = jwt.decode(state, settings.jwt_secret.get_secret_value(), algorithms=[ALGORITHM],
+                            issuer=settings.jwt_issuer, options={"require_exp": True, "require_jti": True})
+    except JWTError as exc:
+        raise BadRequest("The sign-in state is invalid or has expired", code="invalid_state") from exc
+    if claims.get("typ") != STATE_TYPE:
+        raise BadRequest("The sign-in state is invalid or has expired", code="invalid_state")
+    if not browser_binding or not hmac.compare_digest(_digest(browser_binding), str(claims.get("bnd", ""))):
+        raise BadRequest("This sign-in was started in another browser", code="invalid_state")
+    return str(claims["jti"])
+
+
+def _user_from(settings: Settings, claims: dict) -> SignedInUser:
+    email = claims.get("email")
+    if not isinstance(email, str) or "@" not in email:
+        raise Forbidden("The account has no e-mail address", code="email_required")
+    if claims.get("email_verified") not in (True, "true"):
+        raise Forbidden("The account's e-mail address is not verified", code="email_unverified")
+    email = email.lower()
+    domains = settings.email_domains
+    if domains and email.rsplit("@", 1)[1] not in domains:
+        raise Forbidden("Accounts of this e-mail domain may not sign in here", code="domain_not_allowed")
+    return SignedInUser(email=email, name=claims.get("name"), picture=claims.get("picture"))
+
+
+def _digest(value: str) -> str:
+    """base64url(SHA-256(value)) unpadded: PKCE's S256, and the browser binding's hash."""
+    return base64.urlsafe_b64encode(hashlib.sha256(value.encode()).digest()).decode().rstrip("=")
