@@ -28,11 +28,11 @@ def free_port() -> int:
 
 class ChildProcess:
     def __init__(self, name: str, args: list[str], ready: Callable[[], bool], log_path: Path | None,
-                 timeout: float = 30.0):
+                 timeout: float = 30.0, cwd: Path | None = None):
         self.name = name
         self.log_file = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - kept open while running
         self.process = subprocess.Popen(args, stdout=self.log_file, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+                                        start_new_session=True, cwd=cwd)
         deadline = time.monotonic() + timeout
         while not ready():
             if self.process.poll() is not None or time.monotonic() > deadline:

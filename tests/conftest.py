@@ -7,12 +7,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import sys
 import uuid
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 
 from offline import services, template
@@ -50,6 +52,24 @@ def _local_aws():
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def oidc_server():
+    """tests/oidc_provider.py: a real OpenID Connect provider, as its own process."""
+    port = services.free_port()
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{url}/.well-known/openid-configuration", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    server = services.ChildProcess("oidc-provider", [sys.executable, "-m", "tests.oidc_provider", "--port", str(port)],
+                                   ready, None, cwd=ROOT)
+    yield url
+    server.stop()
 
 
 @pytest.fixture

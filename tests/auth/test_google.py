@@ -1,7 +1,6 @@
 """Google sign-in end to end against a real OpenID Connect provider process (tests/oidc_provider.py)."""
 from __future__ import annotations
 
-import sys
 import time
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, urlsplit
@@ -12,30 +11,10 @@ from crm.config import get_settings
 from jose import jwt
 
 from offline import services
-from tests.conftest import ROOT
 from tests.helpers import assert_error
 
 CLIENT_ID = "crm-test-client"
 CALLBACK = "http://localhost:4000/api/auth/google/callback"
-
-
-@pytest.fixture(scope="session")
-def oidc_server():
-    port = services.free_port()
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{url}/.well-known/openid-configuration", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    import os
-    os.chdir(ROOT)
-    server = services.ChildProcess("oidc-provider", [sys.executable, "-m", "tests.oidc_provider", "--port", str(port)],
-                                   ready, None)
-    yield url
-    server.stop()
 
 
 class Provider:

@@ -63,6 +63,28 @@ def test_ingest_end_to_end_through_the_runner(stack):
     assert_error(missing.json(), "not_found")
 
 
+def test_google_sign_in_through_the_runner(stack_env, queues, oidc_server):
+    port = services.free_port()
+    env = {**stack_env, "GOOGLE_CLIENT_ID": "crm-local", "GOOGLE_CLIENT_SECRET": "local-secret",
+           "GOOGLE_CALLBACK_URL": f"http://127.0.0.1:{port}/api/auth/google/callback",
+           "GOOGLE_OIDC_ISSUER": oidc_server}
+    runner = OfflineRunner(template.load(TEMPLATE, services.LOCAL_PARAMETERS, queues), queues, env, port=port,
+                           reload=False, out=io.StringIO()).start()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as browser:
+            to_provider = browser.get("/api/auth/google")
+            assert to_provider.status_code == 302 and "crm_oauth" in browser.cookies
+            back = browser.post(to_provider.headers["location"], data={"sub": "ada@example.com"})
+            assert back.status_code == 302
+            signed_in = browser.get(back.headers["location"])
+            assert signed_in.status_code == 200, signed_in.text
+            token = signed_in.json()["token"]
+            assert browser.get("/api/orders", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+            assert browser.get(back.headers["location"]).status_code == 400, "a replayed callback is refused"
+    finally:
+        runner.stop()
+
+
 def test_failed_messages_go_back_to_the_queue_then_to_the_dlq(stack, sqs, queues):
     sqs.send_message(QueueUrl=queues["CustomerIngestQueue"].url, MessageBody="poison")
     dead = _wait_for(lambda: sqs.receive_message(QueueUrl=queues["CustomerIngestDLQ"].url,
