@@ -49,7 +49,7 @@ HELLO = textwrap.dedent('''
 
 # Top-level names whose import is a module of the package named (python-jose installs "jose").
 IMPORT_NAMES = {"jose", "pymongo", "bson", "boto3", "botocore", "fastapi", "mangum", "pydantic", "pydantic_settings",
-                "aws_lambda_powertools", "email_validator", "starlette", "jmespath", "dns"}
+                "aws_lambda_powertools", "email_validator", "starlette", "jmespath", "dns", "httpx"}
 
 
 def event(method: str, path: str, token: str | None = None, body: dict | None = None) -> dict:
