@@ -142,7 +142,8 @@ def load_function(group: str) -> ModuleType:
 class Api:
     """Calls the API functions' real handlers with the API Gateway v2 events the offline runner builds."""
 
-    ROUTES = {"/api/auth": "auth", "/api/customers": "customers", "/api/orders": "orders"}
+    ROUTES = {"/api/auth": "auth", "/api/customers": "customers", "/api/orders": "orders",
+              "/api/segments": "segments"}
 
     def __init__(self, token: str | None = None):
         self.token = token

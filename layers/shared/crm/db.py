@@ -14,6 +14,7 @@ CUSTOMERS = "customers"
 ORDERS = "orders"
 IDEMPOTENCY_KEYS = "idempotency_keys"
 OAUTH_STATES = "oauth_states"
+SEGMENTS = "segments"
 
 INDEXES: dict[str, list[IndexModel]] = {
     CUSTOMERS: [
@@ -30,6 +31,9 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     IDEMPOTENCY_KEYS: [
         IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_at_ttl"),
+    ],
+    SEGMENTS: [
+        IndexModel([("created_by", ASCENDING), ("_id", DESCENDING)], name="created_by_newest"),
     ],
     OAUTH_STATES: [
         IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_at_ttl"),

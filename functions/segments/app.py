@@ -1,0 +1,7 @@
+"""Lambda for the segments endpoint group."""
+from crm.api.app import create_app
+from crm.api.routes.segments import router
+from mangum import Mangum
+
+app = create_app(router)
+handler = Mangum(app, lifespan="off")
