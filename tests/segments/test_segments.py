@@ -10,7 +10,8 @@ from crm.services.customers import upsert_customers
 
 from tests.helpers import assert_error
 
-API_EXAMPLE = {"and": [{"field": "inactive_days", "op": ">", "value": 180}, {"field": "spend", "op": ">", "value": 5000}]}
+API_EXAMPLE = {"and": [{"field": "inactive_days", "op": ">", "value": 180},
+                       {"field": "spend", "op": ">", "value": 5000}]}
 
 
 @pytest.fixture

@@ -72,7 +72,8 @@ def test_filters_never_compute_per_document():
     assert "$expr" not in text and "$where" not in text and "$function" not in text
 
 
-@pytest.mark.parametrize("rule", [{"field": "spend", "op": ">", "value": 10}, {"field": "visits", "op": "<=", "value": 2},
+@pytest.mark.parametrize("rule", [{"field": "spend", "op": ">", "value": 10},
+                                  {"field": "visits", "op": "<=", "value": 2},
                                   {"field": "inactive_days", "op": ">", "value": 30},
                                   {"field": "inactive_days", "op": "==", "value": 30}])
 def test_single_rules_use_indexes(db, rule):
