@@ -143,7 +143,7 @@ class Api:
     """Calls the API functions' real handlers with the API Gateway v2 events the offline runner builds."""
 
     ROUTES = {"/api/auth": "auth", "/api/customers": "customers", "/api/orders": "orders",
-              "/api/segments": "segments"}
+              "/api/segments": "segments", "/api/ai": "ai"}
 
     def __init__(self, token: str | None = None):
         self.token = token

@@ -177,7 +177,7 @@ def describe(node: Node) -> str:
     words = {">": "more than", ">=": "at least", "<": "less than", "<=": "at most", "==": "exactly",
              "!=": "other than"}[node.op]
     if node.field == "inactive_days":
-        return f"inactive for {words} {node.value} days"
+        return f"have been inactive for {words} {node.value} days"
     if node.field == "visits":
         return f"visited {words} {node.value} times"
     return f"spent {words} {node.value:g}"

@@ -1,0 +1,27 @@
+"""AI helpers behind one provider interface: the offline parser by default, Amazon Bedrock by config."""
+from __future__ import annotations
+
+from typing import Protocol
+
+from crm import rules
+from crm.config import Settings
+
+
+class RulesProvider(Protocol):
+    def rules_from_prompt(self, prompt: str) -> tuple[rules.Node, str]:
+        """Validated rules and an explanation in words; InvalidInput when the prompt cannot be mapped."""
+
+
+class ParserRulesProvider:
+    def rules_from_prompt(self, prompt: str) -> tuple[rules.Node, str]:
+        from crm.ai.rules_parser import parse_prompt
+
+        return parse_prompt(prompt)
+
+
+def rules_provider(settings: Settings) -> RulesProvider:
+    if settings.ai_provider == "bedrock":
+        from crm.ai.bedrock import BedrockRulesProvider  # boto3 only where Bedrock is chosen
+
+        return BedrockRulesProvider.from_settings(settings)
+    return ParserRulesProvider()
