@@ -100,3 +100,16 @@ def test_rule_errors_say_the_path_in_words(api):
                                                                            {"field": "spend", "op": "?", "value": 1}]}})
     assert status == 422
     assert "rules.and[1].op" in body["error"]["message"]
+
+
+def test_a_count_too_slow_for_a_request_is_503(api, db, monkeypatch):
+    from crm.config import get_settings
+
+    db[CUSTOMERS].insert_many([{"email": f"x{i}@example.com", "spend": i, "visits": 0, "last_active": utcnow()}
+                               for i in range(20_000)])
+    monkeypatch.setenv("AUDIENCE_COUNT_TIME_LIMIT_MS", "1")
+    get_settings.cache_clear()
+    status, body, _ = api.post("/api/segments/preview", {"rules": {"field": "spend", "op": ">=", "value": 0}})
+    assert status == 503
+    assert_error(body, "dependency_unavailable")
+    assert "too long" in body["error"]["message"]

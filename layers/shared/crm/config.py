@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     frontend_url: str = ""
     oidc_timeout_seconds: float = 10.0
 
+    # Counting an audience inside a request: past this the API answers 503 rather than hit API Gateway's 29 s.
+    audience_count_time_limit_ms: int = 20_000
+
     # "parser" (offline, the default) or "bedrock" (Amazon Bedrock's Converse API).
     ai_provider: str = "parser"
     bedrock_model_id: str = "amazon.nova-lite-v1:0"

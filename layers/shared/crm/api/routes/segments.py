@@ -4,7 +4,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from crm import rules
-from crm.api.deps import DEFAULT_LIMIT, CurrentUser, Cursor, Limit, current_user
+from crm.api.deps import DEFAULT_LIMIT, CurrentUser, Cursor, Limit, SettingsDep, current_user
 from crm.api.storage import DbDep
 from crm.db import CUSTOMERS, SEGMENTS
 from crm.models.common import ObjectIdStr, Page
@@ -15,9 +15,10 @@ router = APIRouter(prefix="/api/segments", tags=["segments"], dependencies=[Depe
 
 
 @router.post("", status_code=201, response_model=Segment)
-def create_segment(body: SegmentIn, db: DbDep, user: CurrentUser) -> Segment:
+def create_segment(body: SegmentIn, db: DbDep, user: CurrentUser, settings: SettingsDep) -> Segment:
     node = rules.parse(body.rules)
-    return service.create(db[SEGMENTS], db[CUSTOMERS], body.name, body.description, node, user.email)
+    return service.create(db[SEGMENTS], db[CUSTOMERS], body.name, body.description, node, user.email,
+                          settings.audience_count_time_limit_ms)
 
 
 @router.get("", response_model=Page[Segment])
@@ -27,8 +28,8 @@ def list_segments(db: DbDep, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
 
 
 @router.post("/preview", response_model=Preview)
-def preview_rules(body: PreviewIn, db: DbDep) -> Preview:
-    return service.preview(db[CUSTOMERS], rules.parse(body.rules))
+def preview_rules(body: PreviewIn, db: DbDep, settings: SettingsDep) -> Preview:
+    return service.preview(db[CUSTOMERS], rules.parse(body.rules), settings.audience_count_time_limit_ms)
 
 
 @router.get("/{segment_id}", response_model=Segment)
@@ -37,6 +38,6 @@ def get_segment(segment_id: ObjectIdStr, db: DbDep) -> Segment:
 
 
 @router.get("/{segment_id}/preview", response_model=Preview)
-def preview_segment(segment_id: ObjectIdStr, db: DbDep) -> Preview:
+def preview_segment(segment_id: ObjectIdStr, db: DbDep, settings: SettingsDep) -> Preview:
     segment = service.get(db[SEGMENTS], segment_id)
-    return service.preview(db[CUSTOMERS], rules.parse(segment["rules"]))
+    return service.preview(db[CUSTOMERS], rules.parse(segment["rules"]), settings.audience_count_time_limit_ms)
