@@ -9,10 +9,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from crm.db import CUSTOMERS, INDEXES
 from pymongo import IndexModel, MongoClient, UpdateOne
 
 from bench._stack import local_stack
+from crm.db import CUSTOMERS, INDEXES
 
 
 def customers(count: int) -> list[dict]:

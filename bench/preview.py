@@ -74,11 +74,11 @@ def main() -> None:
         os.environ.update({"MONGO_URI": mongo.uri, "MONGO_DB": db_name, "JWT_SECRET": uuid.uuid4().hex,
                            "POWERTOOLS_LOG_LEVEL": "WARNING", "ENV": "development",
                            # The Python server counts far slower than Atlas; measure it rather than time out.
-                           "AUDIENCE_COUNT_TIME_LIMIT_MS": "600000"})
+                           "AUDIENCE_COUNT_TIME_LIMIT_MS": "600000", "MONGO_SOCKET_TIMEOUT_MS": "660000"})
         from crm import rules
         from crm.auth import issue_token
         from crm.config import get_settings
-        from crm.db import CUSTOMERS, get_db
+        from crm.db import CUSTOMERS, ensure_indexes
         from crm.models.common import utcnow
         from offline.gateway import http_api_event
         from offline.lambda_worker import LambdaContext
@@ -88,7 +88,8 @@ def main() -> None:
         started = time.perf_counter()
         load_customers(customers, args.customers)
         loaded = time.perf_counter() - started
-        get_db()  # the project's own indexes, as a function creates them on first start
+        # The project's own indexes; built here with no socket timeout, as a deploy step would on a big collection.
+        ensure_indexes(customers.database)
         print(f"preview: {args.customers:,} customers (loaded in {loaded:.0f} s, indexed in "
               f"{time.perf_counter() - started - loaded:.0f} s), median of {args.repeats}", flush=True)
 

@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copy(ROOT / "samplecfg" / "config.json", config_file)
     env = {**services.LOCAL_AWS_ENV, **os.environ}
     env.setdefault("CRM_CONFIG_FILE", str(config_file))
+    # The vendor is this stack's mock, and it reports to the receipt function's own URL.
+    env.setdefault("VENDOR_URL", f"http://127.0.0.1:{args.port}/api/mock-send")
+    env.setdefault("RECEIPT_URL", f"http://127.0.0.1:{args.port}/_url/ReceiptsFunction/api/delivery-receipt")
 
     children: list[services.ChildProcess] = []
     runner = None

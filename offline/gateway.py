@@ -5,6 +5,7 @@ import base64
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
@@ -17,13 +18,27 @@ from offline.template import HttpRoute
 MAX_BODY_BYTES = 10 * 1024 * 1024
 API_ID = "offline"
 
-Dispatch = Callable[[str, str], tuple[str, HttpRoute, dict[str, str]] | None]
+# A function's own URL is served locally under /_url/<FunctionName>/, with that prefix removed.
+FUNCTION_URL_PREFIX = "/_url/"
+FUNCTION_URL_ROUTE = HttpRoute("ANY", "$default")
+
+
+@dataclass(frozen=True)
+class Target:
+    function: str
+    route: HttpRoute
+    path_parameters: dict[str, str]
+    raw_path: str
+
+
+Dispatch = Callable[[str, str], Target | None]
 Invoke = Callable[[str, dict[str, Any]], Any]
 
 
 def http_api_event(method: str, target: str, headers: list[tuple[str, str]], body: bytes, source_ip: str,
-                   route: HttpRoute, path_parameters: dict[str, str]) -> dict[str, Any]:
+                   route: HttpRoute, path_parameters: dict[str, str], raw_path: str | None = None) -> dict[str, Any]:
     split = urlsplit(target)
+    path = raw_path or split.path
     merged: dict[str, str] = {}
     cookies: list[str] = []
     for name, value in headers:
@@ -36,11 +51,11 @@ def http_api_event(method: str, target: str, headers: list[tuple[str, str]], bod
     for name, value in parse_qsl(split.query, keep_blank_values=True):
         query[name] = f"{query[name]},{value}" if name in query else value
     now = datetime.now(timezone.utc)
-    route_key = f"{route.method} {route.path}"
+    route_key = route.path if route is FUNCTION_URL_ROUTE else f"{route.method} {route.path}"
     event: dict[str, Any] = {
         "version": "2.0",
         "routeKey": route_key,
-        "rawPath": split.path,
+        "rawPath": path,
         "rawQueryString": split.query,
         "headers": merged,
         "requestContext": {
@@ -48,7 +63,7 @@ def http_api_event(method: str, target: str, headers: list[tuple[str, str]], bod
             "apiId": API_ID,
             "domainName": merged.get("host", "localhost"),
             "domainPrefix": merged.get("host", "localhost").split(".")[0],
-            "http": {"method": method.upper(), "path": split.path, "protocol": "HTTP/1.1",
+            "http": {"method": method.upper(), "path": path, "protocol": "HTTP/1.1",
                      "sourceIp": source_ip, "userAgent": merged.get("user-agent", "")},
             "requestId": str(uuid.uuid4()),
             "routeKey": route_key,
@@ -100,10 +115,10 @@ def make_server(host: str, port: int, dispatch: Dispatch, invoke: Invoke,
                 reply = _error_reply(404, "not_found", f"No route for {self.command} {path}")
                 name = "gateway"
             else:
-                name, route, params = match
+                name = match.function
                 body = self.rfile.read(length)
                 event = http_api_event(self.command, self.path, list(self.headers.items()), body,
-                                       self.client_address[0], route, params)
+                                       self.client_address[0], match.route, match.path_parameters, match.raw_path)
                 reply = self._invoke(name, event)
             self._reply(reply)
             log("gateway", f"{self.command} {self.path} -> {name} {reply.get('statusCode')} "

@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 
 from offline.event_source import SqsPoller
-from offline.gateway import make_server
+from offline.gateway import FUNCTION_URL_PREFIX, FUNCTION_URL_ROUTE, Target, make_server
 from offline.invoker import FunctionPool, watch_sources
 from offline.template import HttpRoute, LocalQueue, Template
 
@@ -70,11 +70,15 @@ class OfflineRunner:
             self.threads.append(threading.Thread(target=watch_sources, args=(watched, self.reload, self.stop_event),
                                                  daemon=True))
 
-    def dispatch(self, method: str, path: str) -> tuple[str, HttpRoute, dict[str, str]] | None:
+    def dispatch(self, method: str, path: str) -> Target | None:
+        if path.startswith(FUNCTION_URL_PREFIX):
+            name, _, rest = path[len(FUNCTION_URL_PREFIX):].partition("/")
+            spec = self.template.functions.get(name)
+            return Target(name, FUNCTION_URL_ROUTE, {}, f"/{rest}") if spec and spec.function_url else None
         for name, route in self.routes:
             params = route.match(method, path)
             if params is not None:
-                return name, route, params
+                return Target(name, route, params, path)
         return None
 
     def invoke(self, function: str, event: dict[str, Any]) -> Any:
@@ -94,6 +98,9 @@ class OfflineRunner:
                 self.log("offline", f"{route.method:>4} {url} -> {name}")
             for source in spec.sqs_sources:
                 self.log("offline", f" SQS {self.queues[source.queue].name} (batch {source.batch_size}) -> {name}")
+            if spec.function_url:
+                url = f"http://{self.server.server_address[0]}:{self.port}{FUNCTION_URL_PREFIX}{name}/"
+                self.log("offline", f" URL {url} -> {name} (its Function URL)")
         return self
 
     def stop(self) -> None:

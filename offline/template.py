@@ -83,6 +83,7 @@ class FunctionSpec:
     environment: dict[str, str]
     routes: list[HttpRoute] = field(default_factory=list)
     sqs_sources: list[SqsSource] = field(default_factory=list)
+    function_url: bool = False
 
 
 @dataclass
@@ -148,6 +149,7 @@ def _function(root: Path, name: str, props: dict[str, Any], globals_fn: dict[str
         timeout=int(props.get("Timeout", globals_fn.get("Timeout", 3))),
         memory=int(props.get("MemorySize", globals_fn.get("MemorySize", 128))),
         environment={k: str(resolver.resolve(v)) for k, v in variables.items()},
+        function_url="FunctionUrlConfig" in props,
     )
     for event in (props.get("Events") or {}).values():
         event_props = event.get("Properties") or {}

@@ -96,6 +96,13 @@ def stack_env(mongo_server, sqs_server, queues) -> dict[str, str]:
         "SQS_ENDPOINT_URL": sqs_server.url,
         "SQS_CUSTOMER_QUEUE_URL": queues["CustomerIngestQueue"].url,
         "SQS_ORDER_QUEUE_URL": queues["OrderIngestQueue"].url,
+        "SQS_CAMPAIGN_FANOUT_QUEUE_URL": queues["CampaignFanoutQueue"].url,
+        "SQS_CAMPAIGN_SEND_QUEUE_URL": queues["CampaignSendQueue"].url,
+        "SQS_VENDOR_RECEIPT_QUEUE_URL": queues["VendorReceiptQueue"].url,
+        "VENDOR_API_KEY": "test-vendor-key-" + uuid.uuid4().hex,
+        "WEBHOOK_SECRET": "test-webhook-secret-" + uuid.uuid4().hex,
+        "MOCK_VENDOR_DELAY_SECONDS": "0",
+        "VENDOR_MAX_PER_SECOND": "0",
         "JWT_SECRET": "test-secret-" + uuid.uuid4().hex,
         "MONGO_URI_SECRET_NAME": "",
         "JWT_SECRET_NAME": "",
@@ -143,7 +150,8 @@ class Api:
     """Calls the API functions' real handlers with the API Gateway v2 events the offline runner builds."""
 
     ROUTES = {"/api/auth": "auth", "/api/customers": "customers", "/api/orders": "orders",
-              "/api/segments": "segments", "/api/ai": "ai"}
+              "/api/segments": "segments", "/api/ai": "ai", "/api/campaigns": "campaigns", "/api/mock-send": "vendor",
+              "/api/delivery-receipt": "receipts"}
 
     def __init__(self, token: str | None = None):
         self.token = token
@@ -219,6 +227,11 @@ class Consumers:
             if not got:
                 return found
             found.extend(got)
+
+    def deliver(self, queue: str, bodies: list[str]) -> dict[str, Any]:
+        """One SQS event of these bodies to the queue's consumer, as a redelivery would bring them."""
+        function = next(p.function for q, p in self.pollers.items() if q == queue)
+        return self._invoke(function, self.event_for(queue, bodies))
 
     def send_raw(self, queue: str, body: str) -> None:
         self.sqs.send_message(QueueUrl=self.queues[queue].url, MessageBody=body)

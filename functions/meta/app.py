@@ -1,7 +1,9 @@
 """Lambda for /health, /docs and /openapi.json; it knows every router so the document covers every route."""
-from crm.api.app import create_app
-from crm.api.routes import auth, customers, meta, orders
 from mangum import Mangum
 
-app = create_app(meta.router, auth.router, customers.router, orders.router)
+from crm.api.app import create_app
+from crm.api.routes import ai, auth, campaigns, customers, meta, orders, receipts, segments, vendor
+
+app = create_app(meta.router, auth.router, customers.router, orders.router, segments.router, campaigns.router,
+                 ai.router, vendor.router, receipts.router)
 handler = Mangum(app, lifespan="off")

@@ -6,6 +6,7 @@ import json
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
+
 from crm.ai import rules_provider
 from crm.ai.bedrock import SYSTEM_PROMPT, BedrockRulesProvider
 from crm.config import Settings

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import pytest
-from crm.ai.rules_parser import parse_prompt
 
+from crm.ai.rules_parser import parse_prompt
 from tests.helpers import assert_error
 
 

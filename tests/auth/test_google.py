@@ -7,9 +7,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from crm.config import get_settings
 from jose import jwt
 
+from crm.config import get_settings
 from offline import services
 from tests.helpers import assert_error
 

@@ -6,10 +6,11 @@ import json
 import time
 
 import pytest
-from crm.auth import ALGORITHM
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jose import jwt
+
+from crm.auth import ALGORITHM
 
 _RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
     serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()

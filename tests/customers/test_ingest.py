@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import pytest
-from crm.messages import unpack
 
+from crm.messages import unpack
 from tests.helpers import assert_error
 
 CUSTOMER_QUEUE = "CustomerIngestQueue"

@@ -4,9 +4,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+
 from crm.db import CUSTOMERS
 from crm.services.customers import CustomerFilters, upsert_customers
-
 from tests.helpers import assert_error, uses_index
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)

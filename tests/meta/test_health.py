@@ -4,7 +4,6 @@ from __future__ import annotations
 import time
 
 from crm.config import get_settings
-
 from offline import services
 from tests.helpers import assert_error
 

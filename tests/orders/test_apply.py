@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from crm.messages import pack
 
+from crm.messages import pack
 from offline.lambda_worker import LambdaContext
 from tests.conftest import load_function
 from tests.helpers import assert_error

@@ -4,10 +4,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+
 from crm.db import CUSTOMERS
 from crm.models.common import utcnow
 from crm.services.customers import upsert_customers
-
 from tests.helpers import assert_error
 
 API_EXAMPLE = {"and": [{"field": "inactive_days", "op": ">", "value": 180},

@@ -4,7 +4,6 @@ from __future__ import annotations
 import time
 
 from crm.messages import pack
-
 from offline.lambda_worker import LambdaContext
 from tests.conftest import load_function
 

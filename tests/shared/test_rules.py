@@ -5,12 +5,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from bson import ObjectId
-from crm import rules
-from crm.db import CUSTOMERS
-from crm.errors import InvalidInput
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from crm import rules
+from crm.db import CUSTOMERS
+from crm.errors import InvalidInput
 from tests.helpers import uses_index
 
 NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=timezone.utc)

@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, JsonConfigSettingsSource, SettingsCo
 CONFIG_FILE_ENV = "CRM_CONFIG_FILE"
 DEV_JWT_SECRET = "dev-only-jwt-secret-not-for-production"
 DEV_VENDOR_KEY = "dev-only-vendor-key"
+DEV_WEBHOOK_SECRET = "dev-only-webhook-secret"
 DEFAULT_MONGO_URI = "mongodb://127.0.0.1:27017/"
 MIN_PRODUCTION_SECRET_LENGTH = 32
 
@@ -30,6 +31,8 @@ class Settings(BaseSettings):
     mongo_db: str = "crm"
     # Short enough that a down database becomes a 503 well inside API Gateway's 29 s.
     mongo_timeout_ms: int = 3000
+    # Longer than the slowest operation we allow (an audience count), shorter than API Gateway's 29 s.
+    mongo_socket_timeout_ms: int = 25_000
 
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
     jwt_ttl_seconds: int = 3600
@@ -39,6 +42,9 @@ class Settings(BaseSettings):
     sqs_endpoint_url: str | None = None
     sqs_customer_queue_url: str = ""
     sqs_order_queue_url: str = ""
+    sqs_campaign_fanout_queue_url: str = ""
+    sqs_campaign_send_queue_url: str = ""
+    sqs_vendor_receipt_queue_url: str = ""
     # SQS accepts up to 256 KiB per message; records are packed up to this size.
     sqs_max_message_bytes: int = 256 * 1024
     sqs_timeout_seconds: float = 5.0
@@ -54,6 +60,18 @@ class Settings(BaseSettings):
     frontend_url: str = ""
     oidc_timeout_seconds: float = 10.0
 
+    # The messaging vendor: where sends go, and what it signs its delivery receipts with.
+    vendor_url: str = ""
+    vendor_api_key: SecretStr = SecretStr(DEV_VENDOR_KEY)
+    webhook_secret: SecretStr = SecretStr(DEV_WEBHOOK_SECRET)
+    vendor_timeout_seconds: float = 5.0
+    vendor_max_per_second: float = 50.0
+    # The mock vendor: where it reports, how it decides (seeded, so tests can predict), how late.
+    receipt_url: str = ""
+    mock_vendor_failure_rate: float = 0.1
+    mock_vendor_seed: str = "mini-crm"
+    mock_vendor_delay_seconds: int = 1
+
     # Counting an audience inside a request: past this the API answers 503 rather than hit API Gateway's 29 s.
     audience_count_time_limit_ms: int = 20_000
 
@@ -66,6 +84,8 @@ class Settings(BaseSettings):
     mongo_uri_secret_name: str = ""
     jwt_secret_name: str = ""
     google_client_secret_name: str = ""
+    vendor_api_key_name: str = ""
+    webhook_secret_name: str = ""
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
@@ -96,6 +116,10 @@ class Settings(BaseSettings):
             self.jwt_secret = SecretStr(_fetch_secret(self.jwt_secret_name))
         if self.google_client_secret_name:
             self.google_client_secret = SecretStr(_fetch_secret(self.google_client_secret_name))
+        if self.vendor_api_key_name:
+            self.vendor_api_key = SecretStr(_fetch_secret(self.vendor_api_key_name))
+        if self.webhook_secret_name:
+            self.webhook_secret = SecretStr(_fetch_secret(self.webhook_secret_name))
         if self.is_production:
             _refuse_unsafe_production(self)
         return self
@@ -116,6 +140,11 @@ def _refuse_unsafe_production(settings: Settings) -> None:
         raise ConfigError("JWT_SECRET is missing, the development default, or shorter than 32 characters")
     if settings.mongo_uri.get_secret_value() == DEFAULT_MONGO_URI:
         raise ConfigError("MONGO_URI is missing in production")
+    for name, value, default in (("VENDOR_API_KEY", settings.vendor_api_key, DEV_VENDOR_KEY),
+                                 ("WEBHOOK_SECRET", settings.webhook_secret, DEV_WEBHOOK_SECRET)):
+        secret = value.get_secret_value()
+        if secret == default or len(secret) < MIN_PRODUCTION_SECRET_LENGTH:
+            raise ConfigError(f"{name} is missing, the development default, or shorter than 32 characters")
 
 
 @lru_cache(maxsize=1)

@@ -15,6 +15,9 @@ ORDERS = "orders"
 IDEMPOTENCY_KEYS = "idempotency_keys"
 OAUTH_STATES = "oauth_states"
 SEGMENTS = "segments"
+CAMPAIGNS = "campaigns"
+LOGS = "communication_logs"
+VENDOR_MESSAGES = "vendor_messages"
 
 INDEXES: dict[str, list[IndexModel]] = {
     CUSTOMERS: [
@@ -34,6 +37,18 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     SEGMENTS: [
         IndexModel([("created_by", ASCENDING), ("_id", DESCENDING)], name="created_by_newest"),
+    ],
+    CAMPAIGNS: [
+        IndexModel([("created_by", ASCENDING), ("_id", DESCENDING)], name="created_by_newest"),
+    ],
+    LOGS: [
+        # One log per recipient, however often the fan-out runs.
+        IndexModel([("campaign_id", ASCENDING), ("customer_id", ASCENDING)], unique=True, name="campaign_customer"),
+        IndexModel([("campaign_id", ASCENDING), ("status", ASCENDING), ("_id", DESCENDING)], name="campaign_status"),
+        IndexModel([("campaign_id", ASCENDING), ("_id", DESCENDING)], name="campaign_newest"),
+    ],
+    VENDOR_MESSAGES: [
+        IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_at_ttl"),
     ],
     OAUTH_STATES: [
         IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_at_ttl"),
@@ -58,7 +73,7 @@ def get_client(settings: Settings | None = None) -> MongoClient:
                 tz_aware=True,
                 serverSelectionTimeoutMS=settings.mongo_timeout_ms,
                 connectTimeoutMS=settings.mongo_timeout_ms,
-                socketTimeoutMS=max(settings.mongo_timeout_ms * 5, 10_000),
+                socketTimeoutMS=settings.mongo_socket_timeout_ms,
                 # A Lambda container handles one event at a time: a small pool is plenty and keeps
                 # concurrency x pool size inside the cluster's connection limit.
                 maxPoolSize=4,

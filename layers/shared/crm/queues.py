@@ -55,7 +55,8 @@ def _batches(bodies: list[str], max_bytes: int) -> Iterator[list[str]]:
         yield batch
 
 
-def enqueue(queue_url: str, kind: str, records: Iterable[dict[str, Any]], settings: Settings | None = None) -> int:
+def enqueue(queue_url: str, kind: str, records: Iterable[dict[str, Any]], settings: Settings | None = None,
+            delay_seconds: int = 0) -> int:
     """Sends the records packed into as few messages as fit; returns how many messages were sent."""
     settings = settings or get_settings()
     if not queue_url:
@@ -63,7 +64,8 @@ def enqueue(queue_url: str, kind: str, records: Iterable[dict[str, Any]], settin
     bodies = pack(kind, list(records), settings.sqs_max_message_bytes)
     sqs = get_sqs(settings)
     for batch in _batches(bodies, settings.sqs_max_message_bytes):
-        entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(batch)]
+        entries = [{"Id": str(i), "MessageBody": body, **({"DelaySeconds": delay_seconds} if delay_seconds else {})}
+                   for i, body in enumerate(batch)]
         for _attempt in range(3):
             failed = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries).get("Failed", [])
             if not failed:

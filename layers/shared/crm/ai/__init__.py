@@ -19,6 +19,18 @@ class ParserRulesProvider:
         return parse_prompt(prompt)
 
 
+def message_suggestions(settings: Settings, goal: str, count: int) -> list[str]:
+    if settings.ai_provider == "bedrock":
+        from crm.ai.bedrock import BedrockRulesProvider
+        from crm.ai.messages import bedrock_suggestions
+
+        provider = BedrockRulesProvider.from_settings(settings)
+        return bedrock_suggestions(provider.client, provider.model_id, goal, count)
+    from crm.ai.messages import offline_suggestions
+
+    return offline_suggestions(goal, count)
+
+
 def rules_provider(settings: Settings) -> RulesProvider:
     if settings.ai_provider == "bedrock":
         from crm.ai.bedrock import BedrockRulesProvider  # boto3 only where Bedrock is chosen

@@ -60,6 +60,14 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None
 
 
+def first_problem(exc: Exception) -> str:
+    """One line naming the first bad field, for logs about queued records (never the values)."""
+    if isinstance(exc, ValidationError) and exc.errors():
+        error = exc.errors()[0]
+        return f"{'.'.join(map(str, error['loc'])) or 'record'}: {error['msg']}"
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
 def validate_one_or_batch(payload: Any, model: type[BaseModel], batch_key: str, max_items: int) -> list[BaseModel]:
     """A single object, or `{batch_key: [...]}` with 1..max_items of them; errors name each bad field."""
     if isinstance(payload, dict) and batch_key in payload:

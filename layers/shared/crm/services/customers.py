@@ -11,7 +11,7 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
 from crm.errors import InvalidInput
-from crm.models.common import to_iso, utcnow
+from crm.models.common import first_problem, to_iso, utcnow
 from crm.models.customers import Customer, CustomerIn
 from crm.pagination import newest_first_page
 
@@ -38,7 +38,7 @@ def upsert_customers(customers: Collection, records: list[Any]) -> None:
         _bulk_upsert(customers, ops)
     if invalid:
         raise InvalidInput(f"{len(invalid)} of {len(records)} customer records are invalid",
-                           [{"loc": ["records", i], "msg": str(exc).splitlines()[0]} for i, exc in invalid])
+                           [{"loc": ["records", i], "msg": first_problem(exc)} for i, exc in invalid])
 
 
 def _parse_record(record: Any) -> tuple[CustomerIn, datetime]:

@@ -14,7 +14,7 @@ from pymongo.database import Database
 
 from crm.db import CUSTOMERS, ORDERS
 from crm.errors import InvalidInput, RetryableRecordError
-from crm.models.common import to_iso, utcnow
+from crm.models.common import first_problem, to_iso, utcnow
 from crm.models.orders import Order, OrderIn
 from crm.pagination import newest_first_page
 
@@ -69,7 +69,7 @@ def _parse_records(records: list[Any]) -> tuple[list[tuple[OrderIn, datetime]], 
                 raise ValueError("queued order has no date")
             parsed.append((order, accepted_at))
         except (ValidationError, TypeError, ValueError, KeyError) as exc:
-            invalid.append({"loc": ["records", index], "msg": str(exc).splitlines()[0]})
+            invalid.append({"loc": ["records", index], "msg": first_problem(exc)})
     return parsed, invalid
 
 

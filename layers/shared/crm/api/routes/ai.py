@@ -7,9 +7,13 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from crm import rules
-from crm.ai import rules_provider
+from crm.ai import message_suggestions, rules_provider
 from crm.api.deps import SettingsDep, current_user
-from crm.models.common import InputModel
+from crm.api.storage import DbDep
+from crm.models.campaigns import Stats
+from crm.models.common import InputModel, ObjectIdStr
+from crm.services import campaigns
+from crm.services.summary import summarise
 
 router = APIRouter(prefix="/api/ai", tags=["ai"], dependencies=[Depends(current_user)])
 
@@ -29,3 +33,34 @@ def rules_from_prompt(body: RulesPromptIn, settings: SettingsDep) -> RulesOut:
     node, explanation = rules_provider(settings).rules_from_prompt(body.prompt)
     group = node if isinstance(node, rules.Group) else rules.Group("and", (node,))
     return RulesOut(rules=group.to_json(), explanation=explanation)
+
+
+class MessagesIn(InputModel):
+    goal: str = Field(min_length=1, max_length=500)
+    count: int = Field(default=3, ge=1, le=5, strict=True)
+
+
+class MessagesOut(BaseModel):
+    suggestions: list[str]
+
+
+@router.post("/messages", response_model=MessagesOut)
+def suggest_messages(body: MessagesIn, settings: SettingsDep) -> MessagesOut:
+    """Varied message drafts for a goal, using {{name}} where it fits."""
+    return MessagesOut(suggestions=message_suggestions(settings, body.goal, body.count))
+
+
+class SummaryIn(InputModel):
+    campaign_id: ObjectIdStr
+
+
+class SummaryOut(BaseModel):
+    summary: str
+    stats: Stats
+
+
+@router.post("/summary", response_model=SummaryOut)
+def summarise_campaign(body: SummaryIn, db: DbDep) -> SummaryOut:
+    """How a campaign did, in words, compared with the user's other campaigns."""
+    campaign = campaigns.get(db, body.campaign_id)
+    return SummaryOut(summary=summarise(db, campaign), stats=Stats(**campaign["stats"]))

@@ -1,0 +1,56 @@
+"""Message suggestions for a campaign goal: offline templates by default, Bedrock when configured."""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+from crm.errors import DependencyUnavailable, InvalidInput
+
+TEMPLATES = [
+    "Hi {{first_name}}, {goal}. We saved something for you - take a look today.",
+    "{{name}}, this one is just for you: {goal}.",
+    "Good news, {{first_name}}! {Goal} - don't miss out.",
+    "{{first_name}}, it's been a while. {Goal}, and we'd love to see you again.",
+    "Only for you, {{name}}: {goal}. Tap to find out more.",
+    "Hey {{first_name}} - {goal}. Offer ends soon!",
+    "{Goal}. Thanks for being with us, {{first_name}}!",
+]
+MAX_LENGTH = 320
+
+
+def offline_suggestions(goal: str, count: int) -> list[str]:
+    """`count` different messages, chosen by the goal so the same goal gives the same set."""
+    phrase = re.sub(r"\s+", " ", goal).strip().rstrip(".!?")
+    lower = phrase[0].lower() + phrase[1:] if phrase[:2] != phrase[:2].upper() else phrase
+    start = int(hashlib.sha256(phrase.lower().encode()).hexdigest(), 16) % len(TEMPLATES)
+    picks = [TEMPLATES[(start + i) % len(TEMPLATES)] for i in range(count)]
+    return [t.replace("{Goal}", phrase[0].upper() + phrase[1:]).replace("{goal}", lower)[:MAX_LENGTH] for t in picks]
+
+
+BEDROCK_SYSTEM_PROMPT = """You write short marketing messages (SMS length, under 300 characters) for a brand.
+Use the placeholder {{name}} or {{first_name}} where addressing the customer fits. Vary tone and wording.
+Answer with JSON only: {"suggestions": ["...", "..."]} with exactly the number of messages asked for."""
+
+
+def bedrock_suggestions(client: Any, model_id: str, goal: str, count: int) -> list[str]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        reply = client.converse(
+            modelId=model_id, system=[{"text": BEDROCK_SYSTEM_PROMPT}],
+            messages=[{"role": "user", "content": [{"text": f"{count} messages. Goal: {goal}"}]}],
+            inferenceConfig={"maxTokens": 800, "temperature": 0.7})
+    except (BotoCoreError, ClientError) as exc:
+        raise DependencyUnavailable("The AI provider is unavailable") from exc
+    text = "".join(block.get("text", "") for block in reply["output"]["message"]["content"])
+    match = re.search(r"\{.*\}", text, re.DOTALL)
+    try:
+        suggestions = json.loads(match.group(0))["suggestions"] if match else None
+    except (ValueError, KeyError, TypeError):
+        suggestions = None
+    if not isinstance(suggestions, list) or not all(isinstance(s, str) and s.strip() for s in suggestions):
+        raise InvalidInput("The model did not answer with messages; try another goal",
+                           [{"loc": ["body", "goal"], "msg": "no usable suggestions"}], code="goal_not_understood")
+    return [s.strip()[:MAX_LENGTH] for s in suggestions[:count]]

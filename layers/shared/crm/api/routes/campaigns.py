@@ -1,0 +1,52 @@
+"""Campaigns: create (the audience is fanned out by a consumer), list with stats, read with logs."""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse
+
+from crm import queues
+from crm.api.deps import DEFAULT_LIMIT, CurrentUser, Cursor, IdempotencyKey, Limit, SettingsDep, current_user
+from crm.api.storage import DbDep
+from crm.db import CAMPAIGNS, IDEMPOTENCY_KEYS
+from crm.models.campaigns import Campaign, CampaignDetail, CampaignIn, Log
+from crm.models.common import ObjectIdStr, Page
+from crm.services import campaigns as service
+from crm.services.idempotency import run_once
+
+router = APIRouter(prefix="/api/campaigns", tags=["campaigns"], dependencies=[Depends(current_user)])
+
+
+@router.post("", status_code=202, response_model=Campaign)
+def create_campaign(body: CampaignIn, db: DbDep, settings: SettingsDep, user: CurrentUser,
+                    idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    """Stores the campaign and queues its fan-out; the audience is never read inside this request."""
+    def create() -> tuple[int, dict]:
+        doc = service.create(db, body.name, body.segment_id, body.message, user.email)
+        try:
+            queues.enqueue(settings.sqs_campaign_fanout_queue_url, service.QUEUE_KIND, [{"campaign_id": str(doc["_id"])}],
+                           settings)
+        except BaseException:
+            db[CAMPAIGNS].delete_one({"_id": doc["_id"]})
+            raise
+        return 202, service.to_campaign(doc).model_dump(mode="json")
+
+    status, reply = run_once(db[IDEMPOTENCY_KEYS], f"campaigns:{user.email}", idempotency_key,
+                             body.model_dump(mode="json"), create)
+    return JSONResponse(reply, status_code=status)
+
+
+@router.get("", response_model=Page[Campaign])
+def list_campaigns(db: DbDep, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> Page[Campaign]:
+    items, next_cursor = service.list_page(db, limit, cursor)
+    return Page[Campaign](items=items, next_cursor=next_cursor)
+
+
+@router.get("/{campaign_id}", response_model=CampaignDetail)
+def get_campaign(campaign_id: ObjectIdStr, db: DbDep,
+                 status: Annotated[Literal["QUEUED", "SENT", "FAILED"] | None, Query()] = None,
+                 limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> CampaignDetail:
+    doc = service.get(db, campaign_id)
+    logs, next_cursor = service.logs_page(db, doc["_id"], status, limit, cursor)
+    return CampaignDetail(**service.to_campaign(doc).model_dump(), logs=Page[Log](items=logs, next_cursor=next_cursor))

@@ -1,0 +1,63 @@
+"""The campaign consumers' record appliers: fan-out, send, and the mock vendor's delayed receipts."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+from bson import ObjectId
+
+from crm import queues, signing
+from crm.config import get_settings
+from crm.consumers import make_sqs_handler
+from crm.db import get_db
+from crm.errors import DependencyUnavailable, InvalidInput
+from crm.services import campaigns, mock_vendor, sending
+from crm.vendor_client import get_vendor
+
+# Leaves room inside the consumer's timeout for the last page and the continuation message.
+FANOUT_TIME_BUDGET_SECONDS = 20.0
+
+
+def fan_out_records(records: list[Any]) -> None:
+    settings, db = get_settings(), get_db()
+    for record in records:
+        campaign_id = ObjectId(record["campaign_id"])
+
+        def send(batch: list[dict[str, Any]]) -> None:
+            if batch:
+                queues.enqueue(settings.sqs_campaign_send_queue_url, sending.QUEUE_KIND, batch, settings)
+
+        def continue_later() -> None:
+            queues.enqueue(settings.sqs_campaign_fanout_queue_url, campaigns.QUEUE_KIND,
+                           [{"campaign_id": str(campaign_id)}], settings)
+
+        campaigns.fan_out(db, campaign_id, send, continue_later, FANOUT_TIME_BUDGET_SECONDS)
+
+
+def send_records(records: list[Any]) -> None:
+    settings = get_settings()
+    sending.send_records(get_db(), get_vendor(settings), records)
+
+
+def deliver_receipts(records: list[Any]) -> None:
+    """The mock vendor reporting back: signed receipts POSTed to the receipt URL, as a vendor would."""
+    settings = get_settings()
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise InvalidInput("receipt records must be objects")
+    body = httpx.Request("POST", "http://x", json={"receipts": records}).content
+    timestamp = str(int(time.time()))
+    signature = signing.sign(settings.webhook_secret.get_secret_value(), timestamp, body)
+    try:
+        reply = httpx.post(settings.receipt_url, content=body, timeout=settings.vendor_timeout_seconds,
+                           headers={"Content-Type": "application/json", "X-Vendor-Timestamp": timestamp,
+                                    "X-Vendor-Signature": signature})
+    except httpx.TransportError as exc:
+        raise DependencyUnavailable("the receipt URL is unreachable") from exc
+    if reply.status_code != 202:
+        raise DependencyUnavailable(f"the receipt URL answered {reply.status_code}")
+
+
+campaign_fanout_handler = make_sqs_handler(campaigns.QUEUE_KIND, fan_out_records)
+campaign_send_handler = make_sqs_handler(sending.QUEUE_KIND, send_records)
+vendor_receipt_handler = make_sqs_handler(mock_vendor.QUEUE_KIND, deliver_receipts)

@@ -1,0 +1,51 @@
+"""The mock messaging vendor: accepts at once, reports each message later through a delayed queue message."""
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from typing import Any, Callable
+
+from pymongo.collection import Collection
+from pymongo.errors import BulkWriteError
+
+from crm.config import Settings
+from crm.models.campaigns import FAILED, SENT, VendorSendIn
+from crm.models.common import to_iso, utcnow
+
+QUEUE_KIND = "receipts"
+DUPLICATE_KEY = 11000
+KEEP = timedelta(days=7)
+
+ScheduleReceipts = Callable[[list[dict[str, Any]], int], None]
+
+
+def outcome_for(seed: str, log_id: str, failure_rate: float) -> str:
+    """≈ failure_rate of messages fail; the same log always gets the same outcome, so tests can predict it."""
+    draw = int.from_bytes(hashlib.sha256(f"{seed}:{log_id}".encode()).digest()[:8], "big") / 2**64
+    return FAILED if draw < failure_rate else SENT
+
+
+def accept(messages: Collection, settings: Settings, sends: list[VendorSendIn],
+           schedule: ScheduleReceipts) -> dict[str, str]:
+    """The vendor message id of each log_id; a repeated log_id gets its first id back and no second receipt."""
+    now = utcnow()
+    ids = {s.log_id: "vm_" + hashlib.sha256(f"{settings.mock_vendor_seed}:{s.log_id}".encode()).hexdigest()[:24]
+           for s in sends}
+    try:
+        messages.insert_many([{"_id": log_id, "vendor_message_id": vendor_id, "scheduled": False, "created_at": now,
+                               "expires_at": now + KEEP} for log_id, vendor_id in ids.items()], ordered=False)
+    except BulkWriteError as exc:
+        if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+            raise
+    done = {d["_id"] for d in messages.find({"_id": {"$in": list(ids)}, "scheduled": True}, {"_id": 1})}
+    receipts = []
+    for log_id in ids.keys() - done:
+        status = outcome_for(settings.mock_vendor_seed, log_id, settings.mock_vendor_failure_rate)
+        receipt = {"vendor_message_id": ids[log_id], "log_id": log_id, "status": status, "timestamp": to_iso(now)}
+        if status == FAILED:
+            receipt["reason"] = "recipient unreachable"
+        receipts.append(receipt)
+    if receipts:
+        schedule(receipts, settings.mock_vendor_delay_seconds)
+        messages.update_many({"_id": {"$in": [r["log_id"] for r in receipts]}}, {"$set": {"scheduled": True}})
+    return ids

@@ -1,0 +1,260 @@
+"""Campaign creation, fan-out, sending and receipts, each against retries and duplicates."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from bson import ObjectId
+
+from crm import signing
+from crm.messages import unpack
+from crm.services import campaigns as campaign_service
+from tests.helpers import assert_error
+
+FANOUT, SEND, RECEIPTS = "CampaignFanoutQueue", "CampaignSendQueue", "VendorReceiptQueue"
+
+
+def _create(api, segment_id, **headers) -> dict:
+    status, campaign, _ = api.post("/api/campaigns", {"name": "Winter sale", "segment_id": segment_id,
+                                                      "message": "Hi {{first_name}}, 20% off for {{name}}!"},
+                                   headers=headers or None)
+    assert status == 202, campaign
+    return campaign
+
+
+def _records(consumers, queue: str) -> list[dict]:
+    return [r for m in consumers.messages(queue) for r in unpack(m["Body"])[1]]
+
+
+def test_create_only_stores_and_queues(api, db, consumers, segment_id):
+    campaign = _create(api, segment_id)
+    assert campaign["status"] == "QUEUED"
+    assert campaign["stats"] == {"audience": 0, "queued": 0, "sent": 0, "failed": 0}
+    assert set(campaign) == {"id", "name", "segment_id", "message", "status", "created_at", "stats"}
+    assert db.communication_logs.count_documents({}) == 0, "the request never touches the audience"
+    assert _records(consumers, FANOUT) == [{"campaign_id": campaign["id"]}]
+
+
+def test_idempotency_key_creates_one_campaign(api, db, consumers, segment_id):
+    first = _create(api, segment_id, **{"Idempotency-Key": "c-1"})
+    again = _create(api, segment_id, **{"Idempotency-Key": "c-1"})
+    assert first == again
+    assert db.campaigns.count_documents({}) == 1 and len(_records(consumers, FANOUT)) == 1
+
+
+@pytest.mark.parametrize("payload, loc", [
+    ({"name": "x", "segment_id": "nope", "message": "m"}, ["body", "segment_id"]),
+    ({"name": "", "segment_id": "0" * 24, "message": "m"}, ["body", "name"]),
+    ({"name": "x", "segment_id": "0" * 24}, ["body", "message"]),
+])
+def test_bad_campaigns_are_422(api, db, payload, loc):
+    status, body, _ = api.post("/api/campaigns", payload)
+    assert status == 422
+    assert_error(body, "validation_error", loc)
+    assert db.campaigns.count_documents({}) == 0
+
+
+def test_unknown_segment_is_404(api, db):
+    status, body, _ = api.post("/api/campaigns", {"name": "x", "segment_id": "0" * 24, "message": "m"})
+    assert status == 404 and db.campaigns.count_documents({}) == 0
+
+
+def test_fan_out_writes_one_personalised_log_per_recipient_even_when_redelivered(
+        api, db, consumers, segment_id, monkeypatch):
+    monkeypatch.setattr(campaign_service, "PAGE_SIZE", 50)
+    campaign = _create(api, segment_id)
+    [message] = consumers.messages(FANOUT)
+    assert consumers.deliver(FANOUT, [message["Body"], message["Body"]]) == {"batchItemFailures": []}
+    assert consumers.deliver(FANOUT, [message["Body"]]) == {"batchItemFailures": []}
+
+    logs = list(db.communication_logs.find({"campaign_id": ObjectId(campaign["id"])}))
+    assert len(logs) == 120 and len({log["customer_id"] for log in logs}) == 120
+    log = next(log for log in logs if log["to"]["name"] == "Customer 007")
+    assert log["message"] == "Hi Customer, 20% off for Customer 007!" and log["status"] == "QUEUED"
+    stored = db.campaigns.find_one({"_id": ObjectId(campaign["id"])})
+    assert stored["stats"] == {"audience": 120, "queued": 120, "sent": 0, "failed": 0}
+    assert stored["status"] == "SENDING" and stored["fanout"]["done"]
+    sends = _records(consumers, SEND)
+    assert {r["log_id"] for r in sends} == {str(log["_id"]) for log in logs}
+
+
+def test_fan_out_resumes_after_a_crash_without_counting_twice(api, db, consumers, segment_id, monkeypatch):
+    monkeypatch.setattr(campaign_service, "PAGE_SIZE", 50)
+    real_insert, calls = campaign_service._insert_logs, []
+
+    def insert_then_die(*args):
+        real_insert(*args)
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("container died after writing page 2")
+
+    monkeypatch.setattr(campaign_service, "_insert_logs", insert_then_die)
+    campaign = _create(api, segment_id)
+    [message] = consumers.messages(FANOUT)
+    assert len(consumers.deliver(FANOUT, [message["Body"]])["batchItemFailures"]) == 1
+    assert consumers.deliver(FANOUT, [message["Body"]]) == {"batchItemFailures": []}
+    stored = db.campaigns.find_one({"_id": ObjectId(campaign["id"])})
+    assert stored["stats"]["audience"] == stored["stats"]["queued"] == 120
+    assert db.communication_logs.count_documents({}) == 120
+
+
+def test_fan_out_continues_itself_past_its_time_budget(api, db, consumers, segment_id, monkeypatch):
+    from crm.consumers import campaigns as consumer
+
+    monkeypatch.setattr(campaign_service, "PAGE_SIZE", 50)
+    monkeypatch.setattr(consumer, "FANOUT_TIME_BUDGET_SECONDS", -1)  # every page is past the budget
+    campaign = _create(api, segment_id)
+    pages = 0
+    while (messages := consumers.messages(FANOUT)):
+        consumers.deliver(FANOUT, [m["Body"] for m in messages])
+        pages += 1
+    assert pages == 3  # 50, 50, then 20: a short page ends the fan-out
+    assert db.campaigns.find_one({"_id": ObjectId(campaign["id"])})["stats"]["audience"] == 120
+
+
+def test_empty_audience_completes_at_once(api, db, consumers, audience):
+    _, segment, _ = api.post("/api/segments", {"name": "Nobody", "rules": {"field": "spend", "op": ">",
+                                                                            "value": 10**9}})
+    campaign = _create(api, segment["id"])
+    consumers.drain(FANOUT)
+    _, stored, _ = api.get(f"/api/campaigns/{campaign['id']}")
+    assert stored["status"] == "COMPLETED" and stored["stats"]["audience"] == 0
+
+
+def _fanned_out(api, consumers, segment_id) -> dict:
+    campaign = _create(api, segment_id)
+    consumers.drain(FANOUT)
+    return campaign
+
+
+def test_sends_go_out_once_even_when_the_send_message_is_redelivered(api, db, consumers, segment_id, vendor):
+    campaign = _fanned_out(api, consumers, segment_id)
+    bodies = [m["Body"] for m in consumers.messages(SEND)]
+    assert consumers.deliver(SEND, bodies + bodies) == {"batchItemFailures": []}
+    assert consumers.deliver(SEND, bodies) == {"batchItemFailures": []}
+    sent = vendor.sent_log_ids()
+    assert len(sent) == len(set(sent)) == 120
+    assert all(r["key"].startswith("test-vendor-key-") for r in vendor.received)
+    log = db.communication_logs.find_one({"campaign_id": ObjectId(campaign["id"])})
+    assert log["vendor_message_id"] == f"v-{log['_id']}" and log["sent_at"] and log["status"] == "QUEUED"
+
+
+def test_vendor_5xx_is_retried_then_succeeds(api, db, consumers, segment_id, vendor):
+    _fanned_out(api, consumers, segment_id)
+    vendor.script = [503, 500]
+    assert consumers.deliver(SEND, [m["Body"] for m in consumers.messages(SEND)]) == {"batchItemFailures": []}
+    assert [r["status"] for r in vendor.received[:3]] == [503, 500, 202]
+    assert db.communication_logs.count_documents({"vendor_message_id": None}) == 0
+
+
+def test_vendor_4xx_fails_the_logs_for_good(api, db, consumers, segment_id, vendor):
+    campaign = _fanned_out(api, consumers, segment_id)
+    vendor.script = [400]
+    consumers.deliver(SEND, [m["Body"] for m in consumers.messages(SEND)])
+    failed = db.communication_logs.count_documents({"status": "FAILED"})
+    assert failed == 100  # the first vendor call carries 100 messages
+    stats = db.campaigns.find_one({"_id": ObjectId(campaign["id"])})["stats"]
+    assert stats == {"audience": 120, "queued": 20, "sent": 0, "failed": 100}
+
+
+def test_vendor_down_returns_the_message_and_frees_the_logs(api, db, consumers, segment_id, vendor):
+    _fanned_out(api, consumers, segment_id)
+    vendor.script = [503] * 8
+    bodies = [m["Body"] for m in consumers.messages(SEND)]
+    assert len(consumers.deliver(SEND, bodies)["batchItemFailures"]) == len(bodies)
+    assert db.communication_logs.count_documents({"claimed_until": {"$exists": True}}) == 0
+    assert consumers.deliver(SEND, bodies) == {"batchItemFailures": []}
+    assert db.communication_logs.count_documents({"vendor_message_id": None}) == 0
+
+
+def _post_receipts(api, env, payload, timestamp: int | None = None, signature: str | None = None):
+    raw = json.dumps(payload).encode()
+    ts = str(timestamp if timestamp is not None else int(time.time()))
+    sig = signature or signing.sign(env["WEBHOOK_SECRET"], ts, raw)
+    return api.post("/api/delivery-receipt", raw=raw, token="",
+                    headers={"X-Vendor-Timestamp": ts, "X-Vendor-Signature": sig})
+
+
+def _sent_logs(api, db, consumers, segment_id, vendor) -> tuple[dict, list[dict]]:
+    campaign = _fanned_out(api, consumers, segment_id)
+    consumers.deliver(SEND, [m["Body"] for m in consumers.messages(SEND)])
+    return campaign, list(db.communication_logs.find({"campaign_id": ObjectId(campaign["id"])}))
+
+
+def _receipt(log: dict, status: str) -> dict:
+    return {"vendor_message_id": log["vendor_message_id"], "log_id": str(log["_id"]), "status": status,
+            "timestamp": "2026-11-25T10:00:00Z"}
+
+
+def test_receipts_move_logs_forward_once_and_complete_the_campaign(api, db, env, consumers, segment_id, vendor):
+    campaign, logs = _sent_logs(api, db, consumers, segment_id, vendor)
+    receipts = [_receipt(log, "FAILED" if i % 10 == 0 else "SENT") for i, log in enumerate(logs)]
+    status, body, _ = _post_receipts(api, env, {"receipts": receipts[:100]})
+    assert (status, body) == (202, {"accepted": 100, "ignored": 0})
+    status, body, _ = _post_receipts(api, env, {"receipts": receipts[:100]})
+    assert (status, body) == (202, {"accepted": 100, "ignored": 100}), "duplicates change nothing"
+    late = {**receipts[1], "status": "FAILED"}
+    assert _post_receipts(api, env, late)[1] == {"accepted": 1, "ignored": 1}, "a late receipt changes nothing"
+    unknown = {**receipts[0], "log_id": str(ObjectId())}
+    assert _post_receipts(api, env, unknown)[1] == {"accepted": 1, "ignored": 1}
+    _, detail, _ = api.get(f"/api/campaigns/{campaign['id']}")
+    assert detail["status"] == "SENDING" and detail["stats"] == {"audience": 120, "queued": 20, "sent": 90,
+                                                                  "failed": 10}
+    _post_receipts(api, env, {"receipts": receipts[100:]})
+    _, detail, _ = api.get(f"/api/campaigns/{campaign['id']}?status=FAILED&limit=5")
+    assert detail["status"] == "COMPLETED"
+    assert detail["stats"] == {"audience": 120, "queued": 0, "sent": 108, "failed": 12}
+    assert len(detail["logs"]["items"]) == 5 and {log["status"] for log in detail["logs"]["items"]} == {"FAILED"}
+    by_status = {s: db.communication_logs.count_documents({"status": s}) for s in ("QUEUED", "SENT", "FAILED")}
+    assert by_status == {"QUEUED": 0, "SENT": 108, "FAILED": 12}, "stats agree with the logs"
+
+
+@pytest.mark.parametrize("case", ["forged", "stale", "future", "missing", "other_body"])
+def test_bad_signatures_are_401_and_change_nothing(api, db, env, consumers, segment_id, vendor, case):
+    _, logs = _sent_logs(api, db, consumers, segment_id, vendor)
+    payload = _receipt(logs[0], "SENT")
+    now = int(time.time())
+    if case == "forged":
+        reply = _post_receipts(api, env, payload, signature="0" * 64)
+    elif case == "stale":
+        reply = _post_receipts(api, env, payload, timestamp=now - 301)
+    elif case == "future":
+        reply = _post_receipts(api, env, payload, timestamp=now + 301)
+    elif case == "other_body":
+        other = signing.sign(env["WEBHOOK_SECRET"], str(now), b"{}")
+        reply = _post_receipts(api, env, payload, timestamp=now, signature=other)
+    else:
+        reply = api.post("/api/delivery-receipt", payload, token="")
+    assert reply[0] == 401
+    assert_error(reply[1], "invalid_signature")
+    assert db.communication_logs.count_documents({"status": "SENT"}) == 0
+
+
+def test_receipt_batches_are_limited_to_100(api, env):
+    receipt = {"vendor_message_id": "v", "log_id": str(ObjectId()), "status": "SENT", "timestamp": "2026-11-25T10:00:00Z"}
+    status, body, _ = _post_receipts(api, env, {"receipts": [receipt] * 101})
+    assert status == 422
+    assert_error(body, "validation_error", ["body", "receipts"])
+
+
+def test_mock_vendor_accepts_once_per_log_and_reports_later(api, env, consumers):
+    log_id = str(ObjectId())
+    message = {"log_id": log_id, "to": {"name": "Ada", "email": "ada@example.com"}, "message": "Hi Ada"}
+    headers = {"X-Vendor-Key": env["VENDOR_API_KEY"]}
+    first = api.post("/api/mock-send", message, token="", headers=headers)
+    again = api.post("/api/mock-send", message, token="", headers=headers)
+    assert first[0] == again[0] == 202 and first[1] == again[1] and first[1]["status"] == "ACCEPTED"
+    [receipt] = _records(consumers, RECEIPTS)
+    assert receipt["log_id"] == log_id and receipt["vendor_message_id"] == first[1]["vendor_message_id"]
+    assert receipt["status"] in ("SENT", "FAILED")
+    status, body, _ = api.post("/api/mock-send", message, token="", headers={"X-Vendor-Key": "wrong"})
+    assert status == 401 and _records(consumers, RECEIPTS) == []
+
+
+def test_mock_vendor_fails_about_ten_percent():
+    from crm.models.campaigns import FAILED
+    from crm.services.mock_vendor import outcome_for
+
+    failed = sum(outcome_for("seed", str(ObjectId()), 0.1) == FAILED for _ in range(5000))
+    assert 400 < failed < 600
