@@ -35,7 +35,8 @@ def test_dev_token_opens_protected_routes(api):
     assert status == 200 and page == {"items": [], "next_cursor": None}
 
 
-@pytest.mark.parametrize("setting", [{"ENV": "production", "JWT_SECRET": "p" * 40, "MONGO_URI": "mongodb://db.example:27017/"},
+@pytest.mark.parametrize("setting", [{"ENV": "production", "JWT_SECRET": "p" * 40, "MONGO_URI": "mongodb://db.example:27017/",
+                                      "VENDOR_API_KEY": "v" * 40, "WEBHOOK_SECRET": "w" * 40},
                                      {"GOOGLE_CLIENT_ID": "id", "GOOGLE_CLIENT_SECRET": "secret"}])
 def test_dev_token_refused_in_production_or_with_google(api, monkeypatch, setting):
     from crm.config import get_settings

@@ -232,7 +232,8 @@ def test_bad_signatures_are_401_and_change_nothing(api, db, env, consumers, segm
 
 
 def test_receipt_batches_are_limited_to_100(api, env):
-    receipt = {"vendor_message_id": "v", "log_id": str(ObjectId()), "status": "SENT", "timestamp": "2026-11-25T10:00:00Z"}
+    receipt = {"vendor_message_id": "v", "log_id": str(ObjectId()), "status": "SENT",
+               "timestamp": "2026-11-25T10:00:00Z"}
     status, body, _ = _post_receipts(api, env, {"receipts": [receipt] * 101})
     assert status == 422
     assert_error(body, "validation_error", ["body", "receipts"])

@@ -13,7 +13,8 @@ def config_file(tmp_path, monkeypatch):
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"MONGO_DB": "from_file", "PORT": 4100, "JWT_SECRET": "file-secret"}))
     monkeypatch.setenv("CRM_CONFIG_FILE", str(path))
-    for key in ("MONGO_DB", "PORT", "JWT_SECRET", "ENV", "MONGO_URI", "MONGO_URI_SECRET_NAME", "JWT_SECRET_NAME"):
+    for key in ("MONGO_DB", "PORT", "JWT_SECRET", "ENV", "MONGO_URI", "MONGO_URI_SECRET_NAME", "JWT_SECRET_NAME",
+                "VENDOR_API_KEY", "WEBHOOK_SECRET"):
         monkeypatch.delenv(key, raising=False)
     return path
 
@@ -51,13 +52,30 @@ def test_production_refuses_missing_mongo_uri(config_file, monkeypatch):
         Settings()
 
 
+PRODUCTION = {"ENV": "production", "JWT_SECRET": "j" * 40, "MONGO_URI": "mongodb+srv://user:pw@cluster.example.net/",
+              "VENDOR_API_KEY": "v" * 40, "WEBHOOK_SECRET": "w" * 40}
+
+
 def test_production_accepts_real_secrets_and_hides_them(config_file, monkeypatch):
-    monkeypatch.setenv("ENV", "production")
-    monkeypatch.setenv("JWT_SECRET", "x" * 40)
-    monkeypatch.setenv("MONGO_URI", "mongodb+srv://user:pw@cluster.example.net/")
+    for key, value in PRODUCTION.items():
+        monkeypatch.setenv(key, value)
     settings = Settings()
     assert settings.is_production
-    assert "pw@" not in repr(settings) and "x" * 40 not in repr(settings)
+    for secret in ("pw@", "j" * 40, "v" * 40, "w" * 40):
+        assert secret not in repr(settings)
+
+
+@pytest.mark.parametrize("key", ["VENDOR_API_KEY", "WEBHOOK_SECRET"])
+@pytest.mark.parametrize("value", [None, "short"])
+def test_production_refuses_default_or_weak_vendor_secrets(config_file, monkeypatch, key, value):
+    for name, secret in PRODUCTION.items():
+        monkeypatch.setenv(name, secret)
+    if value is None:
+        monkeypatch.delenv(key)
+    else:
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigError, match=key):
+        Settings()
 
 
 def test_empty_environment_variables_do_not_mask_the_file(config_file, monkeypatch):

@@ -25,8 +25,8 @@ def create_campaign(body: CampaignIn, db: DbDep, settings: SettingsDep, user: Cu
     def create() -> tuple[int, dict]:
         doc = service.create(db, body.name, body.segment_id, body.message, user.email)
         try:
-            queues.enqueue(settings.sqs_campaign_fanout_queue_url, service.QUEUE_KIND, [{"campaign_id": str(doc["_id"])}],
-                           settings)
+            queues.enqueue(settings.sqs_campaign_fanout_queue_url, service.QUEUE_KIND,
+                           [{"campaign_id": str(doc["_id"])}], settings)
         except BaseException:
             db[CAMPAIGNS].delete_one({"_id": doc["_id"]})
             raise
