@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextlib.contextmanager
-def local_stack(with_runner: bool = True, max_consumers: int = 2, log_path: Path | None = None) -> Iterator[dict]:
+def local_stack(with_runner: bool = True, max_consumers: int = 2, log_path: Path | None = None,
+                extra_env: dict[str, str] | None = None) -> Iterator[dict]:
     """The runner's log stream goes to log_path (the benchmark's own output stays readable)."""
     mongo = services.MongoServer(":memory:")
     sqs_server = services.SqsServer()
@@ -25,18 +26,20 @@ def local_stack(with_runner: bool = True, max_consumers: int = 2, log_path: Path
         os.environ.update({k: v for k, v in services.LOCAL_AWS_ENV.items() if k not in os.environ})
         sqs = boto3.client("sqs", endpoint_url=sqs_server.url, region_name="us-east-1")
         queues = services.create_queues(sqs, template.load(ROOT / "template.yaml").queues)
-        env = {**services.LOCAL_AWS_ENV, "ENV": "development", "MONGO_URI": mongo.uri,
+        port = services.free_port()
+        # The queue URLs come from the template, as each function's environment.
+        stack = template.load(ROOT / "template.yaml", services.LOCAL_PARAMETERS, queues)
+        env = {**services.queue_env(stack), **services.LOCAL_AWS_ENV, "ENV": "development", "MONGO_URI": mongo.uri,
                "MONGO_DB": f"bench_{uuid.uuid4().hex[:8]}", "SQS_ENDPOINT_URL": sqs_server.url,
-               "SQS_CUSTOMER_QUEUE_URL": queues["CustomerIngestQueue"].url,
-               "SQS_ORDER_QUEUE_URL": queues["OrderIngestQueue"].url,
                "JWT_SECRET": uuid.uuid4().hex, "MONGO_URI_SECRET_NAME": "", "JWT_SECRET_NAME": "",
-               "POWERTOOLS_LOG_LEVEL": "WARNING", "LOG_LEVEL": "WARNING"}
+               "VENDOR_URL": f"http://127.0.0.1:{port}/api/mock-send",
+               "RECEIPT_URL": f"http://127.0.0.1:{port}/_url/ReceiptsFunction/api/delivery-receipt",
+               "POWERTOOLS_LOG_LEVEL": "WARNING", "LOG_LEVEL": "WARNING", **(extra_env or {})}
         if with_runner:
-            stack = template.load(ROOT / "template.yaml", services.LOCAL_PARAMETERS, queues)
             log_path = log_path or ROOT / ".local" / "bench-runner.log"
             log_path.parent.mkdir(parents=True, exist_ok=True)
             log = open(log_path, "w")  # noqa: SIM115 - closed with the stack
-            runner = OfflineRunner(stack, queues, env, port=0, reload=False, max_consumers=max_consumers,
+            runner = OfflineRunner(stack, queues, env, port=port, reload=False, max_consumers=max_consumers,
                                    out=log).start()
         yield {"env": env, "mongo_uri": mongo.uri, "sqs": sqs, "queues": queues,
                "url": f"http://127.0.0.1:{runner.port}" if runner else None}

@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
-from offline.template import LocalQueue, QueueSpec
+from offline.template import LocalQueue, QueueSpec, Template
 
 # As `sam local --parameter-overrides` would: a development stack, secrets from config, not Secrets Manager.
 LOCAL_PARAMETERS = {"Env": "development", "MongoUriSecretName": "", "JwtSecretName": "", "GoogleClientSecretName": "",
@@ -95,6 +95,12 @@ class SqsServer(ChildProcess):
         self.url = f"http://127.0.0.1:{self.port}"
         super().__init__("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
                          _http_ok(f"{self.url}/moto-api/"), log_path)
+
+
+def queue_env(stack: Template) -> dict[str, str]:
+    """The SQS_* variables the template gives its functions, for code that runs outside a worker."""
+    return {key: value for spec in stack.functions.values() for key, value in spec.environment.items()
+            if key.startswith("SQS_") and key.endswith("_QUEUE_URL")}
 
 
 def create_queues(sqs, queues: dict[str, QueueSpec], prefix: str = "") -> dict[str, LocalQueue]:

@@ -88,17 +88,13 @@ def queues(sqs) -> dict[str, LocalQueue]:
 def stack_env(mongo_server, sqs_server, queues) -> dict[str, str]:
     """The environment a deployed function would see, pointing at this test's database and queues."""
     return {
+        **services.queue_env(template.load(TEMPLATE, services.LOCAL_PARAMETERS, queues)),
         **services.LOCAL_AWS_ENV,
         "ENV": "development",
         "MONGO_URI": mongo_server.uri,
         "MONGO_DB": f"t_{uuid.uuid4().hex[:12]}",
         "MONGO_TIMEOUT_MS": "1500",
         "SQS_ENDPOINT_URL": sqs_server.url,
-        "SQS_CUSTOMER_QUEUE_URL": queues["CustomerIngestQueue"].url,
-        "SQS_ORDER_QUEUE_URL": queues["OrderIngestQueue"].url,
-        "SQS_CAMPAIGN_FANOUT_QUEUE_URL": queues["CampaignFanoutQueue"].url,
-        "SQS_CAMPAIGN_SEND_QUEUE_URL": queues["CampaignSendQueue"].url,
-        "SQS_VENDOR_RECEIPT_QUEUE_URL": queues["VendorReceiptQueue"].url,
         "VENDOR_API_KEY": "test-vendor-key-" + uuid.uuid4().hex,
         "WEBHOOK_SECRET": "test-webhook-secret-" + uuid.uuid4().hex,
         "MOCK_VENDOR_DELAY_SECONDS": "0",
