@@ -20,9 +20,9 @@ from crm.models.common import utcnow
 def seed_customers(db, count: int) -> None:
     now = utcnow()
     for start in range(0, count, 20_000):
-        db.customers.insert_many([{"name": f"Customer {i}", "name_key": f"customer {i}", "email": f"c{i:07d}@example.com",
-                                   "phone": None, "spend": float(i % 1000), "visits": 1, "last_active": now,
-                                   "created_at": now, "updated_at": now}
+        db.customers.insert_many([{"name": f"Customer {i}", "name_key": f"customer {i}",
+                                   "email": f"c{i:07d}@example.com", "phone": None, "spend": float(i % 1000),
+                                   "visits": 1, "last_active": now, "created_at": now, "updated_at": now}
                                   for i in range(start, min(start + 20_000, count))])
 
 
