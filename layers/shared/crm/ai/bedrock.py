@@ -51,21 +51,27 @@ class BedrockRulesProvider:
         return node, explanation if isinstance(explanation, str) and explanation else rules.describe(node)
 
     def _ask(self, prompt: str) -> dict[str, Any]:
-        try:
-            reply = self.client.converse(
-                modelId=self.model_id,
-                system=[{"text": SYSTEM_PROMPT}],
-                messages=[{"role": "user", "content": [{"text": prompt}]}],
-                inferenceConfig={"maxTokens": 800, "temperature": 0},
-            )
-        except (BotoCoreError, ClientError) as exc:
-            raise DependencyUnavailable("The AI provider is unavailable") from exc
-        text = "".join(block.get("text", "") for block in reply["output"]["message"]["content"])
-        match = re.search(r"\{.*\}", text, re.DOTALL)  # models sometimes wrap JSON in prose or fences
-        try:
-            answer = json.loads(match.group(0)) if match else None
-        except ValueError:
-            answer = None
-        if not isinstance(answer, dict):
+        answer = converse_json(self.client, self.model_id, SYSTEM_PROMPT, prompt, temperature=0)
+        if answer is None:
             raise _refusal("The model did not answer with rules; rephrase the prompt")
         return answer
+
+
+def converse_json(client: Any, model_id: str, system: str, prompt: str, temperature: float) -> dict[str, Any] | None:
+    """The JSON object in the model's answer, or None when it gave none; 503 when Bedrock fails."""
+    try:
+        reply = client.converse(
+            modelId=model_id,
+            system=[{"text": system}],
+            messages=[{"role": "user", "content": [{"text": prompt}]}],
+            inferenceConfig={"maxTokens": 800, "temperature": temperature},
+        )
+    except (BotoCoreError, ClientError) as exc:
+        raise DependencyUnavailable("The AI provider is unavailable") from exc
+    text = "".join(block.get("text", "") for block in reply["output"]["message"]["content"])
+    match = re.search(r"\{.*\}", text, re.DOTALL)  # models sometimes wrap JSON in prose or fences
+    try:
+        answer = json.loads(match.group(0)) if match else None
+    except ValueError:
+        return None
+    return answer if isinstance(answer, dict) else None

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from typing import Any
 
-from crm.errors import DependencyUnavailable, InvalidInput
+from crm.errors import InvalidInput
 
 TEMPLATES = [
     "Hi {{first_name}}, {goal}. We saved something for you - take a look today.",
@@ -35,21 +34,11 @@ Answer with JSON only: {"suggestions": ["...", "..."]} with exactly the number o
 
 
 def bedrock_suggestions(client: Any, model_id: str, goal: str, count: int) -> list[str]:
-    from botocore.exceptions import BotoCoreError, ClientError
+    from crm.ai.bedrock import converse_json
 
-    try:
-        reply = client.converse(
-            modelId=model_id, system=[{"text": BEDROCK_SYSTEM_PROMPT}],
-            messages=[{"role": "user", "content": [{"text": f"{count} messages. Goal: {goal}"}]}],
-            inferenceConfig={"maxTokens": 800, "temperature": 0.7})
-    except (BotoCoreError, ClientError) as exc:
-        raise DependencyUnavailable("The AI provider is unavailable") from exc
-    text = "".join(block.get("text", "") for block in reply["output"]["message"]["content"])
-    match = re.search(r"\{.*\}", text, re.DOTALL)
-    try:
-        suggestions = json.loads(match.group(0))["suggestions"] if match else None
-    except (ValueError, KeyError, TypeError):
-        suggestions = None
+    answer = converse_json(client, model_id, BEDROCK_SYSTEM_PROMPT, f"{count} messages. Goal: {goal}",
+                           temperature=0.7)
+    suggestions = answer.get("suggestions") if answer else None
     if not isinstance(suggestions, list) or not all(isinstance(s, str) and s.strip() for s in suggestions):
         raise InvalidInput("The model did not answer with messages; try another goal",
                            [{"loc": ["body", "goal"], "msg": "no usable suggestions"}], code="goal_not_understood")
