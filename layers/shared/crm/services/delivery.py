@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Iterable
 
 from bson import ObjectId
+from pymongo import UpdateOne
 from pymongo.database import Database
 
 from crm.db import CAMPAIGNS, LOGS
@@ -26,36 +27,49 @@ class Outcome:
 def record_outcomes(db: Database, outcomes: Iterable[Outcome]) -> tuple[int, int]:
     """Applies each outcome to a QUEUED log only; returns (applied, ignored). Duplicates and late ones are ignored.
 
-    Log updates and counter increments commit together, so the stats always agree with the logs.
+    Log updates and counter increments commit together, so the stats always agree with the logs. A
+    handful of bulk operations per batch keeps the transaction short, whatever the batch size.
     """
     outcomes = list(outcomes)
+    latest = {o.log_id: o for o in outcomes}
 
     def apply(session) -> tuple[int, set[ObjectId]]:
-        per_campaign: dict[ObjectId, dict[str, int]] = defaultdict(lambda: {"sent": 0, "failed": 0})
+        queued = list(db[LOGS].find({"_id": {"$in": list(latest)}, "status": QUEUED},
+                                    {"campaign_id": 1, "vendor_message_id": 1}, session=session))
+        moving = [log for log in queued if _answers(latest[log["_id"]], log)]
+        if not moving:
+            return 0, set()
         now = utcnow()
-        for outcome in outcomes:
-            match = {"_id": outcome.log_id, "status": QUEUED}
-            if outcome.vendor_message_id:
-                match["vendor_message_id"] = {"$in": [outcome.vendor_message_id, None]}
-            changes = {"status": outcome.status, "updated_at": now, "delivered_at": outcome.at or now,
-                       "failure_reason": outcome.reason}
-            if outcome.vendor_message_id:
-                changes["vendor_message_id"] = outcome.vendor_message_id
-            log = db[LOGS].find_one_and_update(match, {"$set": changes, "$unset": {"claimed_until": ""}},
-                                               projection={"campaign_id": 1}, session=session)
-            if log is not None:
-                per_campaign[log["campaign_id"]][outcome.status.lower()] += 1
+        db[LOGS].bulk_write([UpdateOne({"_id": log["_id"], "status": QUEUED}, {
+            "$set": _changes(latest[log["_id"]], now), "$unset": {"claimed_until": ""}}) for log in moving],
+            ordered=False, session=session)
+        per_campaign: dict[ObjectId, dict[str, int]] = defaultdict(lambda: {"sent": 0, "failed": 0})
+        for log in moving:
+            per_campaign[log["campaign_id"]][latest[log["_id"]].status.lower()] += 1
         for campaign_id, counts in per_campaign.items():
             db[CAMPAIGNS].update_one({"_id": campaign_id}, {"$inc": {
                 "stats.sent": counts["sent"], "stats.failed": counts["failed"],
                 "stats.queued": -(counts["sent"] + counts["failed"])}}, session=session)
-        return sum(sum(c.values()) for c in per_campaign.values()), set(per_campaign)
+        return len(moving), set(per_campaign)
 
     with db.client.start_session() as session:
         applied, campaign_ids = session.with_transaction(apply)
     for campaign_id in campaign_ids:
         complete_if_done(db, campaign_id)
     return applied, len(outcomes) - applied
+
+
+def _answers(outcome: Outcome, log: dict) -> bool:
+    """A receipt must name the message the vendor accepted for this log (or the send not yet recorded)."""
+    return outcome.vendor_message_id is None or log.get("vendor_message_id") in (None, outcome.vendor_message_id)
+
+
+def _changes(outcome: Outcome, now: datetime) -> dict:
+    changes = {"status": outcome.status, "updated_at": now, "delivered_at": outcome.at or now,
+               "failure_reason": outcome.reason}
+    if outcome.vendor_message_id:
+        changes["vendor_message_id"] = outcome.vendor_message_id
+    return changes
 
 
 def complete_if_done(db: Database, campaign_id: ObjectId) -> bool:

@@ -18,7 +18,9 @@ def check_dependencies(settings: Settings) -> dict[str, str]:
 
 
 def _check_queues(settings: Settings) -> None:
-    for url in (settings.sqs_customer_queue_url, settings.sqs_order_queue_url):
-        if not url:
-            raise RuntimeError("queue not configured")
-        queues.check(url, settings)
+    for name in Settings.model_fields:
+        if name.startswith("sqs_") and name.endswith("_queue_url"):
+            url = getattr(settings, name)
+            if not url:
+                raise RuntimeError(f"{name} is not configured")
+            queues.check(url, settings)
