@@ -28,6 +28,8 @@ lint: install
 bench: install
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.cold_init
+	$(BIN)/python -m bench.preview
+	$(BIN)/python -m bench.fanout
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache
