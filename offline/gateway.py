@@ -120,7 +120,11 @@ def make_server(host: str, port: int, dispatch: Dispatch, invoke: Invoke,
                 event = http_api_event(self.command, self.path, list(self.headers.items()), body,
                                        self.client_address[0], match.route, match.path_parameters, match.raw_path)
                 reply = self._invoke(name, event)
-            self._reply(reply)
+            try:
+                self._reply(reply)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
+                name += " (the client had gone)"
             log("gateway", f"{self.command} {self.path} -> {name} {reply.get('statusCode')} "
                            f"{(time.perf_counter() - started) * 1000:.0f} ms")
 
