@@ -1,6 +1,7 @@
 """The campaign consumers' record appliers: fan-out, send, and the mock vendor's delayed receipts."""
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -45,7 +46,7 @@ def deliver_receipts(records: list[Any]) -> None:
     settings = get_settings()
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise InvalidInput("receipt records must be objects")
-    body = httpx.Request("POST", "http://x", json={"receipts": records}).content
+    body = json.dumps({"receipts": records}, separators=(",", ":")).encode()
     timestamp = str(int(time.time()))
     signature = signing.sign(settings.webhook_secret.get_secret_value(), timestamp, body)
     try:

@@ -10,7 +10,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
 from crm import rules
-from crm.db import CAMPAIGNS, CUSTOMERS, LOGS
+from crm.db import CAMPAIGNS, CUSTOMERS, LOGS, SEGMENTS
 from crm.errors import NotFound
 from crm.models.campaigns import QUEUED, SENDING, Campaign, Log, Stats
 from crm.models.common import utcnow
@@ -32,7 +32,7 @@ def personalise(template: str, name: str) -> str:
 
 def create(db: Database, name: str, segment_id: str, message: str, created_by: str) -> dict[str, Any]:
     """The campaign document; its audience is the segment's rules evaluated at this moment."""
-    segment = get_segment(db["segments"], segment_id)
+    segment = get_segment(db[SEGMENTS], segment_id)
     now = utcnow()
     doc = {"name": name, "segment_id": segment["_id"], "message": message, "rules": segment["rules"],
            "status": QUEUED, "created_by": created_by, "created_at": now, "audience_at": now,
