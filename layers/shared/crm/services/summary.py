@@ -18,7 +18,8 @@ def summarise(db: Database, campaign: dict[str, Any]) -> str:
         parts[0] += "; no delivery has been reported yet."
         return " ".join(parts)
     rate = sent / (sent + failed) * 100
-    parts[0] += f"; {sent:,} messages were sent and {failed:,} failed ({rate:.1f}% delivered)."
+    sent_words = f"{sent:,} message was sent" if sent == 1 else f"{sent:,} messages were sent"
+    parts[0] += f"; {sent_words} and {failed:,} failed ({rate:.1f}% delivered)."
     if queued:
         parts.append(f"{queued:,} are still on their way.")
     recent = db[CAMPAIGNS].find({"created_by": campaign["created_by"], "_id": {"$ne": campaign["_id"]}},
