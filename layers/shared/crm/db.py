@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import threading
 
+from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel, MongoClient
+from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError
 
 from crm.config import Settings, get_settings
-from crm.errors import DependencyUnavailable, translate_as
+from crm.errors import DependencyUnavailable, NotFound, translate_as
 
 CUSTOMERS = "customers"
 ORDERS = "orders"
@@ -97,6 +99,14 @@ def ensure_indexes(db: Database) -> None:
     """Idempotent: creating an index that exists with the same options is a no-op."""
     for collection, indexes in INDEXES.items():
         db[collection].create_indexes(indexes)
+
+
+def find_by_id(collection: Collection, doc_id: str, what: str) -> dict:
+    """The document with this 24-hex id, or NotFound naming what was looked for."""
+    doc = collection.find_one({"_id": ObjectId(doc_id)})
+    if doc is None:
+        raise NotFound(f"No {what} {doc_id}")
+    return doc
 
 
 def ping(settings: Settings | None = None) -> None:

@@ -10,8 +10,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
 from crm import rules
-from crm.db import CAMPAIGNS, CUSTOMERS, LOGS, SEGMENTS
-from crm.errors import NotFound
+from crm.db import CAMPAIGNS, CUSTOMERS, LOGS, SEGMENTS, find_by_id
 from crm.models.campaigns import QUEUED, SENDING, Campaign, Log, Stats
 from crm.models.common import utcnow
 from crm.pagination import newest_first_page
@@ -42,10 +41,7 @@ def create(db: Database, name: str, segment_id: str, message: str, created_by: s
 
 
 def get(db: Database, campaign_id: str) -> dict[str, Any]:
-    doc = db[CAMPAIGNS].find_one({"_id": ObjectId(campaign_id)})
-    if doc is None:
-        raise NotFound(f"No campaign {campaign_id}")
-    return doc
+    return find_by_id(db[CAMPAIGNS], campaign_id, "campaign")
 
 
 def list_page(db: Database, limit: int, cursor: str | None) -> tuple[list[Campaign], str | None]:

@@ -4,12 +4,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from bson import ObjectId
 from pymongo.collection import Collection
 from pymongo.errors import ExecutionTimeout
 
 from crm import rules
-from crm.errors import DependencyUnavailable, NotFound
+from crm.db import find_by_id
+from crm.errors import DependencyUnavailable
 from crm.models.common import utcnow
 from crm.models.segments import Preview, Segment
 from crm.pagination import newest_first_page
@@ -43,10 +43,7 @@ def create(segments: Collection, customers: Collection, name: str, description: 
 
 
 def get(segments: Collection, segment_id: str) -> dict[str, Any]:
-    doc = segments.find_one({"_id": ObjectId(segment_id)})
-    if doc is None:
-        raise NotFound(f"No segment {segment_id}")
-    return doc
+    return find_by_id(segments, segment_id, "segment")
 
 
 def list_page(segments: Collection, limit: int, cursor: str | None) -> tuple[list[Segment], str | None]:
