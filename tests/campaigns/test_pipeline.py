@@ -99,6 +99,27 @@ def test_fan_out_resumes_after_a_crash_without_counting_twice(api, db, consumers
     assert db.communication_logs.count_documents({}) == 120
 
 
+def test_a_run_overtaken_by_a_duplicate_run_reads_on_from_where_that_one_got_to(api, db, segment_id, monkeypatch):
+    monkeypatch.setattr(campaign_service, "PAGE_SIZE", 20)
+    campaign_id = ObjectId(_create(api, segment_id)["id"])
+    sent: list[str] = []
+
+    def record(batch):
+        sent.extend(r["log_id"] for r in batch)
+
+    def overtaken(batch):
+        record(batch)
+        if len(sent) == 20:  # this run has written page 1, not yet recorded it; the other gets 3 pages ahead
+            for _ in range(3):
+                assert not campaign_service.fan_out(db, campaign_id, record, lambda: None, -1)
+
+    assert campaign_service.fan_out(db, campaign_id, overtaken, lambda: None, 60)
+    stored = db.campaigns.find_one({"_id": campaign_id})
+    assert stored["stats"]["audience"] == stored["stats"]["queued"] == 120 and stored["fanout"]["done"]
+    assert db.communication_logs.count_documents({"campaign_id": campaign_id}) == 120
+    assert len(set(sent)) == 120
+
+
 def test_fan_out_continues_itself_past_its_time_budget(api, db, consumers, segment_id, monkeypatch):
     from crm.consumers import campaigns as consumer
 

@@ -1,11 +1,13 @@
 """Campaigns: created in the request, fanned out to one log per recipient by a consumer, page by page."""
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any, Callable
 
 from bson import ObjectId
 from pymongo import ReturnDocument
+from pymongo.cursor import Cursor
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
@@ -73,24 +75,38 @@ def fan_out(db: Database, campaign_id: ObjectId, send: SendRecords, continue_lat
     audience = {"$and": [rules.to_filter(rules.parse(campaign["rules"]), campaign["audience_at"]),
                          {"created_at": {"$lte": campaign["audience_at"]}}]}
     while not campaign["fanout"]["done"]:
-        campaign = _fan_out_page(db, campaign, audience, send)
-        if not campaign["fanout"]["done"] and time.monotonic() - started > time_budget_seconds:
-            continue_later()
-            return False
+        # One query per run, read a page at a time: a query per page would have the server find its
+        # place in the audience again for every page.
+        with _audience_after(db, audience, campaign["fanout"]["cursor"]) as recipients:
+            while not campaign["fanout"]["done"]:
+                campaign, moved_by_us = _fan_out_page(db, campaign, list(itertools.islice(recipients, PAGE_SIZE)),
+                                                      send)
+                if not campaign["fanout"]["done"] and time.monotonic() - started > time_budget_seconds:
+                    continue_later()
+                    return False
+                if not moved_by_us:
+                    break  # another run of this job moved the cursor first: read on from where it got to
     complete_if_done(db, campaign_id)
     return True
 
 
-def _fan_out_page(db: Database, campaign: dict[str, Any], audience: dict[str, Any], send: SendRecords) -> dict:
-    cursor = campaign["fanout"]["cursor"]
+def _audience_after(db: Database, audience: dict[str, Any], cursor: ObjectId | None) -> Cursor:
     query = audience if cursor is None else {"$and": [audience, {"_id": {"$gt": cursor}}]}
-    page = list(db[CUSTOMERS].find(query, {"name": 1, "email": 1, "phone": 1}).sort("_id", 1).limit(PAGE_SIZE))
+    return db[CUSTOMERS].find(query, {"name": 1, "email": 1, "phone": 1}).sort("_id", 1).batch_size(PAGE_SIZE)
+
+
+def _fan_out_page(db: Database, campaign: dict[str, Any], page: list[dict[str, Any]],
+                  send: SendRecords) -> tuple[dict[str, Any], bool]:
+    """The campaign after this page, and whether this run was the one that recorded it."""
+    cursor = campaign["fanout"]["cursor"]
     in_page: dict[str, Any] = {"campaign_id": campaign["_id"]}
     if page:
-        _insert_logs(db, campaign, page)
         in_page["customer_id"] = {"$lte": page[-1]["_id"], **({"$gt": cursor} if cursor else {})}
-        unsent = db[LOGS].find({**in_page, "status": QUEUED, "vendor_message_id": None}, {"to": 1, "message": 1})
-        send([{"log_id": str(log["_id"]), "to": log["to"], "message": log["message"]} for log in unsent])
+        logs = _insert_logs(db, campaign, page)
+        if logs is None:  # a page redone: send only what is still unsent, read on the (campaign, customer) index
+            logs = [log for log in db[LOGS].find(in_page, {"to": 1, "message": 1, "status": 1, "vendor_message_id": 1})
+                    if log["status"] == QUEUED and log["vendor_message_id"] is None]
+        send([{"log_id": str(log["_id"]), "to": log["to"], "message": log["message"]} for log in logs])
     written = db[LOGS].count_documents(in_page) if page else 0
     updated = db[CAMPAIGNS].find_one_and_update(
         {"_id": campaign["_id"], "fanout.cursor": cursor, "fanout.done": False},
@@ -98,13 +114,15 @@ def _fan_out_page(db: Database, campaign: dict[str, Any], audience: dict[str, An
                   "status": SENDING},
          "$inc": {"stats.audience": written, "stats.queued": written}},
         return_document=ReturnDocument.AFTER)
-    # None: another run of this job moved the cursor first; carry on from where it got to.
-    return updated or db[CAMPAIGNS].find_one({"_id": campaign["_id"]})
+    if updated is None:
+        return db[CAMPAIGNS].find_one({"_id": campaign["_id"]}), False
+    return updated, True
 
 
-def _insert_logs(db: Database, campaign: dict[str, Any], customers: list[dict[str, Any]]) -> None:
+def _insert_logs(db: Database, campaign: dict[str, Any], customers: list[dict[str, Any]]) -> list[dict] | None:
+    """The logs written, or None when some already existed (and were left as they are)."""
     now = utcnow()
-    logs = [{"campaign_id": campaign["_id"], "customer_id": c["_id"], "status": QUEUED,
+    logs = [{"_id": ObjectId(), "campaign_id": campaign["_id"], "customer_id": c["_id"], "status": QUEUED,
              "message": personalise(campaign["message"], c["name"]),
              "to": {"name": c["name"], "email": c["email"], "phone": c.get("phone")},
              "vendor_message_id": None, "sent_at": None, "created_at": now, "updated_at": now} for c in customers]
@@ -113,6 +131,8 @@ def _insert_logs(db: Database, campaign: dict[str, Any], customers: list[dict[st
     except BulkWriteError as exc:
         if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
             raise
+        return None
+    return logs
 
 
 def to_campaign(doc: dict[str, Any]) -> Campaign:
