@@ -161,6 +161,20 @@ def test_sends_go_out_once_even_when_the_send_message_is_redelivered(api, db, co
     assert log["vendor_message_id"] == f"v-{log['_id']}" and log["sent_at"] and log["status"] == "QUEUED"
 
 
+def test_a_live_claim_holds_a_log_and_an_expired_one_frees_it(api, db, consumers, segment_id, vendor):
+    from datetime import timedelta
+
+    from crm.models.common import utcnow
+
+    _fanned_out(api, consumers, segment_id)
+    held, expired = [log["_id"] for log in db.communication_logs.find({}, {"_id": 1}).limit(2)]
+    db.communication_logs.update_one({"_id": held}, {"$set": {"claimed_until": utcnow() + timedelta(seconds=60)}})
+    db.communication_logs.update_one({"_id": expired}, {"$set": {"claimed_until": utcnow() - timedelta(seconds=1)}})
+    consumers.deliver(SEND, [m["Body"] for m in consumers.messages(SEND)])
+    sent = set(vendor.sent_log_ids())
+    assert str(held) not in sent and str(expired) in sent and len(sent) == 119
+
+
 def test_vendor_5xx_is_retried_then_succeeds(api, db, consumers, segment_id, vendor):
     _fanned_out(api, consumers, segment_id)
     vendor.script = [503, 500]

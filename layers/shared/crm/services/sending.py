@@ -69,8 +69,9 @@ def _send_batch(db: Database, vendor: VendorClient, batch: list[VendorSendIn]) -
 def _claim(db: Database, log_ids: list[ObjectId]) -> set[str]:
     """Only QUEUED, not yet sent logs that no live sender holds are claimed; returns the claimed ids."""
     now, token = utcnow(), secrets.token_hex(8)
+    # Unclaimed or expired, said without a top-level $or so that every server reads the logs by _id.
     db[LOGS].update_many(
         {"_id": {"$in": log_ids}, "status": QUEUED, "vendor_message_id": None,
-         "$or": [{"claimed_until": {"$exists": False}}, {"claimed_until": {"$lt": now}}]},
+         "claimed_until": {"$not": {"$gte": now}}},
         {"$set": {"claimed_until": now + CLAIM, "claim": token}})
     return {str(d["_id"]) for d in db[LOGS].find({"_id": {"$in": log_ids}, "claim": token}, {"_id": 1})}
