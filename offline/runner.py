@@ -13,7 +13,7 @@ import boto3
 from offline.event_source import SqsPoller
 from offline.gateway import FUNCTION_URL_PREFIX, FUNCTION_URL_ROUTE, Target, make_server
 from offline.invoker import FunctionPool, watch_sources
-from offline.template import HttpRoute, LocalQueue, Template
+from offline.template import LocalQueue, Template
 
 COLORS = ["36", "32", "33", "35", "34", "96", "92", "93", "95", "94"]
 
@@ -53,9 +53,6 @@ class OfflineRunner:
                                self.log, max_workers)
             for name, spec in template.functions.items()
         }
-        self.routes: list[tuple[str, HttpRoute]] = sorted(
-            ((name, route) for name, spec in template.functions.items() for route in spec.routes),
-            key=lambda item: item[1].specificity, reverse=True)
         self.server: ThreadingHTTPServer = make_server(host, port, self.dispatch, self.invoke, self.log)
         self.port = self.server.server_address[1]
         self.threads: list[threading.Thread] = [threading.Thread(target=self.server.serve_forever, daemon=True)]
@@ -75,11 +72,8 @@ class OfflineRunner:
             name, _, rest = path[len(FUNCTION_URL_PREFIX):].partition("/")
             spec = self.template.functions.get(name)
             return Target(name, FUNCTION_URL_ROUTE, {}, f"/{rest}") if spec and spec.function_url else None
-        for name, route in self.routes:
-            params = route.match(method, path)
-            if params is not None:
-                return Target(name, route, params, path)
-        return None
+        routed = self.template.route(method, path)
+        return Target(routed[0], routed[1], routed[2], path) if routed else None
 
     def invoke(self, function: str, event: dict[str, Any]) -> Any:
         return self.pools[function].invoke(event)

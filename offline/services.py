@@ -15,7 +15,7 @@ from typing import Callable
 from offline.template import LocalQueue, QueueSpec, Template
 
 # As `sam local --parameter-overrides` would: a development stack, secrets from config, not Secrets Manager.
-LOCAL_PARAMETERS = {"Env": "development", "MongoUriSecretName": "", "JwtSecretName": "", "GoogleClientSecretName": "",
+LOCAL_PARAMETERS = {"Stage": "development", "MongoUriSecretName": "", "JwtSecretName": "", "GoogleClientSecretName": "",
                     "VendorApiKeySecretName": "", "WebhookSecretName": ""}
 LOCAL_AWS_ENV = {"AWS_ACCESS_KEY_ID": "offline", "AWS_SECRET_ACCESS_KEY": "offline", "AWS_DEFAULT_REGION": "us-east-1",
                  "AWS_REGION": "us-east-1"}

@@ -108,6 +108,16 @@ class Template:
     queues: dict[str, QueueSpec]
     layers: list[Path]
 
+    def route(self, method: str, path: str) -> tuple[str, HttpRoute, dict[str, str]] | None:
+        """The function API Gateway sends this request to, the route it matched, and the path parameters."""
+        candidates = sorted(((name, route) for name, spec in self.functions.items() for route in spec.routes),
+                            key=lambda item: item[1].specificity, reverse=True)
+        for name, route in candidates:
+            params = route.match(method, path)
+            if params is not None:
+                return name, route, params
+        return None
+
 
 @dataclass(frozen=True)
 class LocalQueue:

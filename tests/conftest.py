@@ -5,6 +5,7 @@ Each test gets its own database name and its own queues, so tests never see each
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import os
 import sys
@@ -240,3 +241,15 @@ class Consumers:
 @pytest.fixture
 def consumers(env, sqs, queues) -> Consumers:
     return Consumers(sqs, queues)
+
+
+@pytest.fixture
+def stack(stack_env, queues):
+    """The offline runner over this test's database and queues: an HTTP client on it, and the runner."""
+    from offline.runner import OfflineRunner
+
+    runner = OfflineRunner(template.load(TEMPLATE, services.LOCAL_PARAMETERS, queues),
+                           queues, stack_env, port=0, retry_delay_seconds=0, reload=False, out=io.StringIO()).start()
+    with httpx.Client(base_url=f"http://127.0.0.1:{runner.port}", timeout=30) as client:
+        yield client, runner
+    runner.stop()

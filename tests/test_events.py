@@ -1,38 +1,101 @@
-"""The sample events in events/ are what the functions accept (they are what `sam local invoke` sends)."""
+"""Each function's sample event in events/ (what `sam local invoke -e` sends), fed to its real handler against the
+local stack. Together the consumer events carry one customer through a whole campaign."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from bson import ObjectId
+
+from offline import template
 from offline.lambda_worker import LambdaContext
-from tests.conftest import load_function
+from offline.sign_receipt import signed
+from tests.conftest import TEMPLATE, load_function
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
+SAMPLE_CAMPAIGN_ID = ObjectId("6744d1a0c2b1f3a4d5e6f702")
+SAMPLE_LOG_ID = ObjectId("6744d1a0c2b1f3a4d5e6f701")
 
 
-def _event(name: str) -> dict:
-    return json.loads((EVENTS / name).read_text())
+def _event(group: str) -> dict:
+    return json.loads((EVENTS / f"{group}.json").read_text())
 
 
-def _context() -> LambdaContext:
-    return LambdaContext("sample", 512, "r", 2e9)
+def _invoke(group: str, event: dict) -> dict:
+    return load_function(group).handler(event, LambdaContext(group, 512, "sample", 2e9))
 
 
-def test_api_events(api, consumers):
-    reply = load_function("auth").handler(_event("auth_dev_token.json"), _context())
-    assert reply["statusCode"] == 200
-    token = json.loads(reply["body"])["token"]
-    event = _event("customers_post.json")
-    event["headers"]["authorization"] = f"Bearer {token}"
-    reply = load_function("customers").handler(event, _context())
-    assert (reply["statusCode"], json.loads(reply["body"])) == (202, {"accepted": 1})
-    assert load_function("meta").handler(_event("health_get.json"), _context())["statusCode"] == 200
+def _reply(group: str, event: dict) -> tuple[int, dict]:
+    reply = _invoke(group, event)
+    return reply["statusCode"], json.loads(reply["body"])
 
 
-def test_sqs_events(db):
-    assert load_function("customer_ingest").handler(_event("sqs_customer_ingest.json"), _context()) == {
-        "batchItemFailures": []}
-    assert load_function("order_ingest").handler(_event("sqs_order_ingest.json"), _context()) == {
-        "batchItemFailures": []}
+def test_every_function_has_its_sample_event():
+    folders = {Path(spec.code_uri).name for spec in template.load(TEMPLATE).functions.values()}
+    assert {path.stem for path in EVENTS.glob("*.json")} == folders
+
+
+def test_api_events(env, db, consumers):
+    status, body = _reply("auth", _event("auth"))
+    assert status == 200
+    bearer = f"Bearer {body['token']}"
+
+    def with_token(group: str) -> dict:
+        event = _event(group)
+        assert event["headers"]["authorization"].startswith("Bearer REPLACE")
+        event["headers"]["authorization"] = bearer
+        return event
+
+    assert _reply("customers", with_token("customers")) == (202, {"accepted": 1})
+    assert _reply("orders", with_token("orders")) == (200, {"items": [], "next_cursor": None})
+    assert _reply("segments", with_token("segments")) == (200, {"audience_size": 0, "sample": []})
+    status, body = _reply("ai", with_token("ai"))
+    assert status == 200 and body["rules"]["and"][1] == {"field": "spend", "op": ">", "value": 5000}
+    assert _reply("campaigns", with_token("campaigns")) == (200, {"items": [], "next_cursor": None})
+    status, body = _reply("meta", _event("meta"))
+    assert status == 200 and body["status"] == "ok"
+
+    vendor = _event("vendor")
+    vendor["headers"]["x-vendor-key"] = env["VENDOR_API_KEY"]
+    status, body = _reply("vendor", vendor)
+    assert status == 202 and body["status"] == "ACCEPTED" and consumers.messages("VendorReceiptQueue")
+    status, body = _reply("receipts", signed(_event("receipts"), env["WEBHOOK_SECRET"]))
+    assert (status, body) == (202, {"accepted": 1, "ignored": 1}), "no such log yet"
+
+
+def test_consumer_events_carry_a_customer_through_a_campaign(env, db, stack, monkeypatch):
+    from crm import rules
+    from crm.config import get_settings
+    from crm.db import CUSTOMERS, SEGMENTS
+    from crm.services import campaigns
+    from crm.services.segments import create as create_segment
+
+    _, runner = stack  # the vendor and the receipt URL, served over HTTP as in AWS
+    monkeypatch.setenv("VENDOR_URL", f"http://127.0.0.1:{runner.port}/api/mock-send")
+    monkeypatch.setenv("RECEIPT_URL", f"http://127.0.0.1:{runner.port}/_url/ReceiptsFunction/api/delivery-receipt")
+    get_settings.cache_clear()
+    no_failures = {"batchItemFailures": []}
+
+    assert _invoke("customer_ingest", _event("customer_ingest")) == no_failures
+    assert _invoke("order_ingest", _event("order_ingest")) == no_failures
     customer = db.customers.find_one({"email": "ada@example.com"})
     assert customer["spend"] == 120.5 + 42.0 and customer["visits"] == 1
+
+    # The sample fan-out names a campaign: this one, to everyone who spent anything.
+    segment = create_segment(db[SEGMENTS], db[CUSTOMERS], "Spenders", None,
+                             rules.parse({"field": "spend", "op": ">", "value": 0}), "ops@example.com", 20_000)
+    campaign = campaigns.create(db, "Weekend", segment.id, "Hi {{first_name}}, 20% off this weekend!",
+                                "ops@example.com")
+    db.campaigns.delete_one({"_id": campaign["_id"]})
+    db.campaigns.insert_one({**campaign, "_id": SAMPLE_CAMPAIGN_ID})
+    assert _invoke("campaign_fanout", _event("campaign_fanout")) == no_failures
+    log = db.communication_logs.find_one_and_delete({"campaign_id": SAMPLE_CAMPAIGN_ID})
+    assert log["message"] == "Hi Ada, 20% off this weekend!"
+    db.communication_logs.insert_one({**log, "_id": SAMPLE_LOG_ID})  # the log the sample send names
+
+    assert _invoke("campaign_send", _event("campaign_send")) == no_failures
+    assert db.communication_logs.find_one({"_id": SAMPLE_LOG_ID})["vendor_message_id"].startswith("vm_")
+    assert _invoke("vendor_receipts", _event("vendor_receipts")) == no_failures
+    assert db.communication_logs.find_one({"_id": SAMPLE_LOG_ID})["status"] == "SENT"
+    stored = db.campaigns.find_one({"_id": SAMPLE_CAMPAIGN_ID})
+    assert stored["status"] == "COMPLETED" and stored["stats"] == {"audience": 1, "queued": 0, "sent": 1, "failed": 0}

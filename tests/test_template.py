@@ -1,12 +1,13 @@
 """template.yaml is valid CloudFormation and wires what the offline runner serves."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 from offline import template
-from tests.conftest import TEMPLATE
+from tests.conftest import TEMPLATE, load_function
 
 
 def test_cfn_lint_is_clean():
@@ -28,3 +29,32 @@ def test_every_function_folder_is_in_the_template():
     stack = template.load(TEMPLATE)
     folders = {p.name for p in (TEMPLATE.parent / "functions").iterdir() if (p / "app.py").exists()}
     assert folders == {Path(f.code_uri).name for f in stack.functions.values()}
+
+
+def _app_routes(app) -> list[tuple[str, str]]:
+    """(method, a concrete path) for every route an app serves; a mounted folder by one file in it."""
+    from fastapi.routing import iter_route_contexts
+    from starlette.routing import Mount
+
+    served = []
+    for route in iter_route_contexts(app.routes):
+        if isinstance(route.original_route, Mount):
+            served.append(("GET", f"{route.path}/any-file"))
+        else:
+            path = re.sub(r"\{[^}]+\}", "0" * 24, route.path)
+            served += [(method, path) for method in sorted(route.methods - {"HEAD"})]
+    return served
+
+
+def test_every_app_route_is_routed_to_its_function_and_every_template_route_reaches_one():
+    stack = template.load(TEMPLATE)
+    for name, spec in stack.functions.items():
+        if not spec.routes:
+            continue
+        served = _app_routes(load_function(Path(spec.code_uri).name).app)
+        for method, path in served:
+            routed = stack.route(method, path)
+            assert routed and routed[0] == name, f"{method} {path} of {name} reaches {routed and routed[0]}"
+        for route in spec.routes:
+            assert any(route.match(method, path) is not None for method, path in served), (
+                f"{route.method} {route.path} of {name} reaches no route of its app")

@@ -1,6 +1,7 @@
 """GET /health checks MongoDB and SQS for real; /openapi.json covers every route."""
 from __future__ import annotations
 
+import re
 import time
 
 from crm.config import get_settings
@@ -54,7 +55,7 @@ def test_openapi_covers_every_route_of_the_template(api):
     paths = set(document["paths"])
     assert {"/health", "/api/auth/dev-token", "/api/customers", "/api/orders"} <= paths
     routed = {r.path for f in template.load(TEMPLATE).functions.values() for r in f.routes}
-    for route in routed - {"/docs", "/openapi.json"}:
+    for route in routed - {"/docs", "/docs/{proxy+}", "/openapi.json"}:
         base = route.removesuffix("/{proxy+}")
         assert any(path == base or path.startswith(base + "/") for path in paths), f"{route} is not documented"
     for path in paths:
@@ -65,7 +66,27 @@ def test_openapi_covers_every_route_of_the_template(api):
     assert "CustomerIn" in document["components"]["schemas"]
 
 
-def test_docs_page(api):
+def test_openapi_documents_how_each_caller_authenticates(api):
+    _, document, _ = api.get("/openapi.json", token="")
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["bearerAuth"] == {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                                     "description": "The CRM's own JWT from /api/auth/*"}
+    assert schemes["vendorKey"]["name"] == "X-Vendor-Key"
+    assert schemes["vendorSignature"]["name"] == "X-Vendor-Signature"
+    assert "HMAC-SHA256" in schemes["vendorSignature"]["description"]
+    paths = document["paths"]
+    assert paths["/api/customers"]["get"]["security"] == [{"bearerAuth": []}]
+    assert paths["/api/mock-send"]["post"]["security"] == [{"vendorKey": []}]
+    assert paths["/api/delivery-receipt"]["post"]["security"] == [{"vendorSignature": []}]
+    assert "security" not in paths["/health"]["get"] and "security" not in paths["/api/auth/dev-token"]["post"]
+
+
+def test_docs_page_and_its_assets_are_served_by_the_function(api):
     status, page, headers = api.get("/docs", token="")
     assert status == 200 and headers["content-type"].startswith("text/html")
-    assert "swagger-ui" in page and "/openapi.json" in page
+    assert "swagger-ui" in page and "/openapi.json" in page and "cdn." not in page
+    assets = re.findall(r'(?:src|href)="(/docs/assets/[^"]+)"', page)
+    assert {a.rsplit("/", 1)[1] for a in assets} >= {"swagger-ui-bundle.js", "swagger-ui.css"}
+    for asset in assets:
+        status, body, headers = api.get(asset, token="")
+        assert status == 200 and len(body) > 1000, asset

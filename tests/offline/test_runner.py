@@ -26,15 +26,6 @@ def _wait_for(check, timeout: float = 30.0, interval: float = 0.2):
         time.sleep(interval)
 
 
-@pytest.fixture
-def stack(stack_env, queues):
-    runner = OfflineRunner(template.load(TEMPLATE, services.LOCAL_PARAMETERS, queues),
-                           queues, stack_env, port=0, retry_delay_seconds=0, reload=False, out=io.StringIO()).start()
-    with httpx.Client(base_url=f"http://127.0.0.1:{runner.port}", timeout=30) as client:
-        yield client, runner
-    runner.stop()
-
-
 def test_ingest_end_to_end_through_the_runner(stack):
     http, _ = stack
     assert http.get("/health").json() == {"status": "ok", "checks": {"mongo": "ok", "queues": "ok"}}

@@ -14,7 +14,7 @@ def config_file(tmp_path, monkeypatch):
     path.write_text(json.dumps({"MONGO_DB": "from_file", "PORT": 4100, "JWT_SECRET": "file-secret"}))
     monkeypatch.setenv("CRM_CONFIG_FILE", str(path))
     for key in ("MONGO_DB", "PORT", "JWT_SECRET", "ENV", "MONGO_URI", "MONGO_URI_SECRET_NAME", "JWT_SECRET_NAME",
-                "VENDOR_API_KEY", "WEBHOOK_SECRET"):
+                "VENDOR_API_KEY", "WEBHOOK_SECRET", "VENDOR_API_KEY_NAME", "WEBHOOK_SECRET_NAME"):
         monkeypatch.delenv(key, raising=False)
     return path
 
@@ -45,13 +45,6 @@ def test_production_refuses_default_or_weak_jwt_secret(config_file, monkeypatch,
         Settings()
 
 
-def test_production_refuses_missing_mongo_uri(config_file, monkeypatch):
-    monkeypatch.setenv("ENV", "production")
-    monkeypatch.setenv("JWT_SECRET", "x" * 40)
-    with pytest.raises(ConfigError, match="MONGO_URI"):
-        Settings()
-
-
 PRODUCTION = {"ENV": "production", "JWT_SECRET": "j" * 40, "MONGO_URI": "mongodb+srv://user:pw@cluster.example.net/",
               "VENDOR_API_KEY": "v" * 40, "WEBHOOK_SECRET": "w" * 40}
 
@@ -60,22 +53,47 @@ def test_production_accepts_real_secrets_and_hides_them(config_file, monkeypatch
     for key, value in PRODUCTION.items():
         monkeypatch.setenv(key, value)
     settings = Settings()
-    assert settings.is_production
+    assert settings.is_production and settings.secret("webhook_secret") == "w" * 40
     for secret in ("pw@", "j" * 40, "v" * 40, "w" * 40):
         assert secret not in repr(settings)
 
 
 @pytest.mark.parametrize("key", ["VENDOR_API_KEY", "WEBHOOK_SECRET"])
-@pytest.mark.parametrize("value", [None, "short"])
+@pytest.mark.parametrize("value", ["dev-only-vendor-key", "dev-only-webhook-secret", "short"])
 def test_production_refuses_default_or_weak_vendor_secrets(config_file, monkeypatch, key, value):
     for name, secret in PRODUCTION.items():
         monkeypatch.setenv(name, secret)
-    if value is None:
-        monkeypatch.delenv(key)
-    else:
-        monkeypatch.setenv(key, value)
+    monkeypatch.setenv(key, value)
     with pytest.raises(ConfigError, match=key):
         Settings()
+
+
+@pytest.mark.parametrize("key", ["MONGO_URI", "JWT_SECRET", "VENDOR_API_KEY", "WEBHOOK_SECRET"])
+def test_in_production_a_secret_a_function_was_not_given_has_no_default(config_file, monkeypatch, key):
+    """Each function gets only its own secrets; using another fails closed instead of using a dev default."""
+    config_file.write_text("{}")
+    for name, secret in PRODUCTION.items():
+        monkeypatch.setenv(name, secret)
+    monkeypatch.delenv(key)
+    settings = Settings()
+    with pytest.raises(ConfigError, match=f"{key} is not configured"):
+        settings.secret(key.lower())
+    monkeypatch.setenv("ENV", "development")
+    assert Settings().secret(key.lower()), "development keeps its defaults"
+
+
+def test_secrets_named_in_the_environment_are_fetched_from_aws(config_file, monkeypatch):
+    from crm import config
+
+    fetched = {"/mini-crm/mongo-uri": "mongodb+srv://fetched.example.net/", "mini-crm/jwt": "k" * 40}
+    monkeypatch.setattr(config, "_fetch_secret", fetched.__getitem__)
+    monkeypatch.setenv("ENV", "production")
+    monkeypatch.setenv("MONGO_URI_SECRET_NAME", "/mini-crm/mongo-uri")
+    monkeypatch.setenv("JWT_SECRET_NAME", "mini-crm/jwt")
+    settings = Settings()
+    assert settings.secret("mongo_uri") == fetched["/mini-crm/mongo-uri"] and settings.secret("jwt_secret") == "k" * 40
+    with pytest.raises(ConfigError):
+        settings.secret("webhook_secret")
 
 
 def test_empty_environment_variables_do_not_mask_the_file(config_file, monkeypatch):

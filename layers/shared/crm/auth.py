@@ -28,7 +28,7 @@ def issue_token(settings: Settings, email: str, name: str | None = None) -> tupl
         "nbf": now,
         "exp": now + settings.jwt_ttl_seconds,
     }
-    token = jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=ALGORITHM)
+    token = jwt.encode(claims, settings.secret("jwt_secret"), algorithm=ALGORITHM)
     return token, settings.jwt_ttl_seconds
 
 
@@ -40,7 +40,7 @@ def verify_token(settings: Settings, token: str) -> Principal:
             raise JWTError("unexpected algorithm")
         claims = jwt.decode(
             token,
-            settings.jwt_secret.get_secret_value(),
+            settings.secret("jwt_secret"),
             algorithms=[ALGORITHM],
             issuer=settings.jwt_issuer,
             options={"require_exp": True, "require_sub": True, "require_iat": True},

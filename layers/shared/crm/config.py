@@ -108,21 +108,36 @@ class Settings(BaseSettings):
     def email_domains(self) -> frozenset[str]:
         return frozenset(d.strip().lower().lstrip("@") for d in self.allowed_email_domains.split(",") if d.strip())
 
+    def secret(self, field: str) -> str:
+        """A secret's value; ConfigError when this function was given none (production has no defaults)."""
+        value = getattr(self, field).get_secret_value()
+        if not value:
+            raise ConfigError(f"{field.upper()} is not configured for this function")
+        return value
+
     @model_validator(mode="after")
     def _resolve_secrets(self) -> Settings:
-        if self.mongo_uri_secret_name:
-            self.mongo_uri = SecretStr(_fetch_secret(self.mongo_uri_secret_name))
-        if self.jwt_secret_name:
-            self.jwt_secret = SecretStr(_fetch_secret(self.jwt_secret_name))
-        if self.google_client_secret_name:
-            self.google_client_secret = SecretStr(_fetch_secret(self.google_client_secret_name))
-        if self.vendor_api_key_name:
-            self.vendor_api_key = SecretStr(_fetch_secret(self.vendor_api_key_name))
-        if self.webhook_secret_name:
-            self.webhook_secret = SecretStr(_fetch_secret(self.webhook_secret_name))
+        for field, (name_field, _) in SECRETS.items():
+            name = getattr(self, name_field)
+            if name:
+                setattr(self, field, SecretStr(_fetch_secret(name)))
+            elif self.is_production and field not in self.model_fields_set:
+                # Each function is given only the secrets it uses; the others must not fall back to a default.
+                setattr(self, field, SecretStr(""))
         if self.is_production:
-            _refuse_unsafe_production(self)
+            _refuse_weak_secrets(self)
         return self
+
+
+# Each secret setting: the setting naming where it is kept in AWS, and its development default.
+SECRETS = {
+    "mongo_uri": ("mongo_uri_secret_name", DEFAULT_MONGO_URI),
+    "jwt_secret": ("jwt_secret_name", DEV_JWT_SECRET),
+    "google_client_secret": ("google_client_secret_name", ""),
+    "vendor_api_key": ("vendor_api_key_name", DEV_VENDOR_KEY),
+    "webhook_secret": ("webhook_secret_name", DEV_WEBHOOK_SECRET),
+}
+SIGNING_KEYS = ("jwt_secret", "vendor_api_key", "webhook_secret")
 
 
 def _fetch_secret(name: str) -> str:
@@ -134,17 +149,14 @@ def _fetch_secret(name: str) -> str:
     return parameters.get_secret(name, max_age=300)
 
 
-def _refuse_unsafe_production(settings: Settings) -> None:
-    jwt_secret = settings.jwt_secret.get_secret_value()
-    if jwt_secret == DEV_JWT_SECRET or len(jwt_secret) < MIN_PRODUCTION_SECRET_LENGTH:
-        raise ConfigError("JWT_SECRET is missing, the development default, or shorter than 32 characters")
-    if settings.mongo_uri.get_secret_value() == DEFAULT_MONGO_URI:
-        raise ConfigError("MONGO_URI is missing in production")
-    for name, value, default in (("VENDOR_API_KEY", settings.vendor_api_key, DEV_VENDOR_KEY),
-                                 ("WEBHOOK_SECRET", settings.webhook_secret, DEV_WEBHOOK_SECRET)):
-        secret = value.get_secret_value()
-        if secret == default or len(secret) < MIN_PRODUCTION_SECRET_LENGTH:
-            raise ConfigError(f"{name} is missing, the development default, or shorter than 32 characters")
+def _refuse_weak_secrets(settings: Settings) -> None:
+    """Production refuses to start with a key it was given that is a development default or short."""
+    for field in SIGNING_KEYS:
+        _, development_default = SECRETS[field]
+        key = getattr(settings, field).get_secret_value()
+        if key and (key == development_default or len(key) < MIN_PRODUCTION_SECRET_LENGTH):
+            raise ConfigError(f"{field.upper()} is a development default or shorter than "
+                              f"{MIN_PRODUCTION_SECRET_LENGTH} characters")
 
 
 @lru_cache(maxsize=1)

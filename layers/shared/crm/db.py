@@ -66,7 +66,7 @@ _lock = threading.Lock()
 
 def get_client(settings: Settings | None = None) -> MongoClient:
     settings = settings or get_settings()
-    uri = settings.mongo_uri.get_secret_value()
+    uri = settings.secret("mongo_uri")
     with _lock:
         client = _clients.get(uri)
         if client is None:
@@ -88,7 +88,7 @@ def get_client(settings: Settings | None = None) -> MongoClient:
 def get_db(settings: Settings | None = None) -> Database:
     settings = settings or get_settings()
     db = get_client(settings)[settings.mongo_db]
-    key = (settings.mongo_uri.get_secret_value(), settings.mongo_db)
+    key = (settings.secret("mongo_uri"), settings.mongo_db)
     if key not in _indexed:
         ensure_indexes(db)
         _indexed.add(key)

@@ -50,7 +50,7 @@ class RateLimiter:
 class VendorClient:
     def __init__(self, settings: Settings, http: httpx.Client | None = None):
         self.url = settings.vendor_url
-        self.key = settings.vendor_api_key.get_secret_value()
+        self.key = settings.secret("vendor_api_key")
         self.http = http or httpx.Client(timeout=settings.vendor_timeout_seconds)
         self.limiter = RateLimiter(settings.vendor_max_per_second)
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Sequence
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -51,8 +51,12 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     return _envelope(500, "internal_error", "Something went wrong on our side")
 
 
-def create_app(*routers: APIRouter, title: str = "Mini CRM") -> FastAPI:
-    app = FastAPI(title=title, version="1.0.0", docs_url="/docs", openapi_url="/openapi.json", redoc_url=None)
+def create_app(*routers: APIRouter, documents: Sequence[APIRouter] = ()) -> FastAPI:
+    """An app serving routers; one given `documents` also serves /docs and /openapi.json over its own routes and
+    those routers' (which other functions serve). An app without them serves no docs: API Gateway would never
+    route /docs to it."""
+    app = FastAPI(title="Mini CRM", version="1.0.0", description=openapi.DESCRIPTION, redoc_url=None, docs_url=None,
+                  openapi_url=openapi.OPENAPI_URL if documents else None, swagger_ui_oauth2_redirect_url=None)
     for router in routers:
         app.include_router(router)
     app.add_exception_handler(CRMError, _crm_error)
@@ -73,5 +77,6 @@ def create_app(*routers: APIRouter, title: str = "Mini CRM") -> FastAPI:
                                       "ms": round((time.perf_counter() - started) * 1000, 1)})
         return response
 
-    openapi.install(app)
+    if documents:
+        openapi.install(app, list(documents))
     return app

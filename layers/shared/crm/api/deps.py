@@ -13,7 +13,8 @@ from crm.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
-_bearer = HTTPBearer(auto_error=False, description="The CRM's own JWT from /api/auth/*")
+_bearer = HTTPBearer(auto_error=False, scheme_name="bearerAuth", bearerFormat="JWT",
+                     description="The CRM's own JWT from /api/auth/*")
 
 
 def current_user(settings: SettingsDep,

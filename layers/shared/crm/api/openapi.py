@@ -1,15 +1,45 @@
-"""Request bodies that FastAPI cannot describe itself (one object or a batch) and the merged document."""
+"""The one OpenAPI document: every group's routes, the bodies FastAPI cannot describe itself (one object or a
+batch), and how the vendor authenticates."""
 from __future__ import annotations
 
+from importlib import resources
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 REF = "#/components/schemas/{model}"
+OPENAPI_URL = "/openapi.json"
+DOCS_URL = "/docs"
+# Swagger UI's own files, served by this function rather than fetched from a CDN by every browser.
+DOCS_ASSETS_URL = "/docs/assets"
+DOCS_ASSETS = resources.files("fastapi_offline") / "static"
 _body_models: set[type[BaseModel]] = set()
+
+DESCRIPTION = (
+    "Customers, orders, segments, campaigns and delivery for a consumer brand. Every `/api` route takes the "
+    "CRM's bearer JWT (from `/api/auth/*`) except the vendor's two: `/api/mock-send` takes `X-Vendor-Key`, and "
+    "`/api/delivery-receipt` takes the vendor's signature. Errors are `{\"error\": {\"code\", \"message\", "
+    "\"details\"}}`.")
+VENDOR_KEY = "vendorKey"
+VENDOR_SIGNATURE = "vendorSignature"
+SECURITY_SCHEMES = {
+    VENDOR_KEY: {"type": "apiKey", "in": "header", "name": "X-Vendor-Key",
+                 "description": "The key the CRM calls its messaging vendor with."},
+    VENDOR_SIGNATURE: {"type": "apiKey", "in": "header", "name": "X-Vendor-Signature",
+                       "description": "Hex HMAC-SHA256 of `<X-Vendor-Timestamp>.<raw body>` with the shared webhook "
+                                      "secret; `X-Vendor-Timestamp` is Unix seconds, accepted within 5 minutes."},
+}
+
+
+def secured_by(scheme: str) -> dict[str, Any]:
+    """`openapi_extra` for a route authenticated by one of SECURITY_SCHEMES."""
+    return {"security": [{scheme: []}]}
 
 
 def body_of(*models: type[BaseModel]) -> dict[str, Any]:
@@ -20,16 +50,28 @@ def body_of(*models: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, documented: list[APIRouter]) -> None:
+    """/openapi.json describes the app's own routes and the documented routers' (served by other functions)."""
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            document = get_openapi(title=app.title, version=app.version, description=app.description,
-                                   routes=app.routes)
+            routes = [*app.routes, *(route for router in documented for route in router.routes)]
+            document = get_openapi(title=app.title, version=app.version, description=app.description, routes=routes)
+            components = document.setdefault("components", {})
             if _body_models:
                 models = sorted(_body_models, key=lambda m: m.__name__)
                 _, defs = models_json_schema([(m, "validation") for m in models], ref_template=REF)
-                document.setdefault("components", {}).setdefault("schemas", {}).update(defs.get("$defs", {}))
+                components.setdefault("schemas", {}).update(defs.get("$defs", {}))
+            components.setdefault("securitySchemes", {}).update(SECURITY_SCHEMES)
             app.openapi_schema = document
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    app.mount(DOCS_ASSETS_URL, StaticFiles(directory=str(DOCS_ASSETS)), name="docs-assets")
+
+    @app.get(DOCS_URL, include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=OPENAPI_URL, title=f"{app.title} API",
+                                   swagger_js_url=f"{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS_URL}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS_URL}/favicon.png",
+                                   swagger_ui_parameters={"persistAuthorization": True})

@@ -48,7 +48,7 @@ def deliver_receipts(records: list[Any]) -> None:
         raise InvalidInput("receipt records must be objects")
     body = json.dumps({"receipts": records}, separators=(",", ":")).encode()
     timestamp = str(int(time.time()))
-    signature = signing.sign(settings.webhook_secret.get_secret_value(), timestamp, body)
+    signature = signing.sign(settings.secret("webhook_secret"), timestamp, body)
     try:
         reply = httpx.post(settings.receipt_url, content=body, timeout=settings.vendor_timeout_seconds,
                            headers={"Content-Type": "application/json", "X-Vendor-Timestamp": timestamp,

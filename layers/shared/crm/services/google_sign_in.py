@@ -51,7 +51,7 @@ def start(settings: Settings, states: Collection) -> SignInStart:
     states.insert_one({"_id": state_id, "nonce": nonce, "verifier": verifier, "expires_at": now + STATE_TTL})
     state = jwt.encode({"typ": STATE_TYPE, "jti": state_id, "bnd": _digest(binding), "iss": settings.jwt_issuer,
                         "iat": int(now.timestamp()), "exp": int((now + STATE_TTL).timestamp())},
-                       settings.jwt_secret.get_secret_value(), algorithm=ALGORITHM)
+                       settings.secret("jwt_secret"), algorithm=ALGORITHM)
     query = urlencode({
         "response_type": "code", "client_id": settings.google_client_id, "redirect_uri": settings.google_callback_url,
         "scope": SCOPES, "state": state, "nonce": nonce, "code_challenge": _digest(verifier),
@@ -72,7 +72,7 @@ def finish(settings: Settings, states: Collection, code: str | None, state: str 
     if record is None or record["expires_at"] < utcnow():
         raise BadRequest("This sign-in was already used or has expired; start again", code="invalid_state")
     tokens = provider.exchange_code(code, settings.google_callback_url, settings.google_client_id,
-                                    settings.google_client_secret.get_secret_value(), record["verifier"])
+                                    settings.secret("google_client_secret"), record["verifier"])
     claims = provider.verify_id_token(tokens["id_token"], settings.google_client_id, record["nonce"],
                                       tokens.get("access_token"))
     return _user_from(settings, claims)
@@ -80,7 +80,7 @@ def finish(settings: Settings, states: Collection, code: str | None, state: str 
 
 def _verify_state(settings: Settings, state: str, browser_binding: str | None) -> str:
     try:
-        claims = jwt.decode(state, settings.jwt_secret.get_secret_value(), algorithms=[ALGORITHM],
+        claims = jwt.decode(state, settings.secret("jwt_secret"), algorithms=[ALGORITHM],
                             issuer=settings.jwt_issuer, options={"require_exp": True, "require_jti": True})
     except JWTError as exc:
         raise BadRequest("The sign-in state is invalid or has expired", code="invalid_state") from exc

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from crm import signing
 from crm.api.deps import SettingsDep
+from crm.api.openapi import VENDOR_SIGNATURE, secured_by
 from crm.api.storage import DbDep
 from crm.errors import InvalidInput
 from crm.models.campaigns import ReceiptIn
@@ -29,13 +30,14 @@ async def raw_body(request: Request) -> bytes:
     return await request.body()
 
 
-@router.post("", status_code=202, response_model=ReceiptsAccepted)
+@router.post("", status_code=202, response_model=ReceiptsAccepted,
+             openapi_extra=secured_by(VENDOR_SIGNATURE))
 def delivery_receipt(body: Annotated[bytes, Depends(raw_body)], settings: SettingsDep, db: DbDep,
                      timestamp: Annotated[str | None, Header(alias="X-Vendor-Timestamp", max_length=20)] = None,
                      signature: Annotated[str | None, Header(alias="X-Vendor-Signature", max_length=128)] = None
                      ) -> ReceiptsAccepted:
     """One receipt or {"receipts": [...]}; duplicates, late and unknown receipts change nothing."""
-    signing.verify(settings.webhook_secret.get_secret_value(), timestamp, signature, body)
+    signing.verify(settings.secret("webhook_secret"), timestamp, signature, body)
     try:
         payload: Any = json.loads(body)
     except ValueError as exc:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Header
 
 from crm import queues
 from crm.api.deps import SettingsDep
-from crm.api.openapi import body_of
+from crm.api.openapi import VENDOR_KEY, body_of, secured_by
 from crm.api.storage import DbDep
 from crm.db import VENDOR_MESSAGES
 from crm.errors import Unauthorized
@@ -22,13 +22,13 @@ router = APIRouter(prefix="/api/mock-send", tags=["vendor"])
 
 
 @router.post("", status_code=202, response_model=VendorAccepted | VendorBatchAccepted,
-             openapi_extra=body_of(VendorSendIn, VendorBatchIn))
+             openapi_extra={**body_of(VendorSendIn, VendorBatchIn), **secured_by(VENDOR_KEY)})
 def mock_send(payload: Annotated[Any, Body(include_in_schema=False)], settings: SettingsDep, db: DbDep,
               vendor_key: Annotated[str | None, Header(alias="X-Vendor-Key", max_length=200)] = None
               ) -> VendorAccepted | VendorBatchAccepted:
     """One message, or {"messages": [...]} with up to 100; accepted at once, each reported later (≈90 % SENT)
     by a signed call to the receipt URL."""
-    if not vendor_key or not hmac.compare_digest(vendor_key, settings.vendor_api_key.get_secret_value()):
+    if not vendor_key or not hmac.compare_digest(vendor_key, settings.secret("vendor_api_key")):
         raise Unauthorized("Missing or wrong X-Vendor-Key", code="invalid_vendor_key")
     sends = validate_one_or_batch(payload, VendorSendIn, "messages", MAX_BATCH)
 
