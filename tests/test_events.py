@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from bson import ObjectId
 
 from offline import template
 from offline.lambda_worker import LambdaContext
 from offline.sign_receipt import signed
 from tests.conftest import TEMPLATE, load_function
+from tests.test_template import sqs_policy_queues
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 SAMPLE_CAMPAIGN_ID = ObjectId("6744d1a0c2b1f3a4d5e6f702")
@@ -21,8 +23,35 @@ def _event(group: str) -> dict:
     return json.loads((EVENTS / f"{group}.json").read_text())
 
 
+FUNCTIONS = {Path(spec.code_uri).name: name for name, spec in template.load(TEMPLATE).functions.items()}
+_invoking: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def queues_sent_to(env, queues):
+    """Every queue each function sends to while handling its event must be one its policies allow."""
+    from crm.queues import get_sqs
+
+    sent: set[tuple[str, str]] = set()
+    by_url = {queue.url: name for name, queue in queues.items()}
+
+    def record(params, **_):
+        sent.add((_invoking[-1], by_url[params["QueueUrl"]]))
+
+    events = get_sqs().meta.events
+    events.register("before-parameter-build.sqs.SendMessageBatch", record)
+    yield sent
+    events.unregister("before-parameter-build.sqs.SendMessageBatch", record)
+    for function, queue in sent:
+        assert queue in sqs_policy_queues(function), f"{function} sent to {queue}, which its policies do not allow"
+
+
 def _invoke(group: str, event: dict) -> dict:
-    return load_function(group).handler(event, LambdaContext(group, 512, "sample", 2e9))
+    _invoking.append(FUNCTIONS[group])
+    try:
+        return load_function(group).handler(event, LambdaContext(group, 512, "sample", 2e9))
+    finally:
+        _invoking.pop()
 
 
 def _reply(group: str, event: dict) -> tuple[int, dict]:
@@ -35,7 +64,7 @@ def test_every_function_has_its_sample_event():
     assert {path.stem for path in EVENTS.glob("*.json")} == folders
 
 
-def test_api_events(env, db, consumers):
+def test_api_events(env, db, consumers, queues_sent_to):
     status, body = _reply("auth", _event("auth"))
     assert status == 200
     bearer = f"Bearer {body['token']}"
@@ -61,9 +90,10 @@ def test_api_events(env, db, consumers):
     assert status == 202 and body["status"] == "ACCEPTED" and consumers.messages("VendorReceiptQueue")
     status, body = _reply("receipts", signed(_event("receipts"), env["WEBHOOK_SECRET"]))
     assert (status, body) == (202, {"accepted": 1, "ignored": 1}), "no such log yet"
+    assert queues_sent_to == {("CustomersFunction", "CustomerIngestQueue"), ("VendorFunction", "VendorReceiptQueue")}
 
 
-def test_consumer_events_carry_a_customer_through_a_campaign(env, db, stack, monkeypatch):
+def test_consumer_events_carry_a_customer_through_a_campaign(env, db, stack, monkeypatch, queues_sent_to):
     from crm import rules
     from crm.config import get_settings
     from crm.db import CUSTOMERS, SEGMENTS
@@ -99,3 +129,4 @@ def test_consumer_events_carry_a_customer_through_a_campaign(env, db, stack, mon
     assert db.communication_logs.find_one({"_id": SAMPLE_LOG_ID})["status"] == "SENT"
     stored = db.campaigns.find_one({"_id": SAMPLE_CAMPAIGN_ID})
     assert stored["status"] == "COMPLETED" and stored["stats"] == {"audience": 1, "queued": 0, "sent": 1, "failed": 0}
+    assert queues_sent_to == {("CampaignFanoutFunction", "CampaignSendQueue")}

@@ -58,3 +58,25 @@ def test_every_app_route_is_routed_to_its_function_and_every_template_route_reac
         for route in spec.routes:
             assert any(route.match(method, path) is not None for method, path in served), (
                 f"{route.method} {route.path} of {name} reaches no route of its app")
+
+
+def sqs_policy_queues(function: str, policy: str = "SQSSendMessagePolicy") -> set[str]:
+    """The queues (logical ids) a function's SAM policy templates of this kind name."""
+    props = template.load(TEMPLATE).doc["Resources"][function]["Properties"]
+    return {p[policy]["QueueName"]["Fn::GetAtt"][0] for p in props.get("Policies", [])
+            if isinstance(p, dict) and policy in p}
+
+
+def test_every_queue_url_a_function_is_given_is_one_its_policies_let_it_use():
+    doc = template.load(TEMPLATE).doc["Resources"]
+    for name, resource in doc.items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        props = resource["Properties"]
+        variables = (props.get("Environment") or {}).get("Variables") or {}
+        named = {value["Ref"] for key, value in variables.items() if key.startswith("SQS_") and key.endswith("_URL")}
+        checked = {arn["Fn::GetAtt"][0] for p in props["Policies"] if isinstance(p, dict) and "Statement" in p
+                   for statement in p["Statement"] if statement["Action"] == ["sqs:GetQueueAttributes"]
+                   for arn in statement["Resource"]}
+        assert named <= sqs_policy_queues(name) | checked, name
+        assert sqs_policy_queues(name) <= named, f"{name} may send to a queue it is not told of"
