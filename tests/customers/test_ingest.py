@@ -46,6 +46,19 @@ def test_reingesting_an_email_updates_without_duplicating(api, consumers, db):
     assert updated["spend"] == 10, "fields the client did not send are kept"
 
 
+def test_null_fields_count_as_not_given(api, consumers, db):
+    api.post("/api/customers", {"name": "Ada", "email": "ada@example.com", "spend": 10, "phone": "+1 555 0100"})
+    api.post("/api/customers", {"name": "Bob", "email": "bob@example.com", "spend": None, "visits": None,
+                                "last_active": None, "phone": None})
+    api.post("/api/customers", {"name": "Ada", "email": "ada@example.com", "spend": None, "phone": None})
+    consumers.drain(CUSTOMER_QUEUE)
+    status, page, _ = api.get("/api/customers")
+    assert status == 200
+    by_email = {c["email"]: c for c in page["items"]}
+    assert by_email["bob@example.com"]["spend"] == 0 and by_email["bob@example.com"]["visits"] == 0
+    assert by_email["ada@example.com"]["spend"] == 10 and by_email["ada@example.com"]["phone"] == "+1 555 0100"
+
+
 def test_redelivered_customer_message_changes_nothing_more(api, consumers, db):
     api.post("/api/customers", {"customers": [{"name": f"C{i}", "email": f"c{i}@example.com"} for i in range(5)]})
     [message] = consumers.messages(CUSTOMER_QUEUE)

@@ -68,15 +68,17 @@ def test_segment_pages(api, customers):
     assert seen == list(reversed(ids))
 
 
-def test_unknown_id_is_404_and_malformed_id_is_422(api):
+def test_unknown_and_malformed_ids_are_404(api):
     status, body, _ = api.get("/api/segments/0123456789abcdef01234567")
     assert status == 404
     assert_error(body, "not_found")
     status, body, _ = api.get("/api/segments/0123456789abcdef01234567/preview")
     assert status == 404
     status, body, _ = api.get("/api/segments/not-an-id")
-    assert status == 422
-    assert_error(body, "validation_error", ["path", "segment_id"])
+    assert status == 404, "a path that is no id names no segment"
+    assert_error(body, "not_found")
+    status, body, headers = api.get("/api/segments/preview")
+    assert status == 405 and headers["allow"] == "POST", "preview is a route of its own, not an id"
 
 
 @pytest.mark.parametrize("payload, loc", [

@@ -4,12 +4,15 @@ from __future__ import annotations
 import time
 from typing import Any, Sequence
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from crm.api import openapi
+from crm.api.deps import known_query_parameters
 from crm.errors import CRMError, translate
 from crm.observability import logger
 
@@ -37,9 +40,21 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
     return _envelope(422, "validation_error", f"Invalid input: {fields}", details)
 
 
-async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     code = HTTP_CODES.get(exc.status_code, "http_error")
-    return _envelope(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return _envelope(exc.status_code, code, str(exc.detail), headers=headers or None)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the routes of this path serve (Starlette's own Allow names only the first route's); a
+    literal path such as /api/segments/preview is that path, not a value of /api/segments/{segment_id}."""
+    matching = [route for route in iter_route_contexts(request.app.routes)
+                if route.original_route.matches({**request.scope, "method": "GET"})[0] != Match.NONE]
+    literal = [route for route in matching if "{" not in (route.path or "")]
+    return sorted({method for route in literal or matching for method in (route.methods or {"GET"})})
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -56,7 +71,8 @@ def create_app(*routers: APIRouter, documents: Sequence[APIRouter] = ()) -> Fast
     those routers' (which other functions serve). An app without them serves no docs: API Gateway would never
     route /docs to it."""
     app = FastAPI(title="Mini CRM", version="1.0.0", description=openapi.DESCRIPTION, redoc_url=None, docs_url=None,
-                  openapi_url=openapi.OPENAPI_URL if documents else None, swagger_ui_oauth2_redirect_url=None)
+                  openapi_url=openapi.OPENAPI_URL if documents else None, swagger_ui_oauth2_redirect_url=None,
+                  dependencies=[Depends(known_query_parameters)])
     for router in routers:
         app.include_router(router)
     app.add_exception_handler(CRMError, _crm_error)

@@ -3,15 +3,45 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Query
+from fastapi import Depends, Header, Query, Request, params
+from fastapi.dependencies.utils import get_flat_params
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.convertors import Convertor, register_url_convertor
 
 from crm.auth import Principal, verify_token
 from crm.config import Settings, get_settings
-from crm.errors import Unauthorized
+from crm.errors import InvalidInput, Unauthorized
 from crm.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+class _ObjectIdConvertor(Convertor[str]):
+    regex = "[0-9a-fA-F]{24}"
+
+    def convert(self, value: str) -> str:
+        return value.lower()
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+# `{segment_id:objectid}` in a path: only an id matches, so /api/segments/preview is never an id.
+register_url_convertor("objectid", _ObjectIdConvertor())
+
+
+def known_query_parameters(request: Request) -> None:
+    """A query parameter the route does not take is a 422 naming it, not a filter silently ignored."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = {field.alias for field in get_flat_params(dependant) if isinstance(field.field_info, params.Query)}
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise InvalidInput(f"Unknown query parameter: {', '.join(unknown)[:200]}",
+                           [{"loc": ["query", name[:100]], "msg": "not a parameter of this route"}
+                            for name in unknown[:20]])
 
 _bearer = HTTPBearer(auto_error=False, scheme_name="bearerAuth", bearerFormat="JWT",
                      description="The CRM's own JWT from /api/auth/*")

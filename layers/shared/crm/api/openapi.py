@@ -37,6 +37,29 @@ SECURITY_SCHEMES = {
 }
 
 
+class ErrorDetail(BaseModel):
+    loc: list[str | int]
+    msg: str
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+    details: list[ErrorDetail]
+
+
+class ErrorEnvelope(BaseModel):
+    """The body of every 4xx and 5xx answer."""
+    error: ErrorInfo
+
+
+ERROR_RESPONSES = {
+    "422": "Invalid input: one detail per bad field, its `loc` naming it",
+    "4XX": "Refused: bad input, missing or bad credentials, an unknown id, a body over the size limit",
+    "503": "A dependency (MongoDB, SQS, the vendor) is unreachable; try again later",
+}
+
+
 def secured_by(scheme: str) -> dict[str, Any]:
     """`openapi_extra` for a route authenticated by one of SECURITY_SCHEMES."""
     return {"security": [{scheme: []}]}
@@ -57,11 +80,15 @@ def install(app: FastAPI, documented: list[APIRouter]) -> None:
             routes = [*app.routes, *(route for router in documented for route in router.routes)]
             document = get_openapi(title=app.title, version=app.version, description=app.description, routes=routes)
             components = document.setdefault("components", {})
-            if _body_models:
-                models = sorted(_body_models, key=lambda m: m.__name__)
-                _, defs = models_json_schema([(m, "validation") for m in models], ref_template=REF)
-                components.setdefault("schemas", {}).update(defs.get("$defs", {}))
+            models = sorted(_body_models | {ErrorEnvelope}, key=lambda m: m.__name__)
+            _, defs = models_json_schema([(m, "validation") for m in models], ref_template=REF)
+            schemas = components.setdefault("schemas", {})
+            schemas.update(defs.get("$defs", {}))
             components.setdefault("securitySchemes", {}).update(SECURITY_SCHEMES)
+            _document_errors(document)
+            # The error envelope replaces FastAPI's own 422 body.
+            schemas.pop("HTTPValidationError", None)
+            schemas.pop("ValidationError", None)
             app.openapi_schema = document
         return app.openapi_schema
 
@@ -75,3 +102,12 @@ def install(app: FastAPI, documented: list[APIRouter]) -> None:
                                    swagger_css_url=f"{DOCS_ASSETS_URL}/swagger-ui.css",
                                    swagger_favicon_url=f"{DOCS_ASSETS_URL}/favicon.png",
                                    swagger_ui_parameters={"persistAuthorization": True})
+
+
+def _document_errors(document: dict[str, Any]) -> None:
+    envelope = {"application/json": {"schema": {"$ref": REF.format(model=ErrorEnvelope.__name__)}}}
+    for path_item in document["paths"].values():
+        for operation in path_item.values():
+            responses = operation.setdefault("responses", {})
+            for status, description in ERROR_RESPONSES.items():
+                responses[status] = {"description": description, "content": envelope}

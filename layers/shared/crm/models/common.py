@@ -1,6 +1,7 @@
 """Types and helpers every resource model uses."""
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -9,6 +10,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
@@ -41,10 +43,27 @@ def _object_id(value: str) -> str:
 
 # Identity is case-insensitive, so the whole address is lower-cased, not only the domain.
 Email = Annotated[EmailStr, Field(max_length=254), AfterValidator(str.lower)]
-ObjectIdStr = Annotated[str, AfterValidator(_object_id)]
-IsoTime = Annotated[AwareDatetime, PlainSerializer(to_iso, return_type=str, when_used="json")]
+ObjectIdStr = Annotated[str, AfterValidator(_object_id), Field(json_schema_extra={"pattern": "^[0-9a-fA-F]{24}$"})]
+def _iso_text(value: Any) -> Any:
+    """Times are ISO 8601 text (API.md); a bare number would otherwise pass as seconds since 1970."""
+    if isinstance(value, (int, float)) or (isinstance(value, str) and not ISO_DATE.match(value)):
+        raise ValueError("must be an ISO 8601 time with a zone, such as 2026-11-25T10:00:00Z")
+    return value
+
+
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+IsoTime = Annotated[AwareDatetime, BeforeValidator(_iso_text),
+                    PlainSerializer(to_iso, return_type=str, when_used="json")]
 Money = Annotated[float, Field(ge=0, le=1e12, strict=True, allow_inf_nan=False)]
-Count = Annotated[int, Field(ge=0, le=10**9, strict=True)]
+
+
+def _integral(value: Any) -> Any:
+    """JSON has one kind of number: 3.0 is the whole number 3, as JSON Schema says; 3.5, "3" and true are not."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_integral), Field(strict=True)]
+Count = Annotated[WholeNumber, Field(ge=0, le=10**9)]
 
 
 class InputModel(BaseModel):

@@ -1,9 +1,11 @@
 """Order shapes of API.md."""
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, Field, model_validator
 
-from crm.models.common import Email, InputModel, IsoTime, Money, ObjectIdStr
+from crm.models.common import Email, InputModel, IsoTime, Money, ObjectIdStr, WholeNumber
 
 MAX_BATCH = 1000
 
@@ -11,7 +13,7 @@ MAX_BATCH = 1000
 class OrderItem(InputModel):
     sku: str = Field(min_length=1, max_length=64)
     name: str = Field(min_length=1, max_length=200)
-    qty: int = Field(ge=1, le=100_000, strict=True)
+    qty: Annotated[WholeNumber, Field(ge=1, le=100_000)]
     price: Money
 
 

@@ -51,7 +51,8 @@ def _parse_record(record: Any) -> tuple[CustomerIn, datetime]:
 
 def _upsert_op(customer: CustomerIn, accepted_at: datetime) -> UpdateOne:
     now = utcnow()
-    given = customer.model_dump(exclude_unset=True)
+    # A null is a field not given: it neither blanks a known value nor stores a null spend or visit count.
+    given = customer.model_dump(exclude_unset=True, exclude_none=True)
     to_set = {**given, "name_key": customer.name.casefold(), "updated_at": now}
     on_insert = {"created_at": accepted_at, "phone": None, "spend": 0.0, "visits": 0,
                  # A customer never active counts as last active at creation.

@@ -1,7 +1,7 @@
 """AI help: natural language to segment rules."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
@@ -11,7 +11,7 @@ from crm.ai import message_suggestions, rules_provider
 from crm.api.deps import SettingsDep, current_user
 from crm.api.storage import DbDep
 from crm.models.campaigns import Stats
-from crm.models.common import InputModel, ObjectIdStr
+from crm.models.common import InputModel, ObjectIdStr, WholeNumber
 from crm.services import campaigns
 from crm.services.summary import summarise
 
@@ -37,7 +37,7 @@ def rules_from_prompt(body: RulesPromptIn, settings: SettingsDep) -> RulesOut:
 
 class MessagesIn(InputModel):
     goal: str = Field(min_length=1, max_length=500)
-    count: int = Field(default=3, ge=1, le=5, strict=True)
+    count: Annotated[WholeNumber, Field(ge=1, le=5)] = 3
 
 
 class MessagesOut(BaseModel):

@@ -43,7 +43,7 @@ def list_campaigns(db: DbDep, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = Non
     return Page[Campaign](items=items, next_cursor=next_cursor)
 
 
-@router.get("/{campaign_id}", response_model=CampaignDetail)
+@router.get("/{campaign_id:objectid}", response_model=CampaignDetail)
 def get_campaign(campaign_id: ObjectIdStr, db: DbDep,
                  status: Annotated[Literal["QUEUED", "SENT", "FAILED"] | None, Query()] = None,
                  limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> CampaignDetail:

@@ -32,12 +32,12 @@ def preview_rules(body: PreviewIn, db: DbDep, settings: SettingsDep) -> Preview:
     return service.preview(db[CUSTOMERS], rules.parse(body.rules), settings.audience_count_time_limit_ms)
 
 
-@router.get("/{segment_id}", response_model=Segment)
+@router.get("/{segment_id:objectid}", response_model=Segment)
 def get_segment(segment_id: ObjectIdStr, db: DbDep) -> Segment:
     return service.to_segment(service.get(db[SEGMENTS], segment_id))
 
 
-@router.get("/{segment_id}/preview", response_model=Preview)
+@router.get("/{segment_id:objectid}/preview", response_model=Preview)
 def preview_segment(segment_id: ObjectIdStr, db: DbDep, settings: SettingsDep) -> Preview:
     segment = service.get(db[SEGMENTS], segment_id)
     return service.preview(db[CUSTOMERS], rules.parse(segment["rules"]), settings.audience_count_time_limit_ms)

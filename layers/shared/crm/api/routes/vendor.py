@@ -24,7 +24,9 @@ router = APIRouter(prefix="/api/mock-send", tags=["vendor"])
 @router.post("", status_code=202, response_model=VendorAccepted | VendorBatchAccepted,
              openapi_extra={**body_of(VendorSendIn, VendorBatchIn), **secured_by(VENDOR_KEY)})
 def mock_send(payload: Annotated[Any, Body(include_in_schema=False)], settings: SettingsDep, db: DbDep,
-              vendor_key: Annotated[str | None, Header(alias="X-Vendor-Key", max_length=200)] = None
+              # Documented as the vendorKey security scheme rather than as a parameter.
+              vendor_key: Annotated[str | None, Header(alias="X-Vendor-Key", max_length=200,
+                                                       include_in_schema=False)] = None
               ) -> VendorAccepted | VendorBatchAccepted:
     """One message, or {"messages": [...]} with up to 100; accepted at once, each reported later (≈90 % SENT)
     by a signed call to the receipt URL."""
