@@ -103,7 +103,7 @@ def _parse_rule(raw: dict, loc: Loc, errors: list[dict[str, Any]]) -> Rule | Non
     before = len(errors)
     for key in sorted(set(raw) - {"field", "op", "value"}, key=str):
         errors.append({"loc": [*loc, key], "msg": "unexpected key; a rule has field, op and value"})
-    field, op, value = raw.get("field"), raw.get("op"), raw.get("value")
+    field, op, value = _name(raw.get("field")), _name(raw.get("op")), raw.get("value")
     if field not in FIELDS:
         errors.append({"loc": [*loc, "field"], "msg": f"must be one of {', '.join(FIELDS)}"})
     if op not in OPERATORS:
@@ -119,6 +119,11 @@ def _parse_rule(raw: dict, loc: Loc, errors: list[dict[str, Any]]) -> Rule | Non
     if field in WHOLE_NUMBER_FIELDS or value == int(value):
         value = int(value)
     return Rule(field, op, value)
+
+
+def _name(value: Any) -> str | None:
+    """A field or operator name is a string; an operator object or a list names nothing (and is no dict key)."""
+    return value if isinstance(value, str) else None
 
 
 def _count_rules(node: Node) -> int:
