@@ -43,10 +43,7 @@ lint: install
 	$(BIN)/ruff check .
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.ingest
-	$(BIN)/python -m bench.cold_init
-	$(BIN)/python -m bench.preview
-	$(BIN)/python -m bench.fanout
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache .aws-sam

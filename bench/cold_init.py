@@ -17,6 +17,7 @@ import textwrap
 from pathlib import Path
 
 from bench._stack import ROOT, local_stack
+from bench._table import Row
 
 PROBE = textwrap.dedent('''
     import json, sys, time
@@ -72,10 +73,11 @@ def median_ms(mode: str, target: str, payload: dict, env: dict, runs: int) -> tu
     return statistics.median(r["ms"] for r in results), results[-1]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
+def run(argv: list[str] | None = None) -> list[Row]:
+    parser = argparse.ArgumentParser(prog="python -m bench.cold_init")
     parser.add_argument("--runs", type=int, default=5)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    rows = []
     hello_dir = Path(ROOT / ".local" / "bench-hello")
     hello_dir.mkdir(parents=True, exist_ok=True)
     (hello_dir / "app.py").write_text(HELLO)
@@ -105,7 +107,10 @@ def main() -> None:
             deps_ms, _ = median_ms("imports", json.dumps(packages), {}, env, args.runs)
             print(f"  {name:<10} {ms:>10.0f} {hello_ms:>12.0f} {deps_ms:>10.0f} {ms / deps_ms:>10.2f}  "
                   f"{' '.join(packages)}")
+            rows.append(Row("cold init", f"{name}: import + first event", ms, "ms", deps_ms,
+                            "bare imports of its packages"))
+    return rows
 
 
 if __name__ == "__main__":
-    main()
+    run()

@@ -13,6 +13,7 @@ from bson import ObjectId
 from pymongo import MongoClient
 
 from bench._stack import local_stack
+from bench._table import Row
 from crm.db import INDEXES, LOGS, ensure_indexes
 from crm.models.common import utcnow
 
@@ -49,11 +50,11 @@ def raw_logs(client: MongoClient, db_name: str, count: int) -> float:
     return time.perf_counter() - started
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
+def run(argv: list[str] | None = None) -> list[Row]:
+    parser = argparse.ArgumentParser(prog="python -m bench.fanout")
     parser.add_argument("--recipients", type=int, default=100_000)
     parser.add_argument("--fan-out-only", action="store_true", help="stop once the fan-out is done")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     # The mock vendor is local; its rate limit is a production concern, not what this measures.
     # Everything shares two cores here, so the vendor's answers get a patient timeout.
     with local_stack(extra_env={"VENDOR_MAX_PER_SECOND": "0", "MOCK_VENDOR_DELAY_SECONDS": "0",
@@ -85,12 +86,16 @@ def main() -> None:
     print(f"  {'fan-out through the system (POST -> all logs + sends queued)':<62} {fan_out_seconds:>7.1f} s")
     print(f"  {'baseline: raw insert_many of the same logs, same server':<62} {baseline:>7.1f} s")
     print(f"  ratio fan-out / raw insert: {fan_out_seconds / baseline:.2f}")
+    rows = [Row("fan-out", f"{args.recipients:,} recipients: POST -> logs + sends queued", fan_out_seconds, "s",
+                baseline, "raw insert_many of the same logs")]
     if completed is None:
-        return
+        return rows
     print(f"  POST -> COMPLETED with the mock vendor: {completed - started:.1f} s "
           f"({stats['sent']:,} sent, {stats['failed']:,} failed, {args.recipients / (completed - started):,.0f} "
           f"recipients/s)")
+    return [*rows, Row("fan-out", f"{args.recipients:,} recipients: POST -> COMPLETED", completed - started, "s",
+                       baseline, "raw insert_many of the same logs")]
 
 
 if __name__ == "__main__":
-    main()
+    run()

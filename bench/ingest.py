@@ -12,6 +12,7 @@ import httpx
 from pymongo import IndexModel, MongoClient, UpdateOne
 
 from bench._stack import local_stack
+from bench._table import Row
 from crm.db import CUSTOMERS, INDEXES
 
 
@@ -63,13 +64,13 @@ def raw_upserts(mongo_uri: str, db_name: str, docs: list[dict], batch: int, inde
     return len(docs) / (time.perf_counter() - started)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
+def run(argv: list[str] | None = None) -> list[Row]:
+    parser = argparse.ArgumentParser(prog="python -m bench.ingest")
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--consumers", type=int, default=2, help="concurrent pollers per queue")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     docs = customers(args.customers)
     with local_stack(max_consumers=args.consumers) as stack:
         print(f"ingest: {args.customers:,} customers, batches of {args.batch}, {args.clients} clients", flush=True)
@@ -83,7 +84,11 @@ def main() -> None:
     print(f"  {'baseline: raw pymongo bulk upsert, the customers indexes':<58} {indexed:>8,.0f} customers/s")
     print(f"  ratio end-to-end / raw (e-mail index only): {system / bare:.2f}")
     print(f"  ratio end-to-end / raw (same indexes):      {system / indexed:.2f}")
+    return [Row("ingest", f"{args.customers:,} customers end to end", system, "customers/s", indexed,
+                "raw bulk upsert, same indexes"),
+            Row("ingest", f"{args.customers:,} customers end to end", system, "customers/s", bare,
+                "raw bulk upsert, e-mail index only")]
 
 
 if __name__ == "__main__":
-    main()
+    run()

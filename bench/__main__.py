@@ -1,0 +1,47 @@
+"""Every benchmark in one run, then one table of their headline figures beside their in-run baselines.
+
+    python -m bench                 # the figures the README shows (about an hour on two cores)
+    python -m bench --quick         # the same benchmarks at a small scale, to check they all still run
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+from bench import cold_init, fanout, ingest, load, preview
+from bench._table import print_table
+
+FULL = {"ingest": [], "cold init": [], "preview": ["--repeats", "1"], "fan-out": [], "load": []}
+QUICK = {"ingest": ["--customers", "5000"], "cold init": ["--runs", "1"],
+         "preview": ["--customers", "20000", "--repeats", "1"], "fan-out": ["--recipients", "1000"],
+         "load": ["--clients", "4", "--rounds", "5"]}
+RUNS = {"ingest": ingest.run, "cold init": cold_init.run, "preview": preview.run, "fan-out": fanout.run,
+        "load": load.run}
+
+
+def machine() -> str:
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (f"{os.cpu_count()} cores ({platform.machine()}), {memory_gib:.0f} GiB, Python {platform.python_version()}, "
+            f"{platform.system()} {platform.release()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", nargs="*", choices=list(RUNS), help="run only these")
+    args = parser.parse_args()
+    arguments = QUICK if args.quick else FULL
+    rows, started = [], time.perf_counter()
+    for name, run in RUNS.items():
+        if args.only and name not in args.only:
+            continue
+        print(f"\n== {name}: {' '.join(arguments[name]) or 'defaults'}", flush=True)
+        rows += run(arguments[name])
+    print(f"\n== all benchmarks, {time.perf_counter() - started:,.0f} s on {machine()}")
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()
