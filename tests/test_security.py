@@ -100,3 +100,12 @@ def test_secrets_never_reach_the_logs(api, env, db, consumers, caplog, monkeypat
     for secret in (env["JWT_SECRET"], env["VENDOR_API_KEY"], env["WEBHOOK_SECRET"], token,
                    "hunter2-mongo-password"):
         assert secret not in logged
+
+
+def test_an_identity_providers_own_parameters_on_the_callback_are_not_refused(api):
+    status, reply, _ = api.get("/api/auth/google/callback?error=access_denied&scope=email+openid&authuser=0"
+                               "&prompt=consent", token="")
+    assert status == 400
+    assert_error(reply, "sign_in_denied")
+    status, reply, _ = api.get("/api/auth/google?scope=email", token="")
+    assert status == 422, "other routes still name a parameter they do not take"

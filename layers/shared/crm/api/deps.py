@@ -1,7 +1,7 @@
 """Dependencies declared once as Annotated aliases and reused in every route signature."""
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Callable
 
 from fastapi import Depends, Header, Query, Request, params
 from fastapi.dependencies.utils import get_flat_params
@@ -30,11 +30,18 @@ class _ObjectIdConvertor(Convertor[str]):
 register_url_convertor("objectid", _ObjectIdConvertor())
 
 
+def takes_other_query_parameters(endpoint: Callable) -> Callable:
+    """Marks a route whose caller adds query parameters of its own choosing, such as an identity provider's
+    redirect (scope, authuser, prompt, iss, ...)."""
+    endpoint.takes_other_query_parameters = True  # type: ignore[attr-defined]
+    return endpoint
+
+
 def known_query_parameters(request: Request) -> None:
     """A query parameter the route does not take is a 422 naming it, not a filter silently ignored."""
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
-    if dependant is None:
+    if dependant is None or getattr(getattr(route, "endpoint", None), "takes_other_query_parameters", False):
         return
     known = {field.alias for field in get_flat_params(dependant) if isinstance(field.field_info, params.Query)}
     unknown = sorted(set(request.query_params) - known)

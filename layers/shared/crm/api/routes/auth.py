@@ -8,7 +8,7 @@ from fastapi import APIRouter, Cookie, Query
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
-from crm.api.deps import SettingsDep
+from crm.api.deps import SettingsDep, takes_other_query_parameters
 from crm.api.storage import DbDep
 from crm.auth import issue_token
 from crm.config import Settings
@@ -67,6 +67,7 @@ def google_sign_in_start(settings: SettingsDep, db: DbDep) -> RedirectResponse:
 
 @router.get("/google/callback", response_model=SignInOut,
             responses={302: {"description": "To FRONTEND_URL, with the token in the URL fragment"}})
+@takes_other_query_parameters
 def google_sign_in_callback(settings: SettingsDep, db: DbDep,
                             code: Annotated[str | None, Query(max_length=4096)] = None,
                             state: Annotated[str | None, Query(max_length=4096)] = None,
