@@ -46,9 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sqs = boto3.client("sqs", endpoint_url=os.environ.get("SQS_ENDPOINT_URL"),
                        region_name=os.environ.get("AWS_REGION", "us-east-1"))
+    source = source_of(args.dead_letter_queue)
     dead_letter_url = sqs.get_queue_url(QueueName=args.dead_letter_queue)["QueueUrl"]
-    source_url = sqs.get_queue_url(QueueName=source_of(args.dead_letter_queue))["QueueUrl"]
-    print(f"{redrive(sqs, dead_letter_url, source_url)} message(s) moved to {source_of(args.dead_letter_queue)}")
+    source_url = sqs.get_queue_url(QueueName=source)["QueueUrl"]
+    print(f"{redrive(sqs, dead_letter_url, source_url)} message(s) moved to {source}")
     return 0
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -108,11 +109,14 @@ class Template:
     queues: dict[str, QueueSpec]
     layers: list[Path]
 
+    @cached_property
+    def _routes_by_precedence(self) -> list[tuple[str, HttpRoute]]:
+        return sorted(((name, route) for name, spec in self.functions.items() for route in spec.routes),
+                      key=lambda item: item[1].specificity, reverse=True)
+
     def route(self, method: str, path: str) -> tuple[str, HttpRoute, dict[str, str]] | None:
         """The function API Gateway sends this request to, the route it matched, and the path parameters."""
-        candidates = sorted(((name, route) for name, spec in self.functions.items() for route in spec.routes),
-                            key=lambda item: item[1].specificity, reverse=True)
-        for name, route in candidates:
+        for name, route in self._routes_by_precedence:
             params = route.match(method, path)
             if params is not None:
                 return name, route, params

@@ -88,6 +88,11 @@ def queues(sqs) -> dict[str, LocalQueue]:
 @pytest.fixture
 def stack_env(mongo_server, sqs_server, queues) -> dict[str, str]:
     """The environment a deployed function would see, pointing at this test's database and queues."""
+    return local_function_env(mongo_server, sqs_server, queues)
+
+
+def local_function_env(mongo_server, sqs_server, queues: dict[str, LocalQueue]) -> dict[str, str]:
+    """A function's environment over these servers and queues, with a database and keys of its own."""
     return {
         **services.queue_env(template.load(TEMPLATE, services.LOCAL_PARAMETERS, queues)),
         **services.LOCAL_AWS_ENV,

@@ -12,7 +12,7 @@ from schemathesis.checks import positive_data_acceptance
 
 from offline import services, template
 from offline.runner import OfflineRunner
-from tests.conftest import TEMPLATE, load_function
+from tests.conftest import TEMPLATE, load_function, local_function_env
 
 EXAMPLES_PER_OPERATION = 30
 # Not every rule fits in a schema: a cursor is opaque, an order names exactly one of customer_id and
@@ -28,10 +28,7 @@ def fuzzed_stack(mongo_server, sqs_server, _local_aws, tmp_path_factory):
 
     sqs = boto3.client("sqs", endpoint_url=sqs_server.url, region_name="us-east-1")
     queues = services.create_queues(sqs, template.load(TEMPLATE).queues, f"f{uuid.uuid4().hex[:10]}-")
-    env = {**services.LOCAL_AWS_ENV, "ENV": "development", "MONGO_URI": mongo_server.uri,
-           "MONGO_DB": f"fuzz_{uuid.uuid4().hex[:8]}", "SQS_ENDPOINT_URL": sqs_server.url,
-           "JWT_SECRET": uuid.uuid4().hex, "VENDOR_API_KEY": uuid.uuid4().hex, "WEBHOOK_SECRET": uuid.uuid4().hex,
-           "MOCK_VENDOR_DELAY_SECONDS": "0", "VENDOR_MAX_PER_SECOND": "0"}
+    env = local_function_env(mongo_server, sqs_server, queues)
     log = open(tmp_path_factory.mktemp("fuzz") / "runner.log", "w")  # noqa: SIM115 - closed with the runner
     runner = OfflineRunner(template.load(TEMPLATE, services.LOCAL_PARAMETERS, queues), queues, env, port=0,
                            retry_delay_seconds=0, reload=False, out=log).start()

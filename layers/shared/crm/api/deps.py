@@ -11,13 +11,14 @@ from starlette.convertors import Convertor, register_url_convertor
 from crm.auth import Principal, verify_token
 from crm.config import Settings, get_settings
 from crm.errors import InvalidInput, Unauthorized
+from crm.models.common import OBJECT_ID_HEX
 from crm.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 class _ObjectIdConvertor(Convertor[str]):
-    regex = "[0-9a-fA-F]{24}"
+    regex = OBJECT_ID_HEX
 
     def convert(self, value: str) -> str:
         return value.lower()

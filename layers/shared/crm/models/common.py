@@ -35,6 +35,10 @@ def to_iso(value: datetime | None) -> str | None:
     return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+# An ObjectId as text: what `_object_id` accepts, for the schema and for path matching.
+OBJECT_ID_HEX = "[0-9a-fA-F]{24}"
+
+
 def _object_id(value: str) -> str:
     if not ObjectId.is_valid(value) or len(value) != 24:
         raise ValueError("must be a 24-hex ObjectId")
@@ -43,7 +47,11 @@ def _object_id(value: str) -> str:
 
 # Identity is case-insensitive, so the whole address is lower-cased, not only the domain.
 Email = Annotated[EmailStr, Field(max_length=254), AfterValidator(str.lower)]
-ObjectIdStr = Annotated[str, AfterValidator(_object_id), Field(json_schema_extra={"pattern": "^[0-9a-fA-F]{24}$"})]
+ObjectIdStr = Annotated[str, AfterValidator(_object_id), Field(json_schema_extra={"pattern": f"^{OBJECT_ID_HEX}$"})]
+
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
 def _iso_text(value: Any) -> Any:
     """Times are ISO 8601 text (API.md); a bare number would otherwise pass as seconds since 1970."""
     if isinstance(value, (int, float)) or (isinstance(value, str) and not ISO_DATE.match(value)):
@@ -51,7 +59,6 @@ def _iso_text(value: Any) -> Any:
     return value
 
 
-ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 IsoTime = Annotated[AwareDatetime, BeforeValidator(_iso_text),
                     PlainSerializer(to_iso, return_type=str, when_used="json")]
 Money = Annotated[float, Field(ge=0, le=1e12, strict=True, allow_inf_nan=False)]
