@@ -126,10 +126,11 @@ def env(stack_env, monkeypatch) -> dict[str, str]:
 
 @pytest.fixture
 def db(env):
-    """This test's database, indexed as the functions index it."""
-    from crm.db import get_db
+    """This test's database, indexed as the migration indexes it at deploy."""
+    from crm.db import ensure_indexes, get_db
 
     database = get_db()
+    ensure_indexes(database)
     yield database
     database.client.drop_database(env["MONGO_DB"])
 

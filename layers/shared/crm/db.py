@@ -60,7 +60,6 @@ INDEXES: dict[str, list[IndexModel]] = {
 translate_as((ConnectionFailure, ServerSelectionTimeoutError, AutoReconnect, NetworkTimeout), DependencyUnavailable)
 
 _clients: dict[str, MongoClient] = {}
-_indexed: set[tuple[str, str]] = set()
 _lock = threading.Lock()
 
 
@@ -86,13 +85,9 @@ def get_client(settings: Settings | None = None) -> MongoClient:
 
 
 def get_db(settings: Settings | None = None) -> Database:
+    """The database; its indexes exist already (crm.migration creates them at deploy, never a request)."""
     settings = settings or get_settings()
-    db = get_client(settings)[settings.mongo_db]
-    key = (settings.secret("mongo_uri"), settings.mongo_db)
-    if key not in _indexed:
-        ensure_indexes(db)
-        _indexed.add(key)
-    return db
+    return get_client(settings)[settings.mongo_db]
 
 
 def ensure_indexes(db: Database) -> None:

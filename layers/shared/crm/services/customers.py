@@ -12,7 +12,7 @@ from pymongo.errors import BulkWriteError
 
 from crm.errors import InvalidInput
 from crm.models.common import first_problem, to_iso, utcnow
-from crm.models.customers import Customer, CustomerIn
+from crm.models.customers import MAX_BATCH, Customer, CustomerIn
 from crm.pagination import newest_first_page
 
 QUEUE_KIND = "customers"
@@ -20,9 +20,11 @@ DUPLICATE_KEY = 11000
 
 
 def queue_records(customers: list[CustomerIn]) -> list[dict[str, Any]]:
-    """What the consumer gets: the fields the client gave, and when the API accepted them."""
+    """What the consumer gets: the fields the client gave, when the API accepted them, and their place in the
+    request (a later entry for the same e-mail wins over an earlier one)."""
     accepted_at = to_iso(utcnow())
-    return [{**c.model_dump(mode="json", exclude_unset=True), "accepted_at": accepted_at} for c in customers]
+    return [{**c.model_dump(mode="json", exclude_unset=True), "accepted_at": accepted_at, "accepted_seq": i}
+            for i, c in enumerate(customers)]
 
 
 def upsert_customers(customers: Collection, records: list[Any]) -> None:
@@ -33,7 +35,7 @@ def upsert_customers(customers: Collection, records: list[Any]) -> None:
             valid.append(_parse_record(record))
         except (ValidationError, TypeError, ValueError) as exc:
             invalid.append((index, exc))
-    ops = [_upsert_op(customer, accepted_at) for customer, accepted_at in valid]
+    ops = [_upsert_op(customer, accepted_at, version) for customer, accepted_at, version in valid]
     if ops:
         _bulk_upsert(customers, ops)
     if invalid:
@@ -41,24 +43,56 @@ def upsert_customers(customers: Collection, records: list[Any]) -> None:
                            [{"loc": ["records", i], "msg": first_problem(exc)} for i, exc in invalid])
 
 
-def _parse_record(record: Any) -> tuple[CustomerIn, datetime]:
+def _parse_record(record: Any) -> tuple[CustomerIn, datetime, int]:
     if not isinstance(record, dict):
         raise TypeError("record is not an object")
     fields = dict(record)
     accepted_at = datetime.fromisoformat(fields.pop("accepted_at"))
-    return CustomerIn.model_validate(fields), accepted_at
+    seq = fields.pop("accepted_seq", 0)
+    if not isinstance(seq, int) or not 0 <= seq < MAX_BATCH:
+        raise ValueError("accepted_seq is not a place in a batch")
+    return CustomerIn.model_validate(fields), accepted_at, ingest_version(accepted_at, seq)
 
 
-def _upsert_op(customer: CustomerIn, accepted_at: datetime) -> UpdateOne:
-    now = utcnow()
+def ingest_version(accepted_at: datetime, seq: int) -> int:
+    """Orders ingests: by when the API accepted them, then by their place in the request."""
+    return int(accepted_at.timestamp() * 1000) * MAX_BATCH + seq
+
+
+def _newer(field: str, version: int) -> dict[str, Any]:
+    """True when this ingest came after the one that last wrote the field (a redelivery is not newer)."""
+    return {"$lt": [{"$ifNull": [f"$versions.{field}", -1]}, version]}
+
+
+# Where each field an ingest may carry is stored; spend and visits given at ingest are only the ingested part.
+STORED_AS = {"name": "name", "phone": "phone", "spend": "ingested.spend", "visits": "ingested.visits"}
+
+
+def _upsert_op(customer: CustomerIn, accepted_at: datetime, version: int) -> UpdateOne:
+    """One pipeline update: each given field replaces the stored one only if this ingest is newer than the one
+    that wrote it; spend and visits are the ingested part plus what applied orders added; last_active only
+    moves forward."""
     # A null is a field not given: it neither blanks a known value nor stores a null spend or visit count.
-    given = customer.model_dump(exclude_unset=True, exclude_none=True)
-    to_set = {**given, "name_key": customer.name.casefold(), "updated_at": now}
-    on_insert = {"created_at": accepted_at, "phone": None, "spend": 0.0, "visits": 0,
-                 # A customer never active counts as last active at creation.
-                 "last_active": accepted_at}
-    on_insert = {k: v for k, v in on_insert.items() if k not in to_set}
-    return UpdateOne({"email": customer.email}, {"$set": to_set, "$setOnInsert": on_insert}, upsert=True)
+    given = customer.model_dump(include=set(STORED_AS), exclude_unset=True, exclude_none=True)
+    if "name" in given:
+        given["name_key"] = customer.name.casefold()
+    fields: dict[str, Any] = {"email": customer.email, "phone": {"$ifNull": ["$phone", None]}}
+    for field, value in given.items():
+        clock = "name" if field == "name_key" else field
+        stored = STORED_AS.get(field, field)
+        # $literal: a value is data, even one that looks like "$a.field.path".
+        fields[stored] = {"$cond": [_newer(clock, version), {"$literal": value}, f"${stored}"]}
+        fields[f"versions.{clock}"] = {"$cond": [_newer(clock, version), version, f"$versions.{clock}"]}
+    fields.update({
+        "created_at": {"$min": ["$created_at", accepted_at]},
+        # A customer never active counts as last active at creation.
+        "last_active": ({"$max": ["$last_active", customer.last_active]} if customer.last_active
+                        else {"$ifNull": ["$last_active", accepted_at]}),
+        "updated_at": utcnow(),
+    })
+    totals = {field: {"$add": [{"$ifNull": [f"$ingested.{field}", 0]}, {"$ifNull": [f"$from_orders.{field}", 0]}]}
+              for field in ("spend", "visits")}
+    return UpdateOne({"email": customer.email}, [{"$set": fields}, {"$set": totals}], upsert=True)
 
 
 def _bulk_upsert(customers: Collection, ops: list[UpdateOne]) -> None:

@@ -129,7 +129,8 @@ def _customer_updates(fresh: list[ResolvedOrder]) -> list[UpdateOne]:
         total["visits"] += 1
         total["last"] = max(total["last"], r.order.date)
     now = utcnow()
-    return [UpdateOne({"_id": cid}, {"$inc": {"spend": t["spend"], "visits": t["visits"]},
+    return [UpdateOne({"_id": cid}, {"$inc": {"spend": t["spend"], "visits": t["visits"],
+                                               "from_orders.spend": t["spend"], "from_orders.visits": t["visits"]},
                                       "$max": {"last_active": t["last"]}, "$set": {"updated_at": now}})
             for cid, t in totals.items()]
 

@@ -1,0 +1,96 @@
+"""Indexes are made by the deploy-time migration (a CloudFormation custom resource), never by a request."""
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from crm.db import INDEXES, get_db
+from offline.lambda_worker import LambdaContext
+from tests.conftest import load_function
+
+
+class CloudFormation:
+    """The pre-signed response URL CloudFormation waits on: records what the function PUTs there."""
+
+    def __init__(self):
+        self.responses: list[dict] = []
+        self.content_types: list[str | None] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_PUT(self):  # noqa: N802 - the base class's name
+                recorder.content_types.append(self.headers.get("Content-Type"))
+                recorder.responses.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/response"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def event(self, request_type: str) -> dict:
+        return {"RequestType": request_type, "ResponseURL": self.url, "StackId": "stack", "RequestId": str(uuid.uuid4()),
+                "LogicalResourceId": "Migration", "ResourceType": "Custom::Migration",
+                "ResourceProperties": {"ServiceToken": "arn", "IndexesVersion": "2"}}
+
+
+@pytest.fixture
+def cloudformation():
+    cfn = CloudFormation()
+    yield cfn
+    cfn.server.shutdown()
+
+
+def _index_names(database) -> dict[str, set[str]]:
+    return {name: {ix["name"] for ix in database[name].list_indexes()} - {"_id_"}
+            for name in database.list_collection_names()}
+
+
+def test_requests_create_no_index(api, env, consumers):
+    database = get_db()
+    try:
+        api.post("/api/customers", {"name": "Ada", "email": "ada@example.com"})
+        consumers.drain("CustomerIngestQueue")
+        assert api.get("/api/customers")[0] == 200
+        assert api.get("/api/campaigns")[0] == 200
+        assert database.customers.count_documents({}) == 1
+        assert all(not names for names in _index_names(database).values()), _index_names(database)
+    finally:
+        database.client.drop_database(env["MONGO_DB"])
+
+
+def test_the_migration_creates_every_index_and_answers_cloudformation(env, cloudformation):
+    database = get_db()
+    try:
+        migration = load_function("migration")
+        for request_type in ("Create", "Update"):
+            migration.handler(cloudformation.event(request_type), LambdaContext("MigrationFunction", 512, "r", 2e9))
+        assert [r["Status"] for r in cloudformation.responses] == ["SUCCESS", "SUCCESS"]
+        assert cloudformation.content_types == ["", ""], "the pre-signed URL takes no content type"
+        created = _index_names(database)
+        for collection, indexes in INDEXES.items():
+            assert {ix.document["name"] for ix in indexes} <= created.get(collection, set()), collection
+    finally:
+        database.client.drop_database(env["MONGO_DB"])
+
+
+def test_a_failed_migration_tells_cloudformation(env, cloudformation, monkeypatch):
+    from crm import migration
+
+    def broken(_db):
+        raise RuntimeError("mongodb://user:secret@host refused")
+
+    monkeypatch.setattr(migration, "ensure_indexes", broken)
+    migration.handler(cloudformation.event("Create"), None)
+    [response] = cloudformation.responses
+    assert response["Status"] == "FAILED" and "secret" not in json.dumps(response)
+    migration.handler(cloudformation.event("Delete"), None)
+    assert cloudformation.responses[-1]["Status"] == "SUCCESS", "a delete never blocks the stack's removal"
