@@ -161,7 +161,9 @@ class Api:
         self.last_cookies: list[str] = []
 
     def request(self, method: str, target: str, body: Any = None, headers: dict[str, str] | None = None,
-                raw: bytes | None = None, token: str | None = None) -> tuple[int, Any, dict[str, str]]:
+                raw: bytes | None = None, token: str | None = None,
+                seconds_left: float = 2e9) -> tuple[int, Any, dict[str, str]]:
+        """seconds_left: the function's remaining time when the request arrives."""
         path = target.split("?")[0]
         group = next((g for prefix, g in self.ROUTES.items() if path.startswith(prefix)), "meta")
         all_headers = {"content-type": "application/json", **(headers or {})}
@@ -171,7 +173,10 @@ class Api:
         payload = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
         event = http_api_event(method, target, list(all_headers.items()), payload, "127.0.0.1",
                                HttpRoute("ANY", path), {})
-        reply = load_function(group).handler(event, LambdaContext(group, 512, str(uuid.uuid4()), 2e9))
+        import time
+
+        deadline = time.time() + seconds_left
+        reply = load_function(group).handler(event, LambdaContext(group, 512, str(uuid.uuid4()), deadline))
         self.last_cookies = reply.get("cookies") or []
         text = reply.get("body") or ""
         headers = reply.get("headers", {})

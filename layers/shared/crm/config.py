@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     mock_vendor_seed: str = "mini-crm"
     mock_vendor_delay_seconds: int = 1
 
+    # A request's database work must end this long before the function's timeout, leaving time to answer 503.
+    request_deadline_margin_ms: int = 1500
     # Counting an audience inside a request: past this the API answers 503 rather than hit API Gateway's 29 s.
     audience_count_time_limit_ms: int = 20_000
 

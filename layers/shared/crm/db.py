@@ -7,7 +7,14 @@ from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel, MongoClient
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError
+from pymongo.errors import (
+    AutoReconnect,
+    ConnectionFailure,
+    ExecutionTimeout,
+    NetworkTimeout,
+    ServerSelectionTimeoutError,
+    WaitQueueTimeoutError,
+)
 
 from crm.config import Settings, get_settings
 from crm.errors import DependencyUnavailable, NotFound, translate_as
@@ -57,7 +64,9 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
 }
 
-translate_as((ConnectionFailure, ServerSelectionTimeoutError, AutoReconnect, NetworkTimeout), DependencyUnavailable)
+# A query past its request's deadline (pymongo.timeout) is a dependency too slow: 503 as well.
+translate_as((ConnectionFailure, ServerSelectionTimeoutError, AutoReconnect, NetworkTimeout, ExecutionTimeout,
+              WaitQueueTimeoutError), DependencyUnavailable)
 
 _clients: dict[str, MongoClient] = {}
 _lock = threading.Lock()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 from typing import Any, Sequence
 
+import pymongo
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -13,11 +14,16 @@ from starlette.routing import Match
 
 from crm.api import openapi
 from crm.api.deps import known_query_parameters
+from crm.config import get_settings
 from crm.errors import CRMError, translate
 from crm.observability import logger
 
 # A batch of 1,000 customers at their longest fits; anything larger is refused before it is parsed.
 MAX_BODY_BYTES = 2 * 1024 * 1024
+# Even a request that starts late gets this long for its queries.
+MIN_QUERY_SECONDS = 0.1
+# What a client should wait before retrying a 503.
+RETRY_AFTER_SECONDS = 5
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
               405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
 
@@ -31,9 +37,16 @@ def _envelope(status: int, code: str, message: str, details: list[dict[str, Any]
     return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
 
 
+def _headers_for(status: int) -> dict[str, str] | None:
+    if status == 401:
+        return {"WWW-Authenticate": "Bearer"}
+    if status == 503:
+        return {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    return None
+
+
 async def _crm_error(_: Request, exc: CRMError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-    return _envelope(exc.status_code, exc.code, exc.message, exc.details, headers)
+    return _envelope(exc.status_code, exc.code, exc.message, exc.details, _headers_for(exc.status_code))
 
 
 async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -63,7 +76,7 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     known = translate(exc)
     if known is not None:
         logger.warning("dependency unavailable", extra={"path": request.url.path, "error": type(exc).__name__})
-        return _envelope(known.status_code, known.code, known.message)
+        return _envelope(known.status_code, known.code, known.message, headers=_headers_for(known.status_code))
     logger.exception("unhandled error", extra={"path": request.url.path})
     return _envelope(500, "internal_error", "Something went wrong on our side")
 
@@ -75,6 +88,14 @@ async def _body_length(request: Request) -> int:
     if declared and declared.isdigit():
         return int(declared)
     return len(await request.body()) if request.method not in ("GET", "HEAD", "OPTIONS") else 0
+
+
+def request_time_budget(context: Any) -> float | None:
+    """Seconds left for the request's database work: the function's remaining time less a margin to answer."""
+    if context is None:
+        return None
+    margin = get_settings().request_deadline_margin_ms / 1000
+    return max(MIN_QUERY_SECONDS, context.get_remaining_time_in_millis() / 1000 - margin)
 
 
 def create_app(*routers: APIRouter, documents: Sequence[APIRouter] = ()) -> FastAPI:
@@ -101,7 +122,10 @@ def create_app(*routers: APIRouter, documents: Sequence[APIRouter] = ()) -> Fast
         if await _body_length(request) > MAX_BODY_BYTES:
             response = _envelope(413, "payload_too_large", f"Request bodies are limited to {MAX_BODY_BYTES} bytes")
         else:
-            response = await call_next(request)
+            # Every database operation of the request shares one deadline, short of the function's own timeout,
+            # so a slow query is a 503 the client can act on rather than a function killed mid-reply.
+            with pymongo.timeout(request_time_budget(request.scope.get("aws.context"))):
+                response = await call_next(request)
         logger.info("request", extra={"method": request.method, "path": request.url.path,
                                       "status": response.status_code,
                                       "ms": round((time.perf_counter() - started) * 1000, 1)})
