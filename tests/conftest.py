@@ -104,6 +104,8 @@ def local_function_env(mongo_server, sqs_server, queues: dict[str, LocalQueue]) 
         "VENDOR_API_KEY": "test-vendor-key-" + uuid.uuid4().hex,
         "WEBHOOK_SECRET": "test-webhook-secret-" + uuid.uuid4().hex,
         "MOCK_VENDOR_DELAY_SECONDS": "0",
+        # In-process tests read the fan-out job at once; through the runner the template's setting holds.
+        "FANOUT_START_DELAY_SECONDS": "0",
         "VENDOR_MAX_PER_SECOND": "0",
         "JWT_SECRET": "test-secret-" + uuid.uuid4().hex,
         "MONGO_URI_SECRET_NAME": "",

@@ -81,15 +81,16 @@ def test_fan_out_writes_one_personalised_log_per_recipient_even_when_redelivered
 
 def test_fan_out_resumes_after_a_crash_without_counting_twice(api, db, consumers, segment_id, monkeypatch):
     monkeypatch.setattr(campaign_service, "PAGE_SIZE", 50)
-    real_insert, calls = campaign_service._insert_logs, []
+    real_record, calls = campaign_service._record_page, []
 
-    def insert_then_die(*args):
-        real_insert(*args)
+    def record_then_die(*args):
+        recorded = real_record(*args)
         calls.append(1)
         if len(calls) == 2:
-            raise RuntimeError("container died after writing page 2")
+            raise RuntimeError("container died after recording page 2, before queuing its sends")
+        return recorded
 
-    monkeypatch.setattr(campaign_service, "_insert_logs", insert_then_die)
+    monkeypatch.setattr(campaign_service, "_record_page", record_then_die)
     campaign = _create(api, segment_id)
     [message] = consumers.messages(FANOUT)
     assert len(consumers.deliver(FANOUT, [message["Body"]])["batchItemFailures"]) == 1

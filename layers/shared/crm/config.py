@@ -74,6 +74,16 @@ class Settings(BaseSettings):
 
     # A request's database work must end this long before the function's timeout, leaving time to answer 503.
     request_deadline_margin_ms: int = 1500
+    # A message sent with no delivery receipt after this long is settled by asking the vendor.
+    receipt_timeout_seconds: int = 900
+    # A log not sent this long after its send was queued has lost its send message: the reconciler queues it
+    # again, up to max_send_attempts times, then fails it (send_failed).
+    send_timeout_seconds: int = 3600
+    max_send_attempts: int = 3
+    # A campaign's fan-out job is queued just before the campaign is stored; the delay lets the store land first.
+    fanout_start_delay_seconds: int = 2
+    # A fan-out that has not recorded a page for this long has lost its job: the reconciler queues it again.
+    fanout_stall_seconds: int = 300
     # Counting an audience inside a request: past this the API answers 503 rather than hit API Gateway's 29 s.
     audience_count_time_limit_ms: int = 20_000
 

@@ -9,6 +9,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import (
     AutoReconnect,
+    BulkWriteError,
     ConnectionFailure,
     ExecutionTimeout,
     NetworkTimeout,
@@ -27,6 +28,7 @@ SEGMENTS = "segments"
 CAMPAIGNS = "campaigns"
 LOGS = "communication_logs"
 VENDOR_MESSAGES = "vendor_messages"
+DUPLICATE_KEY = 11000
 
 INDEXES: dict[str, list[IndexModel]] = {
     CUSTOMERS: [
@@ -49,14 +51,19 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     CAMPAIGNS: [
         IndexModel([("created_by", ASCENDING), ("_id", DESCENDING)], name="created_by_newest"),
+        # The reconciler's look at campaigns not yet COMPLETED.
+        IndexModel([("status", ASCENDING), ("fanout.updated_at", ASCENDING)], name="status_fanout_updated"),
     ],
     LOGS: [
         # One log per recipient, however often the fan-out runs.
         IndexModel([("campaign_id", ASCENDING), ("customer_id", ASCENDING)], unique=True, name="campaign_customer"),
         IndexModel([("campaign_id", ASCENDING), ("status", ASCENDING), ("_id", DESCENDING)], name="campaign_status"),
         IndexModel([("campaign_id", ASCENDING), ("_id", DESCENDING)], name="campaign_newest"),
+        # What the reconciler looks for: logs still QUEUED past the time something should have happened to them.
+        IndexModel([("status", ASCENDING), ("due_at", ASCENDING)], name="status_due"),
     ],
     VENDOR_MESSAGES: [
+        IndexModel([("vendor_message_id", ASCENDING)], unique=True, name="vendor_message_id_unique"),
         IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_at_ttl"),
     ],
     OAUTH_STATES: [
@@ -103,6 +110,12 @@ def ensure_indexes(db: Database) -> None:
     """Idempotent: creating an index that exists with the same options is a no-op."""
     for collection, indexes in INDEXES.items():
         db[collection].create_indexes(indexes)
+
+
+def only_duplicates(exc: BulkWriteError) -> bool:
+    """A bulk write refused only for documents that exist already (the unique index held)."""
+    errors = exc.details.get("writeErrors", [])
+    return bool(errors) and all(e.get("code") == DUPLICATE_KEY for e in errors)
 
 
 def find_by_id(collection: Collection, doc_id: str, what: str) -> dict:

@@ -7,8 +7,8 @@ from typing import Any
 MESSAGE_VERSION = 1
 
 
-def pack(kind: str, records: list[dict[str, Any]], max_bytes: int) -> list[str]:
-    """Message bodies of `{"kind", "v", "records": [...]}`, each at most max_bytes of UTF-8."""
+def pack(kind: str, records: list[dict[str, Any]], max_bytes: int, max_records: int | None = None) -> list[str]:
+    """Message bodies of `{"kind", "v", "records": [...]}`, each at most max_bytes of UTF-8 and max_records."""
     envelope_bytes = len(_body(kind, []).encode())
     bodies: list[str] = []
     chunk: list[str] = []
@@ -18,7 +18,7 @@ def pack(kind: str, records: list[dict[str, Any]], max_bytes: int) -> list[str]:
         record_bytes = len(encoded.encode()) + 1
         if record_bytes + envelope_bytes > max_bytes:
             raise ValueError(f"one {kind} record is larger than an SQS message")
-        if chunk and size + record_bytes > max_bytes:
+        if chunk and (size + record_bytes > max_bytes or len(chunk) == max_records):
             bodies.append(_join(kind, chunk))
             chunk, size = [], envelope_bytes
         chunk.append(encoded)

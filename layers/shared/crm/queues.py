@@ -56,12 +56,13 @@ def _batches(bodies: list[str], max_bytes: int) -> Iterator[list[str]]:
 
 
 def enqueue(queue_url: str, kind: str, records: Iterable[dict[str, Any]], settings: Settings | None = None,
-            delay_seconds: int = 0) -> int:
-    """Sends the records packed into as few messages as fit; returns how many messages were sent."""
+            delay_seconds: int = 0, max_records: int | None = None) -> int:
+    """Sends the records packed into as few messages as fit (at most max_records each, if given); returns how
+    many messages were sent."""
     settings = settings or get_settings()
     if not queue_url:
         raise DependencyUnavailable(f"no queue is configured for {kind}")
-    bodies = pack(kind, list(records), settings.sqs_max_message_bytes)
+    bodies = pack(kind, list(records), settings.sqs_max_message_bytes, max_records)
     sqs = get_sqs(settings)
     for batch in _batches(bodies, settings.sqs_max_message_bytes):
         entries = [{"Id": str(i), "MessageBody": body, **({"DelaySeconds": delay_seconds} if delay_seconds else {})}

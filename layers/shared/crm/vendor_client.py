@@ -51,17 +51,29 @@ class VendorClient:
     def __init__(self, settings: Settings, http: httpx.Client | None = None):
         self.url = settings.vendor_url
         self.key = settings.secret("vendor_api_key")
-        self.http = http or httpx.Client(timeout=settings.vendor_timeout_seconds)
+        self.timeout = settings.vendor_timeout_seconds
+        self.http = http or httpx.Client(timeout=self.timeout)
         self.limiter = RateLimiter(settings.vendor_max_per_second)
+        # One call of BATCH messages at the worst: the rate limiter's wait, then every attempt timing out.
+        self.longest_call_seconds = BATCH * self.limiter.interval + ATTEMPTS * self.timeout + BACKOFF_SECONDS * 2 ** ATTEMPTS
 
-    def send(self, messages: list[dict]) -> dict[str, Accepted | Rejected]:
-        """Up to BATCH messages ({log_id, to, message}) in one call; the outcome of each by log_id."""
+    def send(self, messages: list[dict], deadline: float | None = None) -> dict[str, Accepted | Rejected]:
+        """Up to BATCH messages ({log_id, to, message}) in one call; the outcome of each by log_id.
+
+        Each log_id is the vendor's idempotency key, so a call repeated after a lost reply sends nothing twice.
+        No attempt starts that could outlast the deadline (seconds since the epoch).
+        """
         for attempt in range(ATTEMPTS):
             if attempt:
                 time.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1) * (1 + random.random()))  # noqa: S311 - jitter
+            if deadline is not None and time.time() + self.timeout > deadline:
+                break
             self.limiter.wait(len(messages))
+            headers = {"X-Vendor-Key": self.key}
+            if len(messages) == 1:
+                headers["Idempotency-Key"] = messages[0]["log_id"]
             try:
-                reply = self.http.post(self.url, json={"messages": messages}, headers={"X-Vendor-Key": self.key})
+                reply = self.http.post(self.url, json={"messages": messages}, headers=headers)
             except httpx.TransportError:
                 continue
             if reply.status_code in (200, 201, 202):
@@ -70,7 +82,18 @@ class VendorClient:
                 continue
             rejected = Rejected(f"vendor answered {reply.status_code}")
             return {m["log_id"]: rejected for m in messages}
-        raise VendorUnavailable(f"the vendor did not accept {len(messages)} message(s) after {ATTEMPTS} attempts")
+        raise VendorUnavailable(f"the vendor did not accept {len(messages)} message(s) in time")
+
+    def status(self, vendor_message_id: str) -> str | None:
+        """What the vendor says became of a message (SENT, FAILED, or still ACCEPTED); None when it cannot say."""
+        try:
+            reply = self.http.get(f"{self.url.rstrip('/')}/{vendor_message_id}", headers={"X-Vendor-Key": self.key})
+        except httpx.TransportError:
+            return None
+        if reply.status_code != 200:
+            return None
+        status = reply.json().get("status")
+        return status if status in ("ACCEPTED", "SENT", "FAILED") else None
 
 
 _clients: dict[tuple[str, float], VendorClient] = {}

@@ -22,6 +22,7 @@ from crm.observability import logger
 MAX_BODY_BYTES = 2 * 1024 * 1024
 # Even a request that starts late gets this long for its queries.
 MIN_QUERY_SECONDS = 0.1
+LAMBDA_MAX_TIMEOUT_SECONDS = 900
 # What a client should wait before retrying a 503.
 RETRY_AFTER_SECONDS = 5
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
@@ -95,7 +96,8 @@ def request_time_budget(context: Any) -> float | None:
     if context is None:
         return None
     margin = get_settings().request_deadline_margin_ms / 1000
-    return max(MIN_QUERY_SECONDS, context.get_remaining_time_in_millis() / 1000 - margin)
+    remaining = min(context.get_remaining_time_in_millis() / 1000, LAMBDA_MAX_TIMEOUT_SECONDS)
+    return max(MIN_QUERY_SECONDS, remaining - margin)
 
 
 def create_app(*routers: APIRouter, documents: Sequence[APIRouter] = ()) -> FastAPI:

@@ -1,6 +1,7 @@
 """SQS consumers: Powertools batch processing with partial failures, one message = many records."""
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -10,7 +11,8 @@ from crm.errors import CRMError
 from crm.messages import unpack
 from crm.observability import logger
 
-RecordsApplier = Callable[[list[Any]], Any]
+# Applies a message's records; given when the invocation is cut off (seconds since the epoch), if known.
+RecordsApplier = Callable[[list[Any], float | None], Any]
 # Below this much time left, the remaining messages of a batch go back to the queue untouched
 # rather than risk being cut off by the function timeout halfway through a bulk write.
 MIN_REMAINING_MS = 10_000
@@ -26,13 +28,17 @@ def make_sqs_handler(kind: str, apply_records: RecordsApplier) -> Callable[[dict
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
     def record_handler(record: SQSRecord, lambda_context: Any = None) -> None:
-        if lambda_context is not None and lambda_context.get_remaining_time_in_millis() < MIN_REMAINING_MS:
-            raise NotStarted(record.message_id)
+        deadline = None
+        if lambda_context is not None:
+            remaining_ms = lambda_context.get_remaining_time_in_millis()
+            if remaining_ms < MIN_REMAINING_MS:
+                raise NotStarted(record.message_id)
+            deadline = time.time() + remaining_ms / 1000
         try:
             message_kind, records = unpack(record.body)
             if message_kind != kind:
                 raise ValueError(f"expected a {kind} message, got {message_kind!r}")
-            apply_records(records)
+            apply_records(records, deadline)
         except CRMError as exc:
             logger.warning("message not fully applied", extra={"message_id": record.message_id,
                                                                "error": exc.message, "details": exc.details[:5]})

@@ -3,45 +3,45 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 from typing import Any
 
 import httpx
 from bson import ObjectId
 
-from crm import queues, signing
-from crm.config import get_settings
+from crm import signing
+from crm.config import Settings, get_settings
 from crm.consumers import make_sqs_handler
 from crm.db import get_db
 from crm.errors import DependencyUnavailable, InvalidInput
-from crm.services import campaigns, mock_vendor, sending
+from crm.services import campaign_jobs, campaigns, mock_vendor, sending
 from crm.vendor_client import get_vendor
 
 # Leaves room inside the consumer's timeout for the last page and the continuation message.
 FANOUT_TIME_BUDGET_SECONDS = 20.0
 
 
-def fan_out_records(records: list[Any]) -> None:
+def fan_out_records(records: list[Any], _deadline: float | None = None) -> None:
     settings, db = get_settings(), get_db()
     for record in records:
         campaign_id = ObjectId(record["campaign_id"])
 
-        def send(batch: list[dict[str, Any]]) -> None:
-            if batch:
-                queues.enqueue(settings.sqs_campaign_send_queue_url, sending.QUEUE_KIND, batch, settings)
-
-        def continue_later() -> None:
-            queues.enqueue(settings.sqs_campaign_fanout_queue_url, campaigns.QUEUE_KIND,
-                           [{"campaign_id": str(campaign_id)}], settings)
-
-        campaigns.fan_out(db, campaign_id, send, continue_later, FANOUT_TIME_BUDGET_SECONDS)
+        campaigns.fan_out(db, campaign_id, lambda sends: campaign_jobs.queue_sends(settings, sends),
+                          lambda: campaign_jobs.queue_fan_out(settings, campaign_id), FANOUT_TIME_BUDGET_SECONDS,
+                          timedelta(seconds=settings.send_timeout_seconds))
 
 
-def send_records(records: list[Any]) -> None:
+def send_records(records: list[Any], deadline: float | None = None) -> None:
     settings = get_settings()
-    sending.send_records(get_db(), get_vendor(settings), records)
+    sending.send_records(get_db(), get_vendor(settings), records, send_timeouts(settings), deadline)
 
 
-def deliver_receipts(records: list[Any]) -> None:
+def send_timeouts(settings: Settings) -> sending.SendTimeouts:
+    return sending.SendTimeouts(send=timedelta(seconds=settings.send_timeout_seconds),
+                                receipt=timedelta(seconds=settings.receipt_timeout_seconds))
+
+
+def deliver_receipts(records: list[Any], _deadline: float | None = None) -> None:
     """The mock vendor reporting back: signed receipts POSTed to the receipt URL, as a vendor would."""
     settings = get_settings()
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):

@@ -11,11 +11,11 @@ from crm.services.orders import QUEUE_KIND as ORDERS_KIND
 from crm.services.orders import apply_orders
 
 
-def apply_customer_records(records: list[Any]) -> None:
+def apply_customer_records(records: list[Any], _deadline: float | None = None) -> None:
     upsert_customers(get_db()[CUSTOMERS], records)
 
 
-def apply_order_records(records: list[Any]) -> None:
+def apply_order_records(records: list[Any], _deadline: float | None = None) -> None:
     apply_orders(get_db(), records)
 
 

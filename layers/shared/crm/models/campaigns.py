@@ -3,18 +3,34 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+import re
+
+from pydantic import BaseModel, Field, field_validator
 
 from crm.models.common import InputModel, IsoTime, ObjectIdStr, Page
+from crm.models.customers import MAX_NAME_LENGTH
 
 QUEUED, SENT, FAILED = "QUEUED", "SENT", "FAILED"
 SENDING, COMPLETED = "SENDING", "COMPLETED"
+# The longest message the vendor takes.
+MAX_MESSAGE_LENGTH = 2000
+PLACEHOLDERS = re.compile(r"\{\{(name|first_name)\}\}")
 
 
 class CampaignIn(InputModel):
     name: str = Field(min_length=1, max_length=200)
     segment_id: ObjectIdStr
     message: str = Field(min_length=1, max_length=1600)
+
+    @field_validator("message")
+    @classmethod
+    def _fits_once_personalised(cls, message: str) -> str:
+        """Every recipient's message must reach the vendor: each placeholder may become a name of full length."""
+        longest = len(PLACEHOLDERS.sub("", message)) + MAX_NAME_LENGTH * len(PLACEHOLDERS.findall(message))
+        if longest > MAX_MESSAGE_LENGTH:
+            raise ValueError(f"may reach {longest} characters once personalised (names are up to {MAX_NAME_LENGTH}); "
+                             f"the vendor takes {MAX_MESSAGE_LENGTH}")
+        return message
 
 
 class Stats(BaseModel):
@@ -42,6 +58,8 @@ class Log(BaseModel):
     vendor_message_id: str | None
     sent_at: IsoTime | None
     updated_at: IsoTime
+    # Why a log FAILED: the vendor's reason, no_receipt, send_failed, rejected, ...
+    reason: str | None = None
 
 
 class CampaignDetail(Campaign):
@@ -57,7 +75,7 @@ class Recipient(InputModel):
 class VendorSendIn(InputModel):
     log_id: ObjectIdStr
     to: Recipient
-    message: str = Field(min_length=1, max_length=2000)
+    message: str = Field(min_length=1, max_length=MAX_MESSAGE_LENGTH)
 
 
 class VendorBatchIn(InputModel):
@@ -75,6 +93,12 @@ class VendorResult(VendorAccepted):
 
 class VendorBatchAccepted(BaseModel):
     results: list[VendorResult]
+
+
+class VendorStatus(BaseModel):
+    vendor_message_id: str
+    log_id: str
+    status: Literal["ACCEPTED", "SENT", "FAILED"]
 
 
 class ReceiptIn(InputModel):

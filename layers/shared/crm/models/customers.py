@@ -6,10 +6,11 @@ from pydantic import BaseModel, Field
 from crm.models.common import Count, Email, InputModel, IsoTime, Money
 
 MAX_BATCH = 1000
+MAX_NAME_LENGTH = 200
 
 
 class CustomerIn(InputModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
     email: Email
     phone: str | None = Field(default=None, min_length=3, max_length=32, pattern=r"^\+?[0-9][0-9 ()\-.]*$")
     spend: Money | None = None

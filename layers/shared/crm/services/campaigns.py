@@ -3,42 +3,56 @@ from __future__ import annotations
 
 import itertools
 import time
+from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from bson import ObjectId
 from pymongo import ReturnDocument
+from pymongo.client_session import ClientSession
 from pymongo.cursor import Cursor
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from crm import rules
-from crm.db import CAMPAIGNS, CUSTOMERS, LOGS, SEGMENTS, find_by_id
-from crm.models.campaigns import QUEUED, SENDING, Campaign, Log, Stats
+from crm.db import CAMPAIGNS, CUSTOMERS, LOGS, SEGMENTS, find_by_id, only_duplicates
+from crm.models.campaigns import COMPLETED, PLACEHOLDERS, QUEUED, SENDING, Campaign, Log, Stats
 from crm.models.common import utcnow
 from crm.pagination import newest_first_page
-from crm.services.delivery import complete_if_done
+from crm.services.delivery import complete_in
 from crm.services.segments import get as get_segment
 
 QUEUE_KIND = "fanout"
 PAGE_SIZE = 1000
-DUPLICATE_KEY = 11000
 
 SendRecords = Callable[[list[dict[str, Any]]], None]
 
 
 def personalise(template: str, name: str) -> str:
+    """One pass over the template, so a name that itself reads "{{first_name}}" is left as it is."""
     first_name = name.split()[0] if name.split() else name
-    return template.replace("{{name}}", name).replace("{{first_name}}", first_name)
+    values = {"name": name, "first_name": first_name}
+    return PLACEHOLDERS.sub(lambda m: values[m.group(1)], template)
 
 
-def create(db: Database, name: str, segment_id: str, message: str, created_by: str) -> dict[str, Any]:
-    """The campaign document; its audience is the segment's rules evaluated at this moment."""
+def create(db: Database, campaign_id: ObjectId, name: str, segment_id: str, message: str, created_by: str,
+           queue_fan_out: Callable[[ObjectId], None]) -> dict[str, Any]:
+    """The campaign with this id, its audience the segment's rules at this moment; the same one when a retry
+    of the request that chose the id finds it already made.
+
+    The fan-out job is queued before the campaign is stored: a request that dies between the two leaves a job
+    that finds no campaign (and ends), never a stored campaign that nothing will send.
+    """
     segment = get_segment(db[SEGMENTS], segment_id)
     now = utcnow()
-    doc = {"name": name, "segment_id": segment["_id"], "message": message, "rules": segment["rules"],
-           "status": QUEUED, "created_by": created_by, "created_at": now, "audience_at": now,
-           "stats": Stats().model_dump(), "fanout": {"cursor": None, "done": False}}
-    doc["_id"] = db[CAMPAIGNS].insert_one(doc).inserted_id
+    doc = {"_id": campaign_id, "name": name, "segment_id": segment["_id"], "message": message,
+           "rules": segment["rules"], "status": QUEUED, "created_by": created_by, "created_at": now,
+           "audience_at": now, "stats": Stats().model_dump(), "fanout": {"cursor": None, "done": False,
+                                                                       "updated_at": now}}
+    queue_fan_out(campaign_id)
+    try:
+        db[CAMPAIGNS].insert_one(doc)
+    except DuplicateKeyError:
+        return db[CAMPAIGNS].find_one({"_id": campaign_id})
     return doc
 
 
@@ -61,17 +75,19 @@ def logs_page(db: Database, campaign_id: ObjectId, status: str | None, limit: in
 
 
 def fan_out(db: Database, campaign_id: ObjectId, send: SendRecords, continue_later: Callable[[], None],
-            time_budget_seconds: float) -> bool:
+            time_budget_seconds: float, send_timeout: timedelta = timedelta(hours=1)) -> bool:
     """Writes the logs of the next pages of the audience and queues their sends; True once all are done.
 
-    Each page ends with a compare-and-set on the campaign's cursor that also adds the page's count,
-    so a page redone after a crash or by a duplicate job adds nothing twice. Past the time budget
-    the job queues its own continuation and stops.
+    Each page is one transaction: its new logs, the counters they add and the move of the campaign's
+    cursor commit together, and only if the cursor is still where this run read it. A page redone after
+    a crash or by a duplicate job writes and counts nothing twice, and no log exists that the counters miss.
+    Sends are queued after the commit; a run that dies before queuing them leaves logs the reconciler sends.
+    Past the time budget the job queues its own continuation and stops.
     """
     started = time.monotonic()
     campaign = db[CAMPAIGNS].find_one({"_id": campaign_id})
     if campaign is None:
-        return True
+        return True  # the request creating it died before storing it: there is nothing to send
     audience = {"$and": [rules.to_filter(rules.parse(campaign["rules"]), campaign["audience_at"]),
                          {"created_at": {"$lte": campaign["audience_at"]}}]}
     while not campaign["fanout"]["done"]:
@@ -79,14 +95,15 @@ def fan_out(db: Database, campaign_id: ObjectId, send: SendRecords, continue_lat
         # place in the audience again for every page.
         with _audience_after(db, audience, campaign["fanout"]["cursor"]) as recipients:
             while not campaign["fanout"]["done"]:
-                campaign, moved_by_us = _fan_out_page(db, campaign, list(itertools.islice(recipients, PAGE_SIZE)),
-                                                      send)
+                page = list(itertools.islice(recipients, PAGE_SIZE))
+                campaign, logs = _record_page(db, campaign, page, utcnow() + send_timeout)
+                if logs is None:
+                    break  # another run of this job moved the cursor first: read on from where it got to
+                send([{"log_id": str(log["_id"]), "to": log["to"], "message": log["message"]} for log in logs])
                 if not campaign["fanout"]["done"] and time.monotonic() - started > time_budget_seconds:
                     continue_later()
                     return False
-                if not moved_by_us:
-                    break  # another run of this job moved the cursor first: read on from where it got to
-    complete_if_done(db, campaign_id)
+    complete_in(db, campaign_id)
     return True
 
 
@@ -95,44 +112,53 @@ def _audience_after(db: Database, audience: dict[str, Any], cursor: ObjectId | N
     return db[CUSTOMERS].find(query, {"name": 1, "email": 1, "phone": 1}).sort("_id", 1).batch_size(PAGE_SIZE)
 
 
-def _fan_out_page(db: Database, campaign: dict[str, Any], page: list[dict[str, Any]],
-                  send: SendRecords) -> tuple[dict[str, Any], bool]:
-    """The campaign after this page, and whether this run was the one that recorded it."""
+class _Overtaken(Exception):
+    """Another run recorded this page (or a later one) first."""
+
+
+def _record_page(db: Database, campaign: dict[str, Any], page: list[dict[str, Any]], send_by: datetime
+                 ) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
+    """The campaign after this page and the logs this run wrote; None for the logs when another run was first.
+    A log not sent by send_by has lost its send message; the reconciler queues it again."""
     cursor = campaign["fanout"]["cursor"]
-    in_page: dict[str, Any] = {"campaign_id": campaign["_id"]}
-    if page:
-        in_page["customer_id"] = {"$lte": page[-1]["_id"], **({"$gt": cursor} if cursor else {})}
-        logs = _insert_logs(db, campaign, page)
-        if logs is None:  # a page redone: send only what is still unsent, read on the (campaign, customer) index
-            logs = [log for log in db[LOGS].find(in_page, {"to": 1, "message": 1, "status": 1, "vendor_message_id": 1})
-                    if log["status"] == QUEUED and log["vendor_message_id"] is None]
-        send([{"log_id": str(log["_id"]), "to": log["to"], "message": log["message"]} for log in logs])
-    written = db[LOGS].count_documents(in_page) if page else 0
-    updated = db[CAMPAIGNS].find_one_and_update(
-        {"_id": campaign["_id"], "fanout.cursor": cursor, "fanout.done": False},
-        {"$set": {"fanout.cursor": page[-1]["_id"] if page else cursor, "fanout.done": len(page) < PAGE_SIZE,
-                  "status": SENDING},
-         "$inc": {"stats.audience": written, "stats.queued": written}},
-        return_document=ReturnDocument.AFTER)
-    if updated is None:
-        return db[CAMPAIGNS].find_one({"_id": campaign["_id"]}), False
-    return updated, True
+
+    def record(session: ClientSession) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        logged = {d["customer_id"] for d in db[LOGS].find(
+            {"campaign_id": campaign["_id"], "customer_id": {"$in": [c["_id"] for c in page]}},
+            {"customer_id": 1}, session=session)} if page else set()
+        logs = _new_logs(campaign, [c for c in page if c["_id"] not in logged], send_by)
+        if logs:
+            db[LOGS].insert_many(logs, ordered=False, session=session)
+        done = len(page) < PAGE_SIZE
+        updated = db[CAMPAIGNS].find_one_and_update(
+            {"_id": campaign["_id"], "fanout.cursor": cursor, "fanout.done": False},
+            {"$set": {"fanout.cursor": page[-1]["_id"] if page else cursor, "fanout.done": done,
+                      "fanout.updated_at": utcnow(), "status": SENDING},
+             "$inc": {"stats.audience": len(logs), "stats.queued": len(logs)}},
+            return_document=ReturnDocument.AFTER, session=session)
+        if updated is None:
+            raise _Overtaken
+        if done and complete_in(db, campaign["_id"], session):
+            updated["status"] = COMPLETED
+        return updated, logs
+
+    try:
+        with db.client.start_session() as session:
+            return session.with_transaction(record)
+    except (_Overtaken, DuplicateKeyError, BulkWriteError) as exc:
+        if isinstance(exc, BulkWriteError) and not only_duplicates(exc):
+            raise
+        # A duplicate run committed logs of this page after this transaction began: it moved the cursor too.
+        return db[CAMPAIGNS].find_one({"_id": campaign["_id"]}), None
 
 
-def _insert_logs(db: Database, campaign: dict[str, Any], customers: list[dict[str, Any]]) -> list[dict] | None:
-    """The logs written, or None when some already existed (and were left as they are)."""
+def _new_logs(campaign: dict[str, Any], customers: list[dict[str, Any]], send_by: datetime) -> list[dict[str, Any]]:
     now = utcnow()
-    logs = [{"_id": ObjectId(), "campaign_id": campaign["_id"], "customer_id": c["_id"], "status": QUEUED,
+    return [{"_id": ObjectId(), "campaign_id": campaign["_id"], "customer_id": c["_id"], "status": QUEUED,
              "message": personalise(campaign["message"], c["name"]),
              "to": {"name": c["name"], "email": c["email"], "phone": c.get("phone")},
-             "vendor_message_id": None, "sent_at": None, "created_at": now, "updated_at": now} for c in customers]
-    try:
-        db[LOGS].insert_many(logs, ordered=False)
-    except BulkWriteError as exc:
-        if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
-            raise
-        return None
-    return logs
+             "vendor_message_id": None, "sent_at": None, "reason": None, "send_attempts": 0,
+             "due_at": send_by, "created_at": now, "updated_at": now} for c in customers]
 
 
 def to_campaign(doc: dict[str, Any]) -> Campaign:
@@ -143,4 +169,4 @@ def to_campaign(doc: dict[str, Any]) -> Campaign:
 def to_log(doc: dict[str, Any]) -> Log:
     return Log(id=str(doc["_id"]), customer_id=str(doc["customer_id"]), status=doc["status"], message=doc["message"],
                vendor_message_id=doc.get("vendor_message_id"), sent_at=doc.get("sent_at"),
-               updated_at=doc["updated_at"])
+               updated_at=doc["updated_at"], reason=doc.get("reason") or doc.get("failure_reason"))

@@ -10,13 +10,13 @@ from pymongo import UpdateOne
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
+from crm.db import only_duplicates
 from crm.errors import InvalidInput
 from crm.models.common import first_problem, to_iso, utcnow
 from crm.models.customers import MAX_BATCH, Customer, CustomerIn
 from crm.pagination import newest_first_page
 
 QUEUE_KIND = "customers"
-DUPLICATE_KEY = 11000
 
 
 def queue_records(customers: list[CustomerIn]) -> list[dict[str, Any]]:
@@ -101,10 +101,9 @@ def _bulk_upsert(customers: Collection, ops: list[UpdateOne]) -> None:
     except BulkWriteError as exc:
         # Two consumers inserting the same new e-mail at once: the loser's upsert now finds the
         # winner's document, so running it again turns it into an update.
-        errors = exc.details.get("writeErrors", [])
-        if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
+        if not only_duplicates(exc):
             raise
-        customers.bulk_write([ops[e["index"]] for e in errors], ordered=False)
+        customers.bulk_write([ops[e["index"]] for e in exc.details["writeErrors"]], ordered=False)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Delivery outcomes: a log's status only moves forward, and the campaign's counters move with it."""
+"""Delivery outcomes: a log's status only moves forward, and the campaign's counters (and its completion) move with
+it in the same transaction."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -8,6 +9,7 @@ from typing import Iterable
 
 from bson import ObjectId
 from pymongo import UpdateOne
+from pymongo.client_session import ClientSession
 from pymongo.database import Database
 
 from crm.db import CAMPAIGNS, LOGS
@@ -27,22 +29,23 @@ class Outcome:
 def record_outcomes(db: Database, outcomes: Iterable[Outcome]) -> tuple[int, int]:
     """Applies each outcome to a QUEUED log only; returns (applied, ignored). Duplicates and late ones are ignored.
 
-    Log updates and counter increments commit together, so the stats always agree with the logs. A
-    handful of bulk operations per batch keeps the transaction short, whatever the batch size.
+    Log updates, counter increments and the campaign's completion commit together, so the stats always agree
+    with the logs and a crash cannot leave a finished campaign SENDING. A handful of bulk operations per batch
+    keeps the transaction short, whatever the batch size.
     """
     outcomes = list(outcomes)
     latest = {o.log_id: o for o in outcomes}
 
-    def apply(session) -> tuple[int, set[ObjectId]]:
+    def apply(session: ClientSession) -> int:
         queued = list(db[LOGS].find({"_id": {"$in": list(latest)}, "status": QUEUED},
                                     {"campaign_id": 1, "vendor_message_id": 1}, session=session))
         moving = [log for log in queued if _answers(latest[log["_id"]], log)]
         if not moving:
-            return 0, set()
+            return 0
         now = utcnow()
         db[LOGS].bulk_write([UpdateOne({"_id": log["_id"], "status": QUEUED}, {
-            "$set": _changes(latest[log["_id"]], now), "$unset": {"claimed_until": ""}}) for log in moving],
-            ordered=False, session=session)
+            "$set": _changes(latest[log["_id"]], now), "$unset": {"claimed_until": "", "due_at": ""}})
+            for log in moving], ordered=False, session=session)
         per_campaign: dict[ObjectId, dict[str, int]] = defaultdict(lambda: {"sent": 0, "failed": 0})
         for log in moving:
             per_campaign[log["campaign_id"]][latest[log["_id"]].status.lower()] += 1
@@ -50,12 +53,11 @@ def record_outcomes(db: Database, outcomes: Iterable[Outcome]) -> tuple[int, int
             db[CAMPAIGNS].update_one({"_id": campaign_id}, {"$inc": {
                 "stats.sent": counts["sent"], "stats.failed": counts["failed"],
                 "stats.queued": -(counts["sent"] + counts["failed"])}}, session=session)
-        return len(moving), set(per_campaign)
+            complete_in(db, campaign_id, session)
+        return len(moving)
 
     with db.client.start_session() as session:
-        applied, campaign_ids = session.with_transaction(apply)
-    for campaign_id in campaign_ids:
-        complete_if_done(db, campaign_id)
+        applied = session.with_transaction(apply)
     return applied, len(outcomes) - applied
 
 
@@ -66,15 +68,15 @@ def _answers(outcome: Outcome, log: dict) -> bool:
 
 def _changes(outcome: Outcome, now: datetime) -> dict:
     changes = {"status": outcome.status, "updated_at": now, "delivered_at": outcome.at or now,
-               "failure_reason": outcome.reason}
+               "reason": outcome.reason}
     if outcome.vendor_message_id:
         changes["vendor_message_id"] = outcome.vendor_message_id
     return changes
 
 
-def complete_if_done(db: Database, campaign_id: ObjectId) -> bool:
-    """COMPLETED once the fan-out has finished and no log is still QUEUED."""
+def complete_in(db: Database, campaign_id: ObjectId, session: ClientSession | None = None) -> bool:
+    """COMPLETED once the fan-out has finished and no log is still QUEUED; in the caller's transaction if given."""
     result = db[CAMPAIGNS].update_one(
         {"_id": campaign_id, "fanout.done": True, "stats.queued": 0, "status": {"$ne": COMPLETED}},
-        {"$set": {"status": COMPLETED, "completed_at": utcnow()}})
+        {"$set": {"status": COMPLETED, "completed_at": utcnow()}}, session=session)
     return result.modified_count == 1

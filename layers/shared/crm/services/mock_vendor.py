@@ -9,11 +9,11 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
 from crm.config import Settings
+from crm.db import only_duplicates
 from crm.models.campaigns import FAILED, SENT, VendorSendIn
 from crm.models.common import to_iso, utcnow
 
 QUEUE_KIND = "receipts"
-DUPLICATE_KEY = 11000
 KEEP = timedelta(days=7)
 
 ScheduleReceipts = Callable[[list[dict[str, Any]], int], None]
@@ -35,7 +35,7 @@ def accept(messages: Collection, settings: Settings, sends: list[VendorSendIn],
         messages.insert_many([{"_id": log_id, "vendor_message_id": vendor_id, "scheduled": False, "created_at": now,
                                "expires_at": now + KEEP} for log_id, vendor_id in ids.items()], ordered=False)
     except BulkWriteError as exc:
-        if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+        if not only_duplicates(exc):
             raise
     done = {d["_id"] for d in messages.find({"_id": {"$in": list(ids)}, "scheduled": True}, {"_id": 1})}
     receipts = []
@@ -49,3 +49,14 @@ def accept(messages: Collection, settings: Settings, sends: list[VendorSendIn],
         schedule(receipts, settings.mock_vendor_delay_seconds)
         messages.update_many({"_id": {"$in": [r["log_id"] for r in receipts]}}, {"$set": {"scheduled": True}})
     return ids
+
+
+def status_of(messages: Collection, settings: Settings, vendor_message_id: str) -> dict[str, str] | None:
+    """What became of a message: ACCEPTED until its report is due, then the outcome the report carries."""
+    doc = messages.find_one({"vendor_message_id": vendor_message_id})
+    if doc is None:
+        return None
+    reported = utcnow() >= doc["created_at"] + timedelta(seconds=settings.mock_vendor_delay_seconds)
+    status = outcome_for(settings.mock_vendor_seed, doc["_id"], settings.mock_vendor_failure_rate) if reported \
+        else "ACCEPTED"
+    return {"vendor_message_id": vendor_message_id, "log_id": doc["_id"], "status": status}

@@ -1,8 +1,14 @@
-"""The send consumer's work: one vendor call per hundred queued logs, never a second send for a log."""
+"""The send consumer's work: one vendor call per message of at most a hundred logs, never a second send for a log.
+
+A log is claimed before its send, until a little after the invocation's own deadline; a claim held by a live
+sender keeps the message from being acknowledged, and a claim that lapsed (its sender died) frees the log.
+"""
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from bson import ObjectId
@@ -18,43 +24,79 @@ from crm.services.delivery import Outcome, record_outcomes
 from crm.vendor_client import BATCH, Accepted, VendorClient, VendorUnavailable
 
 QUEUE_KIND = "sends"
-# Long enough for one vendor call with all its retries; a sender that died frees its logs after this.
+
+
+@dataclass(frozen=True)
+class SendTimeouts:
+    send: timedelta  # queued but not sent by then: the send message was lost
+    receipt: timedelta  # sent but no receipt by then: ask the vendor
+# One vendor call per queue message: small enough to finish, with its retries, well inside the timeout.
+SENDS_PER_MESSAGE = BATCH
+# Without a known deadline a claim lasts this long; with one, this long past it.
 CLAIM = timedelta(seconds=90)
+CLAIM_MARGIN = timedelta(seconds=30)
 
 
-def send_records(db: Database, vendor: VendorClient, records: list[Any]) -> None:
-    """Sends each record's message unless its log was already sent; raises after the batch if any must retry."""
-    valid: list[VendorSendIn] = []
-    invalid = []
+def send_records(db: Database, vendor: VendorClient, records: list[Any], timeouts: SendTimeouts,
+                 deadline: float | None = None) -> None:
+    """Sends each record's message unless its log was already sent; raises after the batch if any must retry.
+
+    deadline: when this invocation is cut off (seconds since the epoch); sends that could not finish by then are
+    handed back rather than started.
+    """
+    valid, unsendable, invalid = _parse(records)
+    if unsendable:
+        # A record that can never be valid (say, a message longer than the vendor takes) fails its log for good.
+        record_outcomes(db, [Outcome(log_id, FAILED, reason="invalid_message") for log_id in unsendable])
+    retry: list[str] = []
+    for start in range(0, len(valid), BATCH):
+        batch = valid[start:start + BATCH]
+        if deadline is not None and deadline - time.time() < vendor.longest_call_seconds:
+            retry += [s.log_id for s in batch]
+            continue
+        retry += _send_batch(db, vendor, batch, timeouts, deadline)
+    if invalid:
+        raise InvalidInput(f"{len(invalid)} of {len(records)} send records are invalid", invalid)
+    if retry:
+        raise RetryableRecordError(f"{len(retry)} message(s) must be sent later",
+                                   [{"loc": ["log_id"], "msg": log_id} for log_id in retry[:20]])
+
+
+def _parse(records: list[Any]) -> tuple[list[VendorSendIn], list[ObjectId], list[dict[str, Any]]]:
+    valid, unsendable, invalid = [], [], []
     for index, record in enumerate(records):
         try:
             valid.append(VendorSendIn.model_validate(record if isinstance(record, dict) else {}))
         except ValidationError as exc:
-            invalid.append({"loc": ["records", index], "msg": first_problem(exc)})
-    retry: list[str] = []
-    for start in range(0, len(valid), BATCH):
-        retry += _send_batch(db, vendor, valid[start:start + BATCH])
-    if invalid:
-        raise InvalidInput(f"{len(invalid)} of {len(records)} send records are invalid", invalid)
-    if retry:
-        raise RetryableRecordError(f"the vendor is unavailable for {len(retry)} message(s)",
-                                   [{"loc": ["log_id"], "msg": log_id} for log_id in retry[:20]])
+            log_id = record.get("log_id") if isinstance(record, dict) else None
+            if isinstance(log_id, str) and ObjectId.is_valid(log_id) and len(log_id) == 24:
+                unsendable.append(ObjectId(log_id))
+            else:
+                invalid.append({"loc": ["records", index], "msg": first_problem(exc)})
+    return valid, unsendable, invalid
 
 
-def _send_batch(db: Database, vendor: VendorClient, batch: list[VendorSendIn]) -> list[str]:
+def _send_batch(db: Database, vendor: VendorClient, batch: list[VendorSendIn], timeouts: SendTimeouts,
+                deadline: float | None) -> list[str]:
     """The log ids to try again later."""
-    claimed = _claim(db, [ObjectId(s.log_id) for s in batch])
+    ids = [ObjectId(s.log_id) for s in batch]
+    claimed = _claim(db, ids, deadline)
+    held = _held_by_others(db, [i for i in ids if str(i) not in claimed])
     sends = [s for s in batch if s.log_id in claimed]
     if not sends:
-        return []
+        return held
     try:
-        outcomes = vendor.send([{"log_id": s.log_id, "to": s.to.model_dump(), "message": s.message} for s in sends])
+        outcomes = vendor.send([{"log_id": s.log_id, "to": s.to.model_dump(), "message": s.message} for s in sends],
+                               deadline)
     except VendorUnavailable:
-        db[LOGS].update_many({"_id": {"$in": [ObjectId(s.log_id) for s in sends]}}, {"$unset": {"claimed_until": ""}})
-        return [s.log_id for s in sends]
+        db[LOGS].update_many({"_id": {"$in": [ObjectId(s.log_id) for s in sends]}},
+                             {"$unset": {"claimed_until": ""}, "$set": {"due_at": utcnow() + timeouts.send}})
+        return held + [s.log_id for s in sends]
     now = utcnow()
     accepted = [UpdateOne({"_id": ObjectId(log_id), "vendor_message_id": None},
-                          {"$set": {"vendor_message_id": result.vendor_message_id, "sent_at": now, "updated_at": now},
+                          {"$set": {"vendor_message_id": result.vendor_message_id, "sent_at": now, "updated_at": now,
+                                    # No receipt by then, the reconciler asks the vendor.
+                                    "due_at": now + timeouts.receipt},
                            "$unset": {"claimed_until": ""}})
                 for log_id, result in outcomes.items() if isinstance(result, Accepted)]
     if accepted:
@@ -63,15 +105,26 @@ def _send_batch(db: Database, vendor: VendorClient, batch: list[VendorSendIn]) -
                 for log_id, result in outcomes.items() if not isinstance(result, Accepted)]
     if rejected:
         record_outcomes(db, rejected)
-    return []
+    return held
 
 
-def _claim(db: Database, log_ids: list[ObjectId]) -> set[str]:
+def _claim(db: Database, log_ids: list[ObjectId], deadline: float | None) -> set[str]:
     """Only QUEUED, not yet sent logs that no live sender holds are claimed; returns the claimed ids."""
     now, token = utcnow(), secrets.token_hex(8)
+    until = (datetime.fromtimestamp(deadline, timezone.utc) + CLAIM_MARGIN) if deadline is not None else now + CLAIM
     # Unclaimed or expired, said without a top-level $or so that every server reads the logs by _id.
     db[LOGS].update_many(
         {"_id": {"$in": log_ids}, "status": QUEUED, "vendor_message_id": None,
          "claimed_until": {"$not": {"$gte": now}}},
-        {"$set": {"claimed_until": now + CLAIM, "claim": token}})
+        # Should this sender die, the log is due when its claim lapses.
+        {"$set": {"claimed_until": until, "claim": token, "due_at": until}})
     return {str(d["_id"]) for d in db[LOGS].find({"_id": {"$in": log_ids}, "claim": token}, {"_id": 1})}
+
+
+def _held_by_others(db: Database, log_ids: list[ObjectId]) -> list[str]:
+    """Of logs this sender could not claim, those another live sender holds: their message is not done yet."""
+    if not log_ids:
+        return []
+    return [str(d["_id"]) for d in db[LOGS].find(
+        {"_id": {"$in": log_ids}, "status": QUEUED, "vendor_message_id": None, "claimed_until": {"$gte": utcnow()}},
+        {"_id": 1})]

@@ -3,15 +3,16 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from bson import ObjectId
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
-from crm import queues
 from crm.api.deps import DEFAULT_LIMIT, CurrentUser, Cursor, IdempotencyKey, Limit, SettingsDep, current_user
 from crm.api.storage import DbDep
-from crm.db import CAMPAIGNS, IDEMPOTENCY_KEYS
+from crm.db import IDEMPOTENCY_KEYS
 from crm.models.campaigns import Campaign, CampaignDetail, CampaignIn, Log
 from crm.models.common import ObjectIdStr, Page
+from crm.services import campaign_jobs
 from crm.services import campaigns as service
 from crm.services.idempotency import run_once
 
@@ -22,14 +23,11 @@ router = APIRouter(prefix="/api/campaigns", tags=["campaigns"], dependencies=[De
 def create_campaign(body: CampaignIn, db: DbDep, settings: SettingsDep, user: CurrentUser,
                     idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Stores the campaign and queues its fan-out; the audience is never read inside this request."""
-    def create() -> tuple[int, dict]:
-        doc = service.create(db, body.name, body.segment_id, body.message, user.email)
-        try:
-            queues.enqueue(settings.sqs_campaign_fanout_queue_url, service.QUEUE_KIND,
-                           [{"campaign_id": str(doc["_id"])}], settings)
-        except BaseException:
-            db[CAMPAIGNS].delete_one({"_id": doc["_id"]})
-            raise
+    def queue_fan_out(campaign_id: ObjectId) -> None:
+        campaign_jobs.queue_fan_out(settings, campaign_id, settings.fanout_start_delay_seconds)
+
+    def create(campaign_id: ObjectId) -> tuple[int, dict]:
+        doc = service.create(db, campaign_id, body.name, body.segment_id, body.message, user.email, queue_fan_out)
         return 202, service.to_campaign(doc).model_dump(mode="json")
 
     status, reply = run_once(db[IDEMPOTENCY_KEYS], f"campaigns:{user.email}", idempotency_key,

@@ -1,0 +1,21 @@
+"""The campaign pipeline's queue messages: a fan-out job, and sends packed one vendor call to a message."""
+from __future__ import annotations
+
+from typing import Any
+
+from bson import ObjectId
+
+from crm import queues
+from crm.config import Settings
+from crm.services import campaigns, sending
+
+
+def queue_fan_out(settings: Settings, campaign_id: ObjectId, delay_seconds: int = 0) -> None:
+    queues.enqueue(settings.sqs_campaign_fanout_queue_url, campaigns.QUEUE_KIND, [{"campaign_id": str(campaign_id)}],
+                   settings, delay_seconds=delay_seconds)
+
+
+def queue_sends(settings: Settings, sends: list[dict[str, Any]]) -> None:
+    if sends:
+        queues.enqueue(settings.sqs_campaign_send_queue_url, sending.QUEUE_KIND, sends, settings,
+                       max_records=sending.SENDS_PER_MESSAGE)

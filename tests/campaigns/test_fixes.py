@@ -1,0 +1,148 @@
+"""Campaign faults that once broke: a retried creation that made a second campaign, a completion lost between two
+writes, a duplicate fan-out leaving a log no counter saw, sends that could never finish."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from bson import ObjectId
+from pymongo import monitoring
+
+from crm.messages import unpack
+from crm.models.common import utcnow
+from crm.services import campaigns as campaign_service
+from crm.services import idempotency
+from tests.helpers import assert_error
+
+FANOUT, SEND = "CampaignFanoutQueue", "CampaignSendQueue"
+BODY = {"name": "Sale", "message": "Hi {{first_name}}"}
+
+
+def _records(consumers, queue: str) -> list[dict]:
+    return [r for m in consumers.messages(queue) for r in unpack(m["Body"])[1]]
+
+
+def test_a_retry_taking_over_a_request_that_died_finishes_the_same_campaign(api, db, consumers, segment_id,
+                                                                            monkeypatch):
+    real_update = idempotency.Collection.update_one
+
+    def die_before_marking_done(self, selector, update, *args, **kwargs):
+        if "state" in update.get("$set", {}):
+            raise SystemExit("the function was killed after creating the campaign")
+        return real_update(self, selector, update, *args, **kwargs)
+
+    monkeypatch.setattr(idempotency.Collection, "update_one", die_before_marking_done)
+    try:
+        api.post("/api/campaigns", {**BODY, "segment_id": segment_id}, headers={"Idempotency-Key": "c-9"})
+    except SystemExit:
+        pass
+    monkeypatch.undo()
+    assert db.campaigns.count_documents({}) == 1
+    # Past the time after which a pending key counts as abandoned, the client's retry takes it over.
+    db.idempotency_keys.update_many({}, {"$set": {"started_at": utcnow() - timedelta(minutes=5)}})
+    status, campaign, _ = api.post("/api/campaigns", {**BODY, "segment_id": segment_id},
+                                   headers={"Idempotency-Key": "c-9"})
+    assert status == 202
+    assert db.campaigns.count_documents({}) == 1, "the takeover found the campaign instead of making another"
+    assert campaign["id"] == str(db.campaigns.find_one()["_id"])
+    jobs = _records(consumers, FANOUT)
+    assert jobs and {j["campaign_id"] for j in jobs} == {campaign["id"]}, "its fan-out is queued"
+    assert api.post("/api/campaigns", {**BODY, "segment_id": segment_id},
+                    headers={"Idempotency-Key": "c-9"})[1] == campaign
+
+
+def test_a_message_that_cannot_fit_once_personalised_is_refused_at_creation(api, db, segment_id):
+    message = "{{name}} " * 9 + "x" * 200  # nine names of up to 200 characters each: over 2,000
+    status, body, _ = api.post("/api/campaigns", {"name": "Long", "segment_id": segment_id, "message": message})
+    assert status == 422
+    assert_error(body, "validation_error", ["body", "message"])
+    assert db.campaigns.count_documents({}) == 0
+
+
+def test_personalisation_is_one_pass():
+    assert campaign_service.personalise("Hi {{name}}", "{{first_name}} Smith") == "Hi {{first_name}} Smith"
+
+
+class TransactionSpy(monitoring.CommandListener):
+    def __init__(self):
+        self.completions: list[bool] = []
+
+    def started(self, event):
+        if event.command_name == "update" and event.command.get("update") == "campaigns":
+            for update in event.command.get("updates", []):
+                if update.get("u", {}).get("$set", {}).get("status") == "COMPLETED":
+                    self.completions.append("txnNumber" in event.command)
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+def test_the_last_receipt_completes_the_campaign_in_its_own_transaction(api, db, consumers, segment_id, vendor):
+    from pymongo import MongoClient
+
+    from crm.services.delivery import Outcome, record_outcomes
+
+    campaign = api.post("/api/campaigns", {**BODY, "segment_id": segment_id})[1]
+    consumers.drain(FANOUT)
+    consumers.drain(SEND)
+    spy = TransactionSpy()
+    spied = MongoClient(db.client.address and f"mongodb://{db.client.address[0]}:{db.client.address[1]}/",
+                        event_listeners=[spy], tz_aware=True)[db.name]
+    logs = list(db.communication_logs.find({}, {"vendor_message_id": 1}))
+    record_outcomes(spied, [Outcome(log["_id"], "SENT", log["vendor_message_id"]) for log in logs])
+    assert db.campaigns.find_one({"_id": ObjectId(campaign["id"])})["status"] == "COMPLETED"
+    assert spy.completions == [True], "COMPLETED commits with the counters, not after them"
+
+
+def test_a_duplicate_fan_out_racing_an_audience_change_leaves_no_uncounted_log(api, db, segment_id, monkeypatch):
+    monkeypatch.setattr(campaign_service, "PAGE_SIZE", 20)
+    campaign_id = ObjectId(api.post("/api/campaigns", {**BODY, "segment_id": segment_id})[1]["id"])
+    moving = db.customers.find_one({"email": "c005@example.com"})
+    real_record, calls = campaign_service._record_page, []
+
+    def other_run_first(db_, campaign, page, send_by):
+        calls.append(1)
+        if len(calls) == 1:
+            # This run has read its first page (with c005 in it); before it records it, c005 leaves the
+            # audience and a duplicate run records the first page without it, then c005 comes back.
+            db.customers.update_one({"_id": moving["_id"]}, {"$set": {"spend": -1.0}})
+            assert not campaign_service.fan_out(db, campaign_id, lambda _: None, lambda: None, -1)
+            db.customers.update_one({"_id": moving["_id"]}, {"$set": {"spend": moving["spend"]}})
+        return real_record(db_, campaign, page, send_by)
+
+    monkeypatch.setattr(campaign_service, "_record_page", other_run_first)
+    assert campaign_service.fan_out(db, campaign_id, lambda _: None, lambda: None, 60)
+    stats = db.campaigns.find_one({"_id": campaign_id})["stats"]
+    logs = db.communication_logs.count_documents({"campaign_id": campaign_id})
+    assert stats["audience"] == stats["queued"] == logs, (stats, logs)
+    assert db.communication_logs.count_documents({"customer_id": moving["_id"]}) == 0, \
+        "the run that recorded the page decided who was in it"
+
+
+def test_an_unsendable_record_fails_its_log_instead_of_poisoning_the_queue(api, db, consumers, segment_id, vendor):
+    campaign = api.post("/api/campaigns", {**BODY, "segment_id": segment_id})[1]
+    consumers.drain(FANOUT)
+    [first, *rest] = _records(consumers, SEND)
+    too_long = {**first, "message": "x" * 2001}
+    from crm.messages import pack
+
+    body = pack("sends", [too_long, *rest[:5]], 256 * 1024)[0]
+    assert consumers.deliver(SEND, [body]) == {"batchItemFailures": []}
+    log = db.communication_logs.find_one({"_id": ObjectId(first["log_id"])})
+    assert (log["status"], log["reason"]) == ("FAILED", "invalid_message")
+    stats = db.campaigns.find_one({"_id": ObjectId(campaign["id"])})["stats"]
+    assert stats["failed"] == 1 and stats["queued"] == 119
+
+
+def test_a_message_whose_logs_a_live_sender_holds_is_not_acknowledged(api, db, consumers, segment_id, vendor):
+    api.post("/api/campaigns", {**BODY, "segment_id": segment_id})
+    consumers.drain(FANOUT)
+    messages = consumers.messages(SEND)
+    assert all(len(unpack(m["Body"])[1]) <= 100 for m in messages) and len(messages) == 2, "one vendor call each"
+    held = ObjectId(unpack(messages[0]["Body"])[1][0]["log_id"])
+    db.communication_logs.update_one({"_id": held}, {"$set": {"claimed_until": utcnow() + timedelta(seconds=60)}})
+    reply = consumers.deliver(SEND, [messages[0]["Body"]])
+    assert len(reply["batchItemFailures"]) == 1, "the other sender may yet fail: the message must come back"
+    assert str(held) not in set(vendor.sent_log_ids()) and len(vendor.sent_log_ids()) == 99

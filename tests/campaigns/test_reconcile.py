@@ -1,0 +1,104 @@
+"""The reconciler settles what lost messages left behind, so that every campaign completes."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from bson import ObjectId
+
+from crm.messages import unpack
+from crm.models.common import utcnow
+from crm.services.reconcile import Limits, reconcile
+from offline.lambda_worker import LambdaContext
+from tests.conftest import load_function
+
+FANOUT, SEND = "CampaignFanoutQueue", "CampaignSendQueue"
+LIMITS = Limits(send_timeout=timedelta(hours=1), max_send_attempts=3, fanout_stall=timedelta(minutes=5))
+LATER = timedelta(hours=2)
+
+
+def _campaign(api, consumers, segment_id) -> ObjectId:
+    status, campaign, _ = api.post("/api/campaigns", {"name": "Sale", "segment_id": segment_id,
+                                                      "message": "Hi {{first_name}}"})
+    assert status == 202
+    consumers.drain(FANOUT)
+    return ObjectId(campaign["id"])
+
+
+def _run(db, now, vendor_status=lambda _: None, sends=None, fan_outs=None):
+    return reconcile(db, now, LIMITS, vendor_status, (sends if sends is not None else []).extend,
+                     (fan_outs if fan_outs is not None else []).append, deadline=1e12)
+
+
+def test_a_send_message_that_was_lost_is_queued_again_then_failed(api, db, consumers, segment_id):
+    campaign_id = _campaign(api, consumers, segment_id)
+    consumers.messages(SEND)  # every send message is lost (dead-lettered, say)
+    sends: list[dict] = []
+    assert _run(db, utcnow(), sends=sends).requeued == 0, "nothing is due before the send timeout"
+    settled = _run(db, utcnow() + LATER, sends=sends)
+    assert settled.requeued == 120 and len({s["log_id"] for s in sends}) == 120
+    assert _run(db, utcnow() + LATER, sends=sends).requeued == 0, "queued again once per timeout, not per run"
+    for hours in (4, 6):
+        _run(db, utcnow() + timedelta(hours=hours), sends=sends)
+    campaign = db.campaigns.find_one({"_id": campaign_id})
+    assert campaign["stats"] == {"audience": 120, "queued": 0, "sent": 0, "failed": 120}
+    assert campaign["status"] == "COMPLETED"
+    assert {log["reason"] for log in db.communication_logs.find()} == {"send_failed"}
+    assert len(sends) == 240, "queued again twice, then given up on the third time"
+
+
+def test_a_lost_receipt_is_settled_by_asking_the_vendor_else_failed(api, db, consumers, segment_id, vendor):
+    campaign_id = _campaign(api, consumers, segment_id)
+    consumers.drain(SEND)  # sent; no receipt ever comes
+    answers = {}
+    for i, log in enumerate(db.communication_logs.find({}, {"vendor_message_id": 1})):
+        answers[log["vendor_message_id"]] = ["SENT", "FAILED", "ACCEPTED", None][i % 4]
+    settled = _run(db, utcnow() + LATER, vendor_status=answers.get)
+    assert settled.asked_vendor == 120 and settled.no_receipt == 60
+    campaign = db.campaigns.find_one({"_id": campaign_id})
+    assert campaign["status"] == "COMPLETED"
+    assert campaign["stats"] == {"audience": 120, "queued": 0, "sent": 30, "failed": 90}
+    reasons = {}
+    for log in db.communication_logs.find():
+        reasons[log["reason"]] = reasons.get(log["reason"], 0) + 1
+    assert reasons == {None: 30, "vendor_status": 30, "no_receipt": 60}
+
+
+def test_a_claim_that_lapsed_frees_its_log_for_a_second_send(api, db, consumers, segment_id):
+    _campaign(api, consumers, segment_id)
+    consumers.messages(SEND)
+    log = db.communication_logs.find_one()
+    db.communication_logs.update_one({"_id": log["_id"]}, {"$set": {"claimed_until": utcnow() - timedelta(seconds=1),
+                                                                   "due_at": utcnow() - timedelta(seconds=1)}})
+    sends: list[dict] = []
+    assert _run(db, utcnow(), sends=sends).requeued == 1 and sends[0]["log_id"] == str(log["_id"])
+
+
+def test_a_stalled_fan_out_is_queued_again(api, db, consumers, segment_id):
+    api.post("/api/campaigns", {"name": "Sale", "segment_id": segment_id, "message": "Hi"})
+    consumers.messages(FANOUT)  # the fan-out job is lost
+    fan_outs: list[ObjectId] = []
+    assert _run(db, utcnow(), fan_outs=fan_outs).fanouts_requeued == 0
+    assert _run(db, utcnow() + timedelta(minutes=10), fan_outs=fan_outs).fanouts_requeued == 1
+    assert _run(db, utcnow() + timedelta(minutes=10), fan_outs=fan_outs).fanouts_requeued == 0, "once per stall"
+
+
+def test_the_scheduled_handler_queues_sends_and_asks_the_mock_vendor(api, db, env, consumers, segment_id):
+    campaign_id = _campaign(api, consumers, segment_id)
+    consumers.messages(SEND)
+    db.communication_logs.update_many({}, {"$set": {"due_at": utcnow() - timedelta(seconds=1)}})
+    event = {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}
+    counts = load_function("reconciler").handler(event, LambdaContext("ReconcilerFunction", 512, "r", 2e9))
+    assert counts["requeued"] == 120
+    assert sum(len(unpack(m["Body"])[1]) for m in consumers.messages(SEND)) == 120
+    assert db.campaigns.find_one({"_id": campaign_id})["status"] == "SENDING"
+
+
+def test_the_mock_vendor_answers_what_became_of_a_message(api, env):
+    log_id = str(ObjectId())
+    headers = {"X-Vendor-Key": env["VENDOR_API_KEY"]}
+    sent = api.post("/api/mock-send", {"log_id": log_id, "to": {"name": "Ada", "email": "ada@example.com"},
+                                       "message": "Hi"}, token="", headers=headers)[1]
+    status, body, _ = api.get(f"/api/mock-send/{sent['vendor_message_id']}", token="", headers=headers)
+    assert status == 200 and body["log_id"] == log_id and body["status"] in ("SENT", "FAILED")
+    assert api.get("/api/mock-send/vm_unknown", token="", headers=headers)[0] == 404
+    assert api.get(f"/api/mock-send/{sent['vendor_message_id']}", token="", headers={"X-Vendor-Key": "x"})[0] == 401
