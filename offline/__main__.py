@@ -2,10 +2,14 @@
 
 Starts SecantusDB (unless MONGO_URI is set) and moto server (unless SQS_ENDPOINT_URL is set),
 creates the template's queues, and serves every function on http://localhost:PORT.
+
+OFFLINE_TIME_SCALE=N runs local time N times faster (visibility timeouts, delays, schedules; not function
+timeouts). OFFLINE_FAULTS="sqs_dup=0.1,api_kill=0.05,..." turns on fault mode, OFFLINE_FAULTS_SEED repeats a run.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import signal
@@ -16,9 +20,22 @@ from pathlib import Path
 import boto3
 
 from offline import services, template
-from offline.runner import OfflineRunner
+from offline.faults import Faults, FaultSpecError
+from offline.runner import CustomResourceFailed, OfflineRunner
 
 ROOT = Path(__file__).resolve().parent.parent
+TIME_SCALE_ENV = "OFFLINE_TIME_SCALE"
+
+
+def time_scale_from(environ: dict[str, str]) -> float:
+    text = environ.get(TIME_SCALE_ENV, "").strip() or "1"
+    try:
+        scale = float(text)
+    except ValueError:
+        scale = math.nan
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"{TIME_SCALE_ENV}: {text!r} is not a number above 0 (1 is real time, 60 a minute a second)")
+    return scale
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=ROOT / ".local")
     parser.add_argument("--no-reload", action="store_true", help="do not restart workers when code changes")
     args = parser.parse_args(argv)
+    try:
+        faults = Faults.from_env(os.environ)
+        time_scale = time_scale_from(dict(os.environ))
+    except (FaultSpecError, ValueError) as exc:
+        print(f"offline: {exc}", file=sys.stderr)
+        return 2
 
     args.data_dir.mkdir(parents=True, exist_ok=True)
     config_file = args.data_dir / "config.json"
@@ -53,9 +76,16 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.update({k: v for k, v in services.LOCAL_AWS_ENV.items() if k not in os.environ})
         sqs = boto3.client("sqs", endpoint_url=env["SQS_ENDPOINT_URL"], region_name="us-east-1")
         template_path = ROOT / "template.yaml"
-        queues = services.create_queues(sqs, template.load(template_path, services.LOCAL_PARAMETERS).queues)
+        queues = services.create_queues(sqs, template.load(template_path, services.LOCAL_PARAMETERS).queues,
+                                        time_scale=time_scale)
         stack = template.load(template_path, services.LOCAL_PARAMETERS, queues)
-        runner = OfflineRunner(stack, queues, env, host=args.host, port=args.port, reload=not args.no_reload).start()
+        runner = OfflineRunner(stack, queues, env, host=args.host, port=args.port, reload=not args.no_reload,
+                               time_scale=time_scale, faults=faults)
+        try:
+            runner.start()
+        except CustomResourceFailed as exc:
+            print(f"offline: stopped: {exc}", file=sys.stderr)
+            return 1
         runner.log("offline", f"MongoDB {env['MONGO_URI'].split('@')[-1]}  SQS {env['SQS_ENDPOINT_URL']}")
         runner.log("offline", f"ready on http://localhost:{runner.port} (docs: /docs); Ctrl-C stops everything")
         stopped = threading.Event()

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
+import ssl
 import time
 import uuid
 from dataclasses import dataclass
@@ -21,6 +23,8 @@ API_ID = "offline"
 # A function's own URL is served locally under /_url/<FunctionName>/, with that prefix removed.
 FUNCTION_URL_PREFIX = "/_url/"
 FUNCTION_URL_ROUTE = HttpRoute("ANY", "$default")
+# The runner's own routes (fault counts, custom resource responses): never a function's.
+INTERNAL_PREFIX = "/_offline/"
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,11 @@ class Target:
 
 
 Dispatch = Callable[[str, str], Target | None]
-Invoke = Callable[[str, dict[str, Any]], Any]
+Invoke = Callable[..., Any]
+# A routed request's event to the reply the client gets (the runner puts fault mode in between).
+Handle = Callable[[Target, dict[str, Any]], dict[str, Any]]
+# The runner's own routes: (method, path, body) to a reply, or None for no such route.
+Internal = Callable[[str, str, bytes], dict[str, Any] | None]
 
 
 def http_api_event(method: str, target: str, headers: list[tuple[str, str]], body: bytes, source_ip: str,
@@ -87,13 +95,64 @@ def http_api_event(method: str, target: str, headers: list[tuple[str, str]], bod
     return event
 
 
-def _error_reply(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def error_reply(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {"statusCode": status, "headers": {"content-type": "application/json"},
             "body": json.dumps({"error": {"code": code, "message": message, "details": details or []}})}
 
 
-def make_server(host: str, port: int, dispatch: Dispatch, invoke: Invoke,
-                log: Callable[[str, str], None]) -> ThreadingHTTPServer:
+def json_reply(status: int, value: Any) -> dict[str, Any]:
+    return {"statusCode": status, "headers": {"content-type": "application/json"}, "body": json.dumps(value)}
+
+
+def function_reply(invoke: Invoke, name: str, event: dict[str, Any], **options: Any) -> dict[str, Any]:
+    """What API Gateway answers for one invocation: the function's reply, or 504 / 502 when it timed out or failed."""
+    try:
+        result = invoke(name, event, **options)
+    except (InvocationTimeout, InvocationError) as exc:
+        return failure_reply(exc)
+    return result_reply(result)
+
+
+def failure_reply(exc: InvocationTimeout | InvocationError) -> dict[str, Any]:
+    if isinstance(exc, InvocationTimeout):
+        return error_reply(504, "function_timeout", str(exc))
+    # A development aid: the stack trace of the handler that raised, as the error page.
+    trace = "".join(exc.error.get("stackTrace") or [])
+    return error_reply(502, "function_error", str(exc), [{"loc": ["stackTrace"], "msg": trace}])
+
+
+def result_reply(result: Any) -> dict[str, Any]:
+    if isinstance(result, dict) and "statusCode" in result:
+        return result
+    # Payload 2.0: anything else is a 200 with the value as JSON.
+    return json_reply(200, result)
+
+
+class _Server(ThreadingHTTPServer):
+    """Plain HTTP, and TLS on the same port when a context is given: a connection that opens with a TLS
+    handshake is served over TLS (the custom resource response URL is https, as CloudFormation's is)."""
+
+    daemon_threads = True
+    tls: ssl.SSLContext | None = None
+
+    def finish_request(self, request: socket.socket, client_address: Any) -> None:
+        if self.tls is None:
+            return super().finish_request(request, client_address)
+        try:
+            first = request.recv(1, socket.MSG_PEEK)
+            if first != b"\x16":  # not a TLS ClientHello
+                return super().finish_request(request, client_address)
+            secure = self.tls.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError):
+            return None
+        try:
+            super().finish_request(secure, client_address)
+        finally:
+            secure.close()
+
+
+def make_server(host: str, port: int, dispatch: Dispatch, handle: Handle, log: Callable[[str, str], None],
+                internal: Internal | None = None, tls: ssl.SSLContext | None = None) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "mini-crm-offline"
@@ -105,21 +164,27 @@ def make_server(host: str, port: int, dispatch: Dispatch, invoke: Invoke,
             started = time.perf_counter()
             length = int(self.headers.get("Content-Length") or 0)
             path = urlsplit(self.path).path
-            match = dispatch(self.command, path)
+            internal_route = path.startswith(INTERNAL_PREFIX)
+            match = None if internal_route else dispatch(self.command, path)
             if length > MAX_BODY_BYTES:
                 self.close_connection = True
-                reply = _error_reply(413, "payload_too_large", f"Request bodies are limited to {MAX_BODY_BYTES} bytes")
+                reply = error_reply(413, "payload_too_large", f"Request bodies are limited to {MAX_BODY_BYTES} bytes")
                 name = "gateway"
+            elif internal_route:
+                body = self.rfile.read(length)
+                reply = (internal(self.command, path, body) if internal else None) or \
+                    error_reply(404, "not_found", f"No route for {self.command} {path}")
+                name = "offline"
             elif match is None:
                 self.rfile.read(length)
-                reply = _error_reply(404, "not_found", f"No route for {self.command} {path}")
+                reply = error_reply(404, "not_found", f"No route for {self.command} {path}")
                 name = "gateway"
             else:
                 name = match.function
                 body = self.rfile.read(length)
                 event = http_api_event(self.command, self.path, list(self.headers.items()), body,
                                        self.client_address[0], match.route, match.path_parameters, match.raw_path)
-                reply = self._invoke(name, event)
+                reply = handle(match, event)
             try:
                 self._reply(reply)
             except (BrokenPipeError, ConnectionResetError):
@@ -127,20 +192,6 @@ def make_server(host: str, port: int, dispatch: Dispatch, invoke: Invoke,
                 name += " (the client had gone)"
             log("gateway", f"{self.command} {self.path} -> {name} {reply.get('statusCode')} "
                            f"{(time.perf_counter() - started) * 1000:.0f} ms")
-
-        def _invoke(self, name: str, event: dict[str, Any]) -> dict[str, Any]:
-            try:
-                result = invoke(name, event)
-            except InvocationTimeout as exc:
-                return _error_reply(504, "function_timeout", str(exc))
-            except InvocationError as exc:
-                # A development aid: the stack trace of the handler that raised, as the error page.
-                trace = "".join(exc.error.get("stackTrace") or [])
-                return _error_reply(502, "function_error", str(exc), [{"loc": ["stackTrace"], "msg": trace}])
-            if isinstance(result, dict) and "statusCode" in result:
-                return result
-            # Payload 2.0: anything else is a 200 with the value as JSON.
-            return {"statusCode": 200, "headers": {"content-type": "application/json"}, "body": json.dumps(result)}
 
         def _reply(self, reply: dict[str, Any]) -> None:
             body = reply.get("body") or ""
@@ -165,6 +216,6 @@ def make_server(host: str, port: int, dispatch: Dispatch, invoke: Invoke,
                 return self._serve
             raise AttributeError(name)
 
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
+    server = _Server((host, port), Handler)
+    server.tls = tls
     return server

@@ -30,13 +30,22 @@ class InvocationTimeout(Exception):
     pass
 
 
+class WorkerKilled(InvocationError):
+    """The runner killed the worker mid-invocation (fault mode), as a crash of the Lambda runtime would end it."""
+
+    def __init__(self, function: str, after_seconds: float):
+        super().__init__(function, {"errorType": "Runtime.ExitError",
+                                    "errorMessage": f"worker killed {after_seconds:.2f} s into the invocation"})
+
+
 class Worker:
-    def __init__(self, spec: FunctionSpec, env: dict[str, str], generation: int, log: Log):
+    def __init__(self, spec: FunctionSpec, env: dict[str, str], generation: int, log: Log,
+                 args: tuple[str, ...] = ()):
         self.spec = spec
         self.generation = generation
         self.process = subprocess.Popen(
             [sys.executable, "-u", "-m", "offline.lambda_worker", spec.name, str(spec.code_uri), spec.handler,
-             str(spec.memory)],
+             str(spec.memory), *args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, env=env,
         )
         self.replies: queue.Queue[str | None] = queue.Queue()
@@ -92,22 +101,63 @@ class Worker:
 class FunctionPool:
     """Up to max_workers warm workers; each handles one event at a time, as a Lambda container does."""
 
-    def __init__(self, spec: FunctionSpec, env: dict[str, str], log: Log, max_workers: int = 4):
+    def __init__(self, spec: FunctionSpec, env: dict[str, str], log: Log, max_workers: int = 4,
+                 worker_args: tuple[str, ...] = ()):
         self.spec = spec
         self.env = env
         self.log = log
         self.max_workers = max_workers
+        self.worker_args = worker_args
         self.generation = 0
         self._idle: list[Worker] = []
         self._busy = 0
+        self._closed = False
         self._lock = threading.Condition()
 
-    def invoke(self, event: dict[str, Any]) -> Any:
+    def invoke(self, event: dict[str, Any], kill_after: float | None = None, kill_on_return: bool = False) -> Any:
+        """kill_after: SIGKILL the worker that many seconds into the invocation, unless it has returned by then
+        (then WorkerKilled is raised); kill_on_return: kill it once the handler has returned (its result is
+        still returned). Both are for fault mode; the worker is never reused after either."""
         worker = self._acquire()
         try:
-            return worker.invoke(event)
+            if kill_after is None:
+                result = worker.invoke(event)
+            else:
+                result = self._invoke_and_kill(worker, event, kill_after)
+            if kill_on_return:
+                worker.kill()
+            return result
         finally:
             self._release(worker)
+
+    def _invoke_and_kill(self, worker: Worker, event: dict[str, Any], after: float) -> Any:
+        lock = threading.Lock()
+        state = {"returned": False, "killed": False}
+
+        def kill() -> None:
+            # Under the lock, so the worker is dead before the invoking thread can hand it back to the pool.
+            with lock:
+                if not state["returned"]:
+                    state["killed"] = True
+                    worker.kill()
+
+        timer = threading.Timer(after, kill)
+        timer.daemon = True
+        timer.start()
+        result: Any = None
+        failure: InvocationError | InvocationTimeout | None = None
+        try:
+            result = worker.invoke(event)
+        except (InvocationError, InvocationTimeout) as exc:
+            failure = exc
+        with lock:
+            state["returned"] = True
+        timer.cancel()
+        if state["killed"]:  # whatever the worker managed to answer, the runtime died under it
+            raise WorkerKilled(self.spec.name, after) from failure
+        if failure is not None:
+            raise failure
+        return result
 
     def _acquire(self) -> Worker:
         with self._lock:
@@ -118,7 +168,7 @@ class FunctionPool:
                 return self._idle.pop()
             generation = self.generation
         try:
-            return Worker(self.spec, self.env, generation, self.log)
+            return Worker(self.spec, self.env, generation, self.log, self.worker_args)
         except BaseException:
             with self._lock:
                 self._busy -= 1
@@ -128,7 +178,7 @@ class FunctionPool:
     def _release(self, worker: Worker) -> None:
         with self._lock:
             self._busy -= 1
-            if worker.alive and worker.generation == self.generation:
+            if worker.alive and worker.generation == self.generation and not self._closed:
                 self._idle.append(worker)
             else:
                 worker.kill()
@@ -143,6 +193,9 @@ class FunctionPool:
             worker.kill()
 
     def close(self) -> None:
+        """Idle workers stop now, busy ones when they finish (a late invocation gets a worker that does not stay)."""
+        with self._lock:
+            self._closed = True
         self.reload()
 
 

@@ -2,9 +2,15 @@
 
 Protocol: one JSON request per line on stdin, one JSON reply per line on the original stdout;
 everything the function prints goes to stderr, which the runner turns into its log stream.
+
+What the runner changes about the process comes as arguments, never as environment variables (the function
+sees only its template's environment): --time-scale divides the DelaySeconds of the messages the function
+sends to SQS, as the runner divides its queues' delays; --trust-ca adds the runner's local certificate to the
+trusted ones, so the HTTPS response URL it gives a custom resource verifies as CloudFormation's would.
 """
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import os
@@ -36,8 +42,67 @@ def _error(exc: BaseException) -> dict:
             "stackTrace": traceback.format_exception(type(exc), exc, exc.__traceback__)}
 
 
+def _scaled_delay(seconds: int, time_scale: float) -> int:
+    # As offline.services.scaled_seconds; repeated so that a worker imports nothing of the runner's but this file.
+    return 0 if seconds <= 0 else min(900, max(0, round(seconds / time_scale)))
+
+
+def scale_sqs_delays(time_scale: float) -> None:
+    """Every SQS client made in this process sends DelaySeconds divided by time_scale."""
+    import botocore.session
+
+    def scale_one(params: dict, **_) -> None:
+        if params.get("DelaySeconds"):
+            params["DelaySeconds"] = _scaled_delay(int(params["DelaySeconds"]), time_scale)
+
+    def scale_batch(params: dict, **_) -> None:
+        for entry in params.get("Entries") or []:
+            scale_one(entry)
+
+    create_client = botocore.session.Session.create_client
+
+    def create_client_with_scaled_delays(self, *args, **kwargs):
+        client = create_client(self, *args, **kwargs)
+        if client.meta.service_model.service_name == "sqs":
+            client.meta.events.register("provide-client-params.sqs.SendMessage", scale_one)
+            client.meta.events.register("provide-client-params.sqs.SendMessageBatch", scale_batch)
+        return client
+
+    botocore.session.Session.create_client = create_client_with_scaled_delays
+
+
+def trust_certificate(cafile: str) -> None:
+    """TLS contexts made in this process trust cafile besides what they trust already (system store or bundle)."""
+    import ssl
+
+    load_default_certs = ssl.SSLContext.load_default_certs
+    load_verify_locations = ssl.SSLContext.load_verify_locations
+
+    def load_default_certs_and_local(self, *args, **kwargs):
+        load_default_certs(self, *args, **kwargs)
+        load_verify_locations(self, cafile=cafile)
+
+    def load_verify_locations_and_local(self, *args, **kwargs):
+        load_verify_locations(self, *args, **kwargs)
+        load_verify_locations(self, cafile=cafile)
+
+    ssl.SSLContext.load_default_certs = load_default_certs_and_local
+    ssl.SSLContext.load_verify_locations = load_verify_locations_and_local
+
+
 def main() -> None:
-    function_name, code_uri, handler_path, memory_mb = sys.argv[1:5]
+    parser = argparse.ArgumentParser(prog="python -m offline.lambda_worker")
+    for name in ("function_name", "code_uri", "handler_path", "memory_mb"):
+        parser.add_argument(name)
+    parser.add_argument("--time-scale", type=float, default=1.0)
+    parser.add_argument("--trust-ca")
+    args = parser.parse_args()
+    function_name, code_uri, handler_path, memory_mb = args.function_name, args.code_uri, args.handler_path, \
+        args.memory_mb
+    if args.time_scale != 1:
+        scale_sqs_delays(args.time_scale)
+    if args.trust_ca:
+        trust_certificate(args.trust_ca)
     # Ctrl-C reaches the whole process group; the runner stops its workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     replies = os.fdopen(os.dup(1), "w", buffering=1)

@@ -103,8 +103,25 @@ def queue_env(stack: Template) -> dict[str, str]:
             if key.startswith("SQS_") and key.endswith("_QUEUE_URL")}
 
 
-def create_queues(sqs, queues: dict[str, QueueSpec], prefix: str = "") -> dict[str, LocalQueue]:
-    """Every queue of the template, dead-letter queues first, with its attributes and redrive policy."""
+# SQS's limits on the attributes the time scale shortens (or, below 1, lengthens).
+MAX_VISIBILITY_TIMEOUT = 43_200
+MAX_DELAY_SECONDS = 900
+
+
+def scaled_seconds(seconds: float, time_scale: float, minimum: int = 0, maximum: int | None = None) -> int:
+    """seconds / time_scale as the whole seconds SQS takes; a non-zero value stays at least `minimum`."""
+    if seconds <= 0:
+        return 0
+    value = max(minimum, round(seconds / time_scale))
+    return min(value, maximum) if maximum is not None else value
+
+
+def create_queues(sqs, queues: dict[str, QueueSpec], prefix: str = "",
+                  time_scale: float = 1.0) -> dict[str, LocalQueue]:
+    """Every queue of the template, dead-letter queues first, with its attributes and redrive policy.
+
+    time_scale > 1 runs local time faster: VisibilityTimeout and DelaySeconds are divided by it, nothing else.
+    """
     ordered = sorted(queues.values(), key=lambda q: q.dead_letter_queue is not None)
     created: dict[str, LocalQueue] = {}
     for spec in ordered:
@@ -112,6 +129,12 @@ def create_queues(sqs, queues: dict[str, QueueSpec], prefix: str = "") -> dict[s
         attributes = {key: str(spec.properties[key]) for key in ("VisibilityTimeout", "MessageRetentionPeriod",
                                                                  "DelaySeconds", "ReceiveMessageWaitTimeSeconds")
                       if key in spec.properties}
+        if "VisibilityTimeout" in attributes:
+            attributes["VisibilityTimeout"] = str(scaled_seconds(float(attributes["VisibilityTimeout"]), time_scale,
+                                                                 1, MAX_VISIBILITY_TIMEOUT))
+        if "DelaySeconds" in attributes:
+            attributes["DelaySeconds"] = str(scaled_seconds(float(attributes["DelaySeconds"]), time_scale,
+                                                            0, MAX_DELAY_SECONDS))
         if spec.dead_letter_queue:
             policy = spec.properties["RedrivePolicy"]
             attributes["RedrivePolicy"] = json.dumps({"deadLetterTargetArn": created[spec.dead_letter_queue].arn,

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 ACCOUNT_ID = "123456789012"
+STACK_NAME = "mini-crm-local"
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -74,6 +75,15 @@ class SqsSource:
     max_concurrency: int | None
 
 
+@dataclass(frozen=True)
+class ScheduleSource:
+    """A Schedule (EventBridge rule) or ScheduleV2 (EventBridge Scheduler) event: rate(...) or cron(...)."""
+    name: str
+    expression: str
+    enabled: bool = True
+    input: str | None = None
+
+
 @dataclass
 class FunctionSpec:
     name: str
@@ -85,6 +95,20 @@ class FunctionSpec:
     routes: list[HttpRoute] = field(default_factory=list)
     sqs_sources: list[SqsSource] = field(default_factory=list)
     function_url: bool = False
+    schedules: list[ScheduleSource] = field(default_factory=list)
+
+
+def function_arn(name: str) -> str:
+    return f"arn:aws:lambda:us-east-1:{ACCOUNT_ID}:function:{name}"
+
+
+@dataclass(frozen=True)
+class CustomResource:
+    """A CloudFormation custom resource served by one of the template's functions (ServiceToken: !GetAtt F.Arn)."""
+    name: str
+    type: str
+    function: str
+    properties: dict[str, Any]
 
 
 @dataclass
@@ -108,6 +132,7 @@ class Template:
     functions: dict[str, FunctionSpec]
     queues: dict[str, QueueSpec]
     layers: list[Path]
+    custom_resources: list[CustomResource] = field(default_factory=list)
 
     @cached_property
     def _routes_by_precedence(self) -> list[tuple[str, HttpRoute]]:
@@ -143,13 +168,41 @@ def load(path: Path, parameter_overrides: dict[str, str] | None = None,
     parameters.update(parameter_overrides or {})
     queues = {name: QueueSpec(name, r.get("Properties") or {})
               for name, r in resources.items() if r.get("Type") == "AWS::SQS::Queue"}
-    resolver = Resolver(parameters, local_queues or {name: LocalQueue.placeholder(name) for name in queues})
+    function_names = {name for name, r in resources.items() if r.get("Type") == "AWS::Serverless::Function"}
+    resolver = Resolver(parameters, local_queues or {name: LocalQueue.placeholder(name) for name in queues},
+                        doc.get("Conditions") or {}, function_names)
     globals_fn = (doc.get("Globals") or {}).get("Function") or {}
     functions = {name: _function(path.parent, name, r.get("Properties") or {}, globals_fn, resolver)
-                 for name, r in resources.items() if r.get("Type") == "AWS::Serverless::Function"}
+                 for name, r in resources.items() if name in function_names}
     layers = [(path.parent / r["Properties"]["ContentUri"]).resolve()
               for r in resources.values() if r.get("Type") == "AWS::Serverless::LayerVersion"]
-    return Template(path.parent, doc, parameters, functions, queues, layers)
+    custom = [resource for name, r in resources.items()
+              if (resource := _custom_resource(name, r, function_names, resolver)) is not None]
+    return Template(path.parent, doc, parameters, functions, queues, layers, custom)
+
+
+def _custom_resource(name: str, resource: dict[str, Any], functions: set[str],
+                     resolver: Resolver) -> CustomResource | None:
+    kind = str(resource.get("Type", ""))
+    if not (kind.startswith("Custom::") or kind == "AWS::CloudFormation::CustomResource"):
+        return None
+    props = resource.get("Properties") or {}
+    token = props.get("ServiceToken")
+    if not (isinstance(token, dict) and list(token) == ["Fn::GetAtt"] and token["Fn::GetAtt"][0] in functions
+            and token["Fn::GetAtt"][1] == "Arn"):
+        return None
+    # CloudFormation hands a custom resource its properties resolved, scalars as strings.
+    return CustomResource(name, kind, token["Fn::GetAtt"][0], _as_strings(resolver.resolve_deep(props)))
+
+
+def _as_strings(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _as_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_strings(v) for v in value]
+    if isinstance(value, bool):
+        return str(value).lower()
+    return value if value is None else str(value)
 
 
 def _function(root: Path, name: str, props: dict[str, Any], globals_fn: dict[str, Any],
@@ -162,11 +215,21 @@ def _function(root: Path, name: str, props: dict[str, Any], globals_fn: dict[str
         handler=props.get("Handler", globals_fn.get("Handler", "app.handler")),
         timeout=int(props.get("Timeout", globals_fn.get("Timeout", 3))),
         memory=int(props.get("MemorySize", globals_fn.get("MemorySize", 128))),
-        environment={k: str(resolver.resolve(v)) for k, v in variables.items()},
+        environment={k: str(value) for k, v in variables.items() if (value := resolver.resolve(v)) is not None},
         function_url="FunctionUrlConfig" in props,
     )
-    for event in (props.get("Events") or {}).values():
+    for event_name, event in (props.get("Events") or {}).items():
         event_props = event.get("Properties") or {}
+        if event.get("Type") in ("Schedule", "ScheduleV2"):
+            v2 = event["Type"] == "ScheduleV2"
+            enabled = resolver.resolve(event_props.get("Enabled", True))
+            state = str(resolver.resolve(event_props.get("State", "ENABLED"))).upper()
+            spec.schedules.append(ScheduleSource(
+                name=str(event_name),
+                expression=str(resolver.resolve(event_props.get("ScheduleExpression" if v2 else "Schedule", ""))),
+                enabled=str(enabled).lower() != "false" and state != "DISABLED",
+                input=resolver.resolve(event_props.get("Input")),
+            ))
         if event.get("Type") == "HttpApi":
             spec.routes.append(HttpRoute(str(event_props.get("Method", "ANY")).upper(), event_props["Path"]))
         elif event.get("Type") == "SQS":
@@ -186,11 +249,14 @@ def _function(root: Path, name: str, props: dict[str, Any], globals_fn: dict[str
 class Resolver:
     """The intrinsics a function's environment uses, resolved to local values."""
 
-    def __init__(self, parameters: dict[str, str], queues: dict[str, LocalQueue]):
+    def __init__(self, parameters: dict[str, str], queues: dict[str, LocalQueue],
+                 conditions: dict[str, Any] | None = None, functions: set[str] | frozenset[str] = frozenset()):
         self.parameters = parameters
         self.queues = queues
+        self.conditions = conditions or {}
+        self.functions = functions
         self.pseudo = {"AWS::Region": "us-east-1", "AWS::AccountId": ACCOUNT_ID, "AWS::Partition": "aws",
-                       "AWS::StackName": "mini-crm-local", "AWS::URLSuffix": "amazonaws.com"}
+                       "AWS::StackName": STACK_NAME, "AWS::URLSuffix": "amazonaws.com"}
 
     def resolve(self, value: Any) -> Any:
         if not isinstance(value, dict) or len(value) != 1:
@@ -206,7 +272,45 @@ class Resolver:
         if fn == "Fn::Join":
             separator, parts = arg
             return separator.join(str(self.resolve(p)) for p in parts)
+        if fn == "Fn::If":
+            condition, when_true, when_false = arg
+            return self.resolve(when_true if self.condition(condition) else when_false)
+        if fn == "Fn::Select":
+            index, items = arg
+            items = self.resolve(items)
+            return self.resolve(items[int(self.resolve(index))]) if isinstance(items, list) else value
+        if fn == "Fn::Split":
+            separator, text = arg
+            return str(self.resolve(text)).split(separator)
         return value
+
+    def resolve_deep(self, value: Any) -> Any:
+        resolved = self.resolve(value)
+        if resolved is not value:
+            return self.resolve_deep(resolved) if isinstance(resolved, (dict, list)) else resolved
+        if isinstance(value, dict):
+            return {k: self.resolve_deep(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.resolve_deep(v) for v in value]
+        return value
+
+    def condition(self, name: str) -> bool:
+        return self._truth(self.conditions.get(name, False))
+
+    def _truth(self, expression: Any) -> bool:
+        if isinstance(expression, dict) and len(expression) == 1:
+            (fn, arg), = expression.items()
+            if fn == "Condition":
+                return self.condition(arg)
+            if fn == "Fn::Equals":
+                return str(self.resolve(arg[0])) == str(self.resolve(arg[1]))
+            if fn == "Fn::Not":
+                return not self._truth(arg[0])
+            if fn == "Fn::And":
+                return all(self._truth(a) for a in arg)
+            if fn == "Fn::Or":
+                return any(self._truth(a) for a in arg)
+        return str(self.resolve(expression)).lower() == "true"
 
     def _sub_name(self, name: str, names: dict[str, Any]) -> Any:
         if name in names:
@@ -220,6 +324,8 @@ class Resolver:
             return self.parameters[name]
         if name in self.pseudo:
             return self.pseudo[name]
+        if name == "AWS::NoValue":
+            return None
         if name in self.queues:
             return self.queues[name].url
         return name
@@ -228,4 +334,6 @@ class Resolver:
         if name in self.queues:
             queue = self.queues[name]
             return {"Arn": queue.arn, "QueueName": queue.name, "QueueUrl": queue.url}[attribute]
+        if name in self.functions and attribute == "Arn":
+            return function_arn(name)
         return f"{name}.{attribute}"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import textwrap
 import time
 from pathlib import Path
@@ -54,9 +55,12 @@ def test_ingest_end_to_end_through_the_runner(stack):
     assert_error(missing.json(), "not_found")
 
 
-def test_google_sign_in_through_the_runner(stack_env, queues, oidc_server):
+def test_google_sign_in_through_the_runner(stack_env, queues, oidc_server, tmp_path):
     port = services.free_port()
-    env = {**stack_env, "GOOGLE_CLIENT_ID": "crm-local", "GOOGLE_CLIENT_SECRET": "local-secret",
+    # The template declares only the secret's name: locally the secret itself comes from the config file.
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"GOOGLE_CLIENT_SECRET": "local-secret"}))
+    env = {**stack_env, "GOOGLE_CLIENT_ID": "crm-local", "CRM_CONFIG_FILE": str(config),
            "GOOGLE_CALLBACK_URL": f"http://127.0.0.1:{port}/api/auth/google/callback",
            "GOOGLE_OIDC_ISSUER": oidc_server}
     runner = OfflineRunner(template.load(TEMPLATE, services.LOCAL_PARAMETERS, queues), queues, env, port=port,
