@@ -70,7 +70,9 @@ class TransactionSpy(monitoring.CommandListener):
         if event.command_name == "update" and event.command.get("update") == "campaigns":
             for update in event.command.get("updates", []):
                 if update.get("u", {}).get("$set", {}).get("status") == "COMPLETED":
-                    self.completions.append("txnNumber" in event.command)
+                    # Inside a transaction a command carries autocommit: false (a retryable write has a
+                    # txnNumber too, so that alone says nothing).
+                    self.completions.append(event.command.get("autocommit") is False)
 
     def succeeded(self, event):
         pass
@@ -146,3 +148,27 @@ def test_a_message_whose_logs_a_live_sender_holds_is_not_acknowledged(api, db, c
     reply = consumers.deliver(SEND, [messages[0]["Body"]])
     assert len(reply["batchItemFailures"]) == 1, "the other sender may yet fail: the message must come back"
     assert str(held) not in set(vendor.sent_log_ids()) and len(vendor.sent_log_ids()) == 99
+
+
+def test_a_request_that_fails_after_storing_its_campaign_leaves_the_retry_that_campaign(api, db, consumers,
+                                                                                       segment_id, monkeypatch):
+    from pymongo.errors import AutoReconnect
+
+    from pymongo.collection import Collection
+
+    real_insert = Collection.insert_one
+
+    def stored_then_connection_lost(self, document, *args, **kwargs):
+        result = real_insert(self, document, *args, **kwargs)
+        if self.name == "campaigns":
+            raise AutoReconnect("connection lost after the write")
+        return result
+
+    monkeypatch.setattr(Collection, "insert_one", stored_then_connection_lost)
+    status, body, _ = api.post("/api/campaigns", {**BODY, "segment_id": segment_id}, headers={"Idempotency-Key": "k"})
+    assert status == 503
+    monkeypatch.undo()
+    status, campaign, _ = api.post("/api/campaigns", {**BODY, "segment_id": segment_id},
+                                   headers={"Idempotency-Key": "k"})
+    assert status == 202 and db.campaigns.count_documents({}) == 1, "the retry finished the stored campaign"
+    assert campaign["id"] == str(db.campaigns.find_one()["_id"])

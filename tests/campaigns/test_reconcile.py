@@ -12,7 +12,8 @@ from offline.lambda_worker import LambdaContext
 from tests.conftest import load_function
 
 FANOUT, SEND = "CampaignFanoutQueue", "CampaignSendQueue"
-LIMITS = Limits(send_timeout=timedelta(hours=1), max_send_attempts=3, fanout_stall=timedelta(minutes=5))
+LIMITS = Limits(send_timeout=timedelta(hours=1), receipt_timeout=timedelta(minutes=15), max_send_attempts=3,
+                fanout_stall=timedelta(minutes=5))
 LATER = timedelta(hours=2)
 
 
@@ -29,31 +30,49 @@ def _run(db, now, vendor_status=lambda _: None, sends=None, fan_outs=None):
                      (fan_outs if fan_outs is not None else []).append, deadline=1e12)
 
 
-def test_a_send_message_that_was_lost_is_queued_again_then_failed(api, db, consumers, segment_id):
-    campaign_id = _campaign(api, consumers, segment_id)
+def test_a_send_message_that_was_lost_is_queued_again(api, db, consumers, segment_id):
+    _campaign(api, consumers, segment_id)
     consumers.messages(SEND)  # every send message is lost (dead-lettered, say)
     sends: list[dict] = []
     assert _run(db, utcnow(), sends=sends).requeued == 0, "nothing is due before the send timeout"
-    settled = _run(db, utcnow() + LATER, sends=sends)
-    assert settled.requeued == 120 and len({s["log_id"] for s in sends}) == 120
+    assert _run(db, utcnow() + LATER, sends=sends).requeued == 120 and len({s["log_id"] for s in sends}) == 120
     assert _run(db, utcnow() + LATER, sends=sends).requeued == 0, "queued again once per timeout, not per run"
-    for hours in (4, 6):
-        _run(db, utcnow() + timedelta(hours=hours), sends=sends)
-    campaign = db.campaigns.find_one({"_id": campaign_id})
-    assert campaign["stats"] == {"audience": 120, "queued": 0, "sent": 0, "failed": 120}
-    assert campaign["status"] == "COMPLETED"
-    assert {log["reason"] for log in db.communication_logs.find()} == {"send_failed"}
-    assert len(sends) == 240, "queued again twice, then given up on the third time"
+    assert _run(db, utcnow() + 2 * LATER, sends=sends).requeued == 120, "never tried: queued again, never failed"
+    assert db.communication_logs.count_documents({"status": "QUEUED"}) == 120
 
 
-def test_a_lost_receipt_is_settled_by_asking_the_vendor_else_failed(api, db, consumers, segment_id, vendor):
+def test_a_send_tried_and_failed_often_enough_is_failed_unless_a_live_sender_holds_it(api, db, consumers, segment_id,
+                                                                                     vendor):
+    campaign_id = _campaign(api, consumers, segment_id)
+    vendor.script = [503] * 4 * 3  # every attempt of three deliveries of the first message fails
+    [first, *_] = [m["Body"] for m in consumers.messages(SEND)]
+    for _ in range(3):
+        assert consumers.deliver(SEND, [first])["batchItemFailures"]
+    tried = [log["_id"] for log in db.communication_logs.find({"send_attempts": 3})]
+    assert len(tried) == 100, "each delivery that claimed the logs counts as one attempt"
+    held = tried[0]
+    db.communication_logs.update_one({"_id": held}, {"$set": {"claimed_until": utcnow() + LATER * 2}})
+    settled = _run(db, utcnow() + LATER)
+    assert settled.send_failed == 99
+    assert db.communication_logs.find_one({"_id": held})["status"] == "QUEUED", "a live sender may yet send it"
+    reasons = {log["reason"] for log in db.communication_logs.find({"status": "FAILED"})}
+    assert reasons == {"send_failed"}
+    assert db.campaigns.find_one({"_id": campaign_id})["stats"]["failed"] == 99
+
+
+def test_a_lost_receipt_is_settled_by_asking_the_vendor(api, db, consumers, segment_id, vendor):
     campaign_id = _campaign(api, consumers, segment_id)
     consumers.drain(SEND)  # sent; no receipt ever comes
     answers = {}
     for i, log in enumerate(db.communication_logs.find({}, {"vendor_message_id": 1})):
         answers[log["vendor_message_id"]] = ["SENT", "FAILED", "ACCEPTED", None][i % 4]
     settled = _run(db, utcnow() + LATER, vendor_status=answers.get)
-    assert settled.asked_vendor == 120 and settled.no_receipt == 60
+    assert (settled.asked_vendor, settled.no_receipt, settled.vendor_unreachable) == (120, 30, 30)
+    campaign = db.campaigns.find_one({"_id": campaign_id})
+    assert campaign["stats"] == {"audience": 120, "queued": 30, "sent": 30, "failed": 60}
+    assert _run(db, utcnow() + LATER, vendor_status=answers.get).asked_vendor == 0, "unreachable: asked later"
+    for hours in (3, 4):  # still unreachable on the second and third ask: given up
+        _run(db, utcnow() + timedelta(hours=hours), vendor_status=answers.get)
     campaign = db.campaigns.find_one({"_id": campaign_id})
     assert campaign["status"] == "COMPLETED"
     assert campaign["stats"] == {"audience": 120, "queued": 0, "sent": 30, "failed": 90}

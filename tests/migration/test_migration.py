@@ -94,3 +94,33 @@ def test_a_failed_migration_tells_cloudformation(env, cloudformation, monkeypatc
     assert response["Status"] == "FAILED" and "secret" not in json.dumps(response)
     migration.handler(cloudformation.event("Delete"), None)
     assert cloudformation.responses[-1]["Status"] == "SUCCESS", "a delete never blocks the stack's removal"
+
+
+def test_data_from_before_v2_is_backfilled_once(env, db, api, consumers):
+    from crm.migration import backfill_v2
+    from crm.models.common import utcnow
+
+    now = utcnow()
+    # A customer as v1 stored it: 500 spent and 7 visits, of which one order of 40.
+    customer_id = db.customers.insert_one({"name": "Ada", "name_key": "ada", "email": "ada@example.com", "phone": None,
+                                           "spend": 500.0, "visits": 7, "last_active": now, "created_at": now,
+                                           "updated_at": now}).inserted_id
+    db.orders.insert_one({"order_id": "o-1", "customer_id": customer_id, "amount": 40.0, "items": [], "date": now,
+                          "created_at": now})
+    db.customers.insert_one({"name": "Bob", "name_key": "bob", "email": "bob@example.com", "phone": None,
+                             "spend": 10.0, "visits": 1, "last_active": now, "created_at": now, "updated_at": now})
+    campaign_id = db.campaigns.insert_one({"status": "SENDING", "fanout": {"cursor": None, "done": True}}).inserted_id
+    log_id = db.communication_logs.insert_one({"campaign_id": campaign_id, "customer_id": customer_id,
+                                               "status": "QUEUED"}).inserted_id
+    backfill_v2(db)
+    backfill_v2(db)  # a second deploy changes nothing
+    ada = db.customers.find_one({"_id": customer_id})
+    assert (ada["ingested"], ada["from_orders"]) == ({"spend": 460.0, "visits": 6}, {"spend": 40.0, "visits": 1})
+    assert db.customers.find_one({"email": "bob@example.com"})["ingested"] == {"spend": 10.0, "visits": 1}
+    assert db.campaigns.find_one({"_id": campaign_id})["fanout"]["updated_at"]
+    assert db.communication_logs.find_one({"_id": log_id})["due_at"]
+
+    api.post("/api/customers", {"name": "Ada L.", "email": "ada@example.com"})
+    consumers.drain("CustomerIngestQueue")
+    ada = db.customers.find_one({"_id": customer_id})
+    assert (ada["name"], ada["spend"], ada["visits"]) == ("Ada L.", 500.0, 7), "a re-ingest erases nothing"

@@ -28,6 +28,7 @@ SEGMENTS = "segments"
 CAMPAIGNS = "campaigns"
 LOGS = "communication_logs"
 VENDOR_MESSAGES = "vendor_messages"
+MIGRATIONS = "migrations"
 DUPLICATE_KEY = 11000
 
 INDEXES: dict[str, list[IndexModel]] = {

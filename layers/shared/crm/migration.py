@@ -7,12 +7,18 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from typing import Any
+from typing import Any, Iterable, Iterator
 
-from crm.db import ensure_indexes, get_db
+from pymongo import UpdateOne
+from pymongo.database import Database
+
+from crm.db import CAMPAIGNS, CUSTOMERS, LOGS, MIGRATIONS, ORDERS, ensure_indexes, get_db
+from crm.models.campaigns import QUEUED
+from crm.models.common import utcnow
 from crm.observability import logger
 
 RESPONSE_TIMEOUT_SECONDS = 10
+BACKFILL_V2 = "v2-backfill"
 
 
 def handler(event: dict[str, Any], context: Any) -> None:
@@ -20,13 +26,47 @@ def handler(event: dict[str, Any], context: Any) -> None:
     status, reason = "SUCCESS", "indexes ensured"
     try:
         if event.get("RequestType") in ("Create", "Update"):
-            ensure_indexes(get_db())
+            db = get_db()
+            ensure_indexes(db)
+            backfill_v2(db)
         else:
             reason = "nothing to do on delete"
     except Exception as exc:  # noqa: BLE001 - CloudFormation must hear of any failure, or it waits for an hour
         logger.exception("migration failed")
         status, reason = "FAILED", f"{type(exc).__name__}: see the function's log"
     respond(event, context, status, reason)
+
+
+def backfill_v2(db: Database) -> None:
+    """Once: data written before v2 gets what v2 relies on. A customer's totals are split into the ingested part and
+    what its orders added (so a re-ingest keeps the orders), campaigns get the time their fan-out last moved, and
+    QUEUED logs a due time (so the reconciler settles them)."""
+    if db[MIGRATIONS].find_one({"_id": BACKFILL_V2}):
+        return
+    now = utcnow()
+    for chunk in _chunks(db[ORDERS].aggregate([{"$group": {"_id": "$customer_id", "spend": {"$sum": "$amount"},
+                                                           "visits": {"$sum": 1}}}]), 1000):
+        db[CUSTOMERS].bulk_write([UpdateOne({"_id": t["_id"], "ingested": {"$exists": False}}, [{"$set": {
+            "from_orders": {"spend": t["spend"], "visits": t["visits"]},
+            "ingested": {"spend": {"$max": [0, {"$subtract": ["$spend", t["spend"]]}]},
+                         "visits": {"$max": [0, {"$subtract": ["$visits", t["visits"]]}]}}}}]) for t in chunk],
+            ordered=False)
+    db[CUSTOMERS].update_many({"ingested": {"$exists": False}}, [{"$set": {
+        "ingested": {"spend": "$spend", "visits": "$visits"}, "from_orders": {"spend": 0, "visits": 0}}}])
+    db[CAMPAIGNS].update_many({"fanout.updated_at": {"$exists": False}}, {"$set": {"fanout.updated_at": now}})
+    db[LOGS].update_many({"status": QUEUED, "due_at": {"$exists": False}}, {"$set": {"due_at": now}})
+    db[MIGRATIONS].insert_one({"_id": BACKFILL_V2, "at": now})
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def respond(event: dict[str, Any], context: Any, status: str, reason: str) -> None:

@@ -22,6 +22,7 @@ STOP_BEFORE_TIMEOUT_SECONDS = 15
 def reconcile_handler(event: dict[str, Any], context: Any) -> dict[str, int]:
     settings = get_settings()
     limits = Limits(send_timeout=timedelta(seconds=settings.send_timeout_seconds),
+                    receipt_timeout=timedelta(seconds=settings.receipt_timeout_seconds),
                     max_send_attempts=settings.max_send_attempts,
                     fanout_stall=timedelta(seconds=settings.fanout_stall_seconds))
     remaining = context.get_remaining_time_in_millis() / 1000 if context is not None else 60

@@ -26,8 +26,9 @@ class Outcome:
     reason: str | None = None
 
 
-def record_outcomes(db: Database, outcomes: Iterable[Outcome]) -> tuple[int, int]:
-    """Applies each outcome to a QUEUED log only; returns (applied, ignored). Duplicates and late ones are ignored.
+def record_outcomes(db: Database, outcomes: Iterable[Outcome], only_if: dict | None = None) -> tuple[int, int]:
+    """Applies each outcome to a QUEUED log only (and only to logs matching only_if, when given); returns (applied,
+    ignored). Duplicates and late ones are ignored.
 
     Log updates, counter increments and the campaign's completion commit together, so the stats always agree
     with the logs and a crash cannot leave a finished campaign SENDING. A handful of bulk operations per batch
@@ -37,7 +38,7 @@ def record_outcomes(db: Database, outcomes: Iterable[Outcome]) -> tuple[int, int
     latest = {o.log_id: o for o in outcomes}
 
     def apply(session: ClientSession) -> int:
-        queued = list(db[LOGS].find({"_id": {"$in": list(latest)}, "status": QUEUED},
+        queued = list(db[LOGS].find({"_id": {"$in": list(latest)}, "status": QUEUED, **(only_if or {})},
                                     {"campaign_id": 1, "vendor_message_id": 1}, session=session))
         moving = [log for log in queued if _answers(latest[log["_id"]], log)]
         if not moving:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from bson import ObjectId
@@ -21,6 +21,7 @@ KEY_TTL = timedelta(hours=24)
 # A request that held its key this long without finishing has died; a retry may take the key over.
 ABANDONED_AFTER = timedelta(seconds=60)
 MAX_KEY_LENGTH = 255
+RELEASED = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 Reply = tuple[int, dict[str, Any]]
 # Does the request's work; given the id of the resource it creates, the same on every retry of one key.
@@ -51,7 +52,9 @@ def run_once(keys: Collection, scope: str, key: str | None, payload: Any, action
     try:
         status, body = action(resource_id)
     except BaseException:
-        keys.delete_one({"_id": doc_id, "state": "pending"})
+        # Released, not deleted: the work may have gone half-way (a campaign stored, its reply lost), so the next
+        # retry takes the key over at once and finishes the same resource rather than making another.
+        keys.update_one({"_id": doc_id, "state": "pending"}, {"$set": {"started_at": RELEASED}})
         raise
     keys.update_one({"_id": doc_id}, {"$set": {"state": "done", "status": status, "body": body}})
     return status, body

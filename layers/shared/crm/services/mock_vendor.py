@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 from datetime import timedelta
 from typing import Any, Callable
 
@@ -37,17 +38,20 @@ def accept(messages: Collection, settings: Settings, sends: list[VendorSendIn],
     except BulkWriteError as exc:
         if not only_duplicates(exc):
             raise
-    done = {d["_id"] for d in messages.find({"_id": {"$in": list(ids)}, "scheduled": True}, {"_id": 1})}
+    # Each message's report is taken once, with a token: two calls for the same log_id at once schedule one.
+    token = secrets.token_hex(8)
+    messages.update_many({"_id": {"$in": list(ids)}, "scheduled": False}, {"$set": {"scheduled": token}})
     receipts = []
-    for log_id in ids.keys() - done:
+    for doc in messages.find({"_id": {"$in": list(ids)}, "scheduled": token}, {"_id": 1}):
+        log_id = doc["_id"]
         status = outcome_for(settings.mock_vendor_seed, log_id, settings.mock_vendor_failure_rate)
         receipt = {"vendor_message_id": ids[log_id], "log_id": log_id, "status": status, "timestamp": to_iso(now)}
         if status == FAILED:
             receipt["reason"] = "recipient unreachable"
         receipts.append(receipt)
     if receipts:
+        # Should this fail, the reports are lost, as a real vendor's can be: the reconciler asks for the status.
         schedule(receipts, settings.mock_vendor_delay_seconds)
-        messages.update_many({"_id": {"$in": [r["log_id"] for r in receipts]}}, {"$set": {"scheduled": True}})
     return ids
 
 

@@ -2,9 +2,10 @@
 
 Each log still QUEUED carries `due_at`, the time by which something should have happened to it: its send (the
 send message was lost or dead-lettered, or its sender died and the claim lapsed) or its receipt (the vendor's
-report was lost). Past it, the reconciler queues the send again (a few times, then FAILED `send_failed`) or asks
-the vendor what became of the message (else FAILED `no_receipt`). It also queues again a fan-out that stopped
-recording pages, and completes campaigns whose last outcome was recorded without completing them.
+report was lost). Past it, the reconciler queues the send again, or FAILS it (`send_failed`) once senders have
+tried it a few times; or it asks the vendor what became of the message (`no_receipt` when the vendor has no
+outcome). It also queues again a fan-out that stopped recording pages, and completes campaigns whose last outcome
+was recorded without completing them.
 """
 from __future__ import annotations
 
@@ -19,15 +20,21 @@ from pymongo.database import Database
 
 from crm.db import CAMPAIGNS, LOGS
 from crm.models.campaigns import FAILED, QUEUED, SENDING
+from crm.models.common import utcnow
 from crm.services.delivery import Outcome, complete_in, record_outcomes
 
 PAGE = 500
+# Vendor answers recorded together: a run cut off by its deadline keeps what it learnt.
+ASK_CHUNK = 50
 FINAL = ("SENT", "FAILED")
+# A vendor that cannot be reached is asked again later, this many times in all before the log is given up.
+MAX_VENDOR_ASKS = 3
 
 
 @dataclass(frozen=True)
 class Limits:
     send_timeout: timedelta
+    receipt_timeout: timedelta
     max_send_attempts: int
     fanout_stall: timedelta
 
@@ -38,6 +45,7 @@ class Settled:
     requeued: int = 0
     send_failed: int = 0
     asked_vendor: int = 0
+    vendor_unreachable: int = 0
     no_receipt: int = 0
     fanouts_requeued: int = 0
     completed: int = 0
@@ -46,56 +54,69 @@ class Settled:
 def reconcile(db: Database, now: datetime, limits: Limits, vendor_status: Callable[[str], str | None],
               queue_sends: Callable[[list[dict[str, Any]]], None], queue_fan_out: Callable[[ObjectId], None],
               deadline: float) -> Settled:
+    """deadline: seconds since the epoch by which the run stops; the cheap repairs come first."""
     settled = Settled()
-    while time.time() < deadline:
-        due = list(db[LOGS].find({"status": QUEUED, "due_at": {"$lte": now}},
-                                 {"to": 1, "message": 1, "vendor_message_id": 1, "send_attempts": 1})
-                   .sort("due_at", 1).limit(PAGE))
-        if not due:
-            break
-        _settle_unanswered(db, [log for log in due if log.get("vendor_message_id")], vendor_status, settled)
-        _send_again(db, [log for log in due if not log.get("vendor_message_id")], now, limits, queue_sends, settled)
-        if len(due) < PAGE:
-            break
     _restart_stalled_fan_outs(db, now, limits.fanout_stall, queue_fan_out, settled)
     for campaign in db[CAMPAIGNS].find({"status": SENDING, "fanout.done": True, "stats.queued": 0}, {"_id": 1}):
         settled.completed += complete_in(db, campaign["_id"])
+    while time.time() < deadline:
+        due = list(db[LOGS].find({"status": QUEUED, "due_at": {"$lte": now}},
+                                 {"to": 1, "message": 1, "vendor_message_id": 1, "send_attempts": 1,
+                                  "vendor_asks": 1}).sort("due_at", 1).limit(PAGE))
+        _send_again(db, [log for log in due if not log.get("vendor_message_id")], now, limits, queue_sends, settled)
+        _settle_unanswered(db, [log for log in due if log.get("vendor_message_id")], now, limits, vendor_status,
+                           deadline, settled)
+        if len(due) < PAGE:
+            break
     return settled
 
 
-def _settle_unanswered(db: Database, logs: list[dict[str, Any]], vendor_status: Callable[[str], str | None],
-                       settled: Settled) -> None:
-    """Sent, but no receipt came: the vendor's word on each, else FAILED no_receipt."""
-    outcomes = []
-    for log in logs:
-        status = vendor_status(log["vendor_message_id"])
-        settled.asked_vendor += 1
-        if status in FINAL:
-            outcomes.append(Outcome(log["_id"], status, log["vendor_message_id"], reason="vendor_status"
-                                    if status == FAILED else None))
-        else:
-            settled.no_receipt += 1
-            outcomes.append(Outcome(log["_id"], FAILED, log["vendor_message_id"], reason="no_receipt"))
-    if outcomes:
-        record_outcomes(db, outcomes)
+def _settle_unanswered(db: Database, logs: list[dict[str, Any]], now: datetime, limits: Limits,
+                       vendor_status: Callable[[str], str | None], deadline: float, settled: Settled) -> None:
+    """Sent, but no receipt came: the vendor's word on each; FAILED no_receipt when it has no outcome."""
+    for start in range(0, len(logs), ASK_CHUNK):
+        outcomes, unreachable = [], []
+        for log in logs[start:start + ASK_CHUNK]:
+            if time.time() >= deadline:
+                break
+            status = vendor_status(log["vendor_message_id"])
+            settled.asked_vendor += 1
+            if status in FINAL:
+                reason = "vendor_status" if status == FAILED else None
+                outcomes.append(Outcome(log["_id"], status, log["vendor_message_id"], reason=reason))
+            elif status is None and log.get("vendor_asks", 0) + 1 < MAX_VENDOR_ASKS:
+                unreachable.append(log["_id"])
+            else:
+                settled.no_receipt += 1
+                outcomes.append(Outcome(log["_id"], FAILED, log["vendor_message_id"], reason="no_receipt"))
+        if outcomes:
+            record_outcomes(db, outcomes)
+        if unreachable:
+            # The vendor could not say (down, throttling): asked again one receipt timeout later.
+            db[LOGS].update_many({"_id": {"$in": unreachable}, "status": QUEUED},
+                                 {"$set": {"due_at": now + limits.receipt_timeout}, "$inc": {"vendor_asks": 1}})
+            settled.vendor_unreachable += len(unreachable)
+        if time.time() >= deadline:
+            return
 
 
 def _send_again(db: Database, logs: list[dict[str, Any]], now: datetime, limits: Limits,
                 queue_sends: Callable[[list[dict[str, Any]]], None], settled: Settled) -> None:
-    """Never sent: queued again, unless it has been queued too often already."""
-    give_up = {log["_id"] for log in logs if log.get("send_attempts", 0) + 1 >= limits.max_send_attempts}
+    """Never sent: FAILED once senders have tried it often enough, else queued again."""
+    give_up = [log["_id"] for log in logs if log.get("send_attempts", 0) >= limits.max_send_attempts]
     if give_up:
-        record_outcomes(db, [Outcome(log_id, FAILED, reason="send_failed") for log_id in give_up])
-        settled.send_failed += len(give_up)
-    retry = [log["_id"] for log in logs if log["_id"] not in give_up]
+        # Not a log a live sender holds now: that one may yet be sent.
+        failed, _ = record_outcomes(db, [Outcome(log_id, FAILED, reason="send_failed") for log_id in give_up],
+                                    only_if={"vendor_message_id": None, "claimed_until": {"$not": {"$gte": utcnow()}}})
+        settled.send_failed += failed
+    retry = [log["_id"] for log in logs if log.get("send_attempts", 0) < limits.max_send_attempts]
     if not retry:
         return
-    # Taken with a token, so two reconcilers racing queue each log once.
+    # Taken with a token, so two reconcilers racing queue each log once per timeout.
     token = secrets.token_hex(8)
     db[LOGS].update_many({"_id": {"$in": retry}, "status": QUEUED, "vendor_message_id": None,
                           "due_at": {"$lte": now}},
-                         {"$set": {"due_at": now + limits.send_timeout, "requeue": token},
-                          "$inc": {"send_attempts": 1}})
+                         {"$set": {"due_at": now + limits.send_timeout, "requeue": token}})
     taken = list(db[LOGS].find({"_id": {"$in": retry}, "requeue": token}, {"to": 1, "message": 1}))
     queue_sends([{"log_id": str(log["_id"]), "to": log["to"], "message": log["message"]} for log in taken])
     settled.requeued += len(taken)

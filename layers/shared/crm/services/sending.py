@@ -80,7 +80,7 @@ def _send_batch(db: Database, vendor: VendorClient, batch: list[VendorSendIn], t
                 deadline: float | None) -> list[str]:
     """The log ids to try again later."""
     ids = [ObjectId(s.log_id) for s in batch]
-    claimed = _claim(db, ids, deadline)
+    token, claimed = _claim(db, ids, deadline)
     held = _held_by_others(db, [i for i in ids if str(i) not in claimed])
     sends = [s for s in batch if s.log_id in claimed]
     if not sends:
@@ -93,7 +93,7 @@ def _send_batch(db: Database, vendor: VendorClient, batch: list[VendorSendIn], t
                              {"$unset": {"claimed_until": ""}, "$set": {"due_at": utcnow() + timeouts.send}})
         return held + [s.log_id for s in sends]
     now = utcnow()
-    accepted = [UpdateOne({"_id": ObjectId(log_id), "vendor_message_id": None},
+    accepted = [UpdateOne({"_id": ObjectId(log_id), "status": QUEUED, "vendor_message_id": None, "claim": token},
                           {"$set": {"vendor_message_id": result.vendor_message_id, "sent_at": now, "updated_at": now,
                                     # No receipt by then, the reconciler asks the vendor.
                                     "due_at": now + timeouts.receipt},
@@ -108,8 +108,9 @@ def _send_batch(db: Database, vendor: VendorClient, batch: list[VendorSendIn], t
     return held
 
 
-def _claim(db: Database, log_ids: list[ObjectId], deadline: float | None) -> set[str]:
-    """Only QUEUED, not yet sent logs that no live sender holds are claimed; returns the claimed ids."""
+def _claim(db: Database, log_ids: list[ObjectId], deadline: float | None) -> tuple[str, set[str]]:
+    """Only QUEUED, not yet sent logs that no live sender holds are claimed; returns the claim and the claimed ids.
+    Each claim counts as an attempt to send (the reconciler gives up on a log after a few)."""
     now, token = utcnow(), secrets.token_hex(8)
     until = (datetime.fromtimestamp(deadline, timezone.utc) + CLAIM_MARGIN) if deadline is not None else now + CLAIM
     # Unclaimed or expired, said without a top-level $or so that every server reads the logs by _id.
@@ -117,8 +118,8 @@ def _claim(db: Database, log_ids: list[ObjectId], deadline: float | None) -> set
         {"_id": {"$in": log_ids}, "status": QUEUED, "vendor_message_id": None,
          "claimed_until": {"$not": {"$gte": now}}},
         # Should this sender die, the log is due when its claim lapses.
-        {"$set": {"claimed_until": until, "claim": token, "due_at": until}})
-    return {str(d["_id"]) for d in db[LOGS].find({"_id": {"$in": log_ids}, "claim": token}, {"_id": 1})}
+        {"$set": {"claimed_until": until, "claim": token, "due_at": until}, "$inc": {"send_attempts": 1}})
+    return token, {str(d["_id"]) for d in db[LOGS].find({"_id": {"$in": log_ids}, "claim": token}, {"_id": 1})}
 
 
 def _held_by_others(db: Database, log_ids: list[ObjectId]) -> list[str]:
