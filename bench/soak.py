@@ -26,8 +26,9 @@ from offline.faults import Faults
 
 FAULTS = ("sqs_dup=0.3,sqs_kill=0.05,api_kill=0.05,receipt_drop=0.1,receipt_dup=0.2,receipt_late=0.05,"
           "vendor_error=0.05")
-# Short enough that what the faults leave behind is settled within a few minutes here (defaults: 15, 60, 5 min).
-PARAMETERS = {"ReceiptTimeoutSeconds": "20", "SendTimeoutSeconds": "40", "FanoutStallSeconds": "20"}
+# The template's smallest values (defaults: 15, 60 and 5 minutes): what the faults leave behind is settled within
+# minutes. A fan-out stall must outlast the fan-out function's own timeout (60 s), or running jobs get copies.
+PARAMETERS = {"ReceiptTimeoutSeconds": "60", "SendTimeoutSeconds": "60", "FanoutStallSeconds": "90"}
 RETRIED = {502, 503, 504}
 POISON_EMAIL = "nobody-ever@example.com"
 WORK_QUEUES = ("CustomerIngestQueue", "OrderIngestQueue", "CampaignFanoutQueue", "CampaignSendQueue",
@@ -173,7 +174,7 @@ def wait_until_quiet(client: Client, sqs, queues, campaign_ids: list[str], appli
     raise AssertionError(f"not quiet within {timeout:.0f} s: campaigns {statuses}, {depth} messages in queues")
 
 
-def check(db, expected: Expected, campaign_ids: list[str], dlq_bodies: list[str], report: Report) -> None:
+def check(db, expected: Expected, campaign_ids: list[str], dlq_bodies: list[tuple[str, str]], report: Report) -> None:
     customers = {c["email"]: c for c in db.customers.find()}
     for email, fields in expected.newest.items():
         doc = customers.get(email)
@@ -216,7 +217,8 @@ def check(db, expected: Expected, campaign_ids: list[str], dlq_bodies: list[str]
             if log.get("vendor_message_id"):
                 report.check(message is not None and message["vendor_message_id"] == log["vendor_message_id"],
                              f"{log['_id']}: sent as a message the vendor does not know")
-    report.check(all("o-poison" in body for body in dlq_bodies), "dead-letter queues hold only the poison order")
+    for queue, body in dlq_bodies:
+        report.check("o-poison" in body, f"{queue} holds a message that is not the poison order: {body[:300]}")
 
 
 def run(customers: int = 2000, campaigns: int = 6, faults: str = FAULTS, seed: int | None = None,
@@ -244,7 +246,7 @@ def run(customers: int = 2000, campaigns: int = 6, faults: str = FAULTS, seed: i
                          lambda: db.orders.count_documents({}) >= distinct_orders, quiet_timeout)
         report.seconds_to_quiet = time.monotonic() - driven
         report.faults = httpx.get(f"{stack['url']}/_offline/faults").json()["injected"]
-        dlq_bodies = [m["Body"] for name, queue in stack["queues"].items() if name.endswith("DLQ")
+        dlq_bodies = [(name, m["Body"]) for name, queue in stack["queues"].items() if name.endswith("DLQ")
                       for m in _drain(stack["sqs"], queue.url)]
         check(db, expected, campaign_ids, dlq_bodies, report)
     report.seconds_total = time.monotonic() - started

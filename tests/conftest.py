@@ -214,9 +214,14 @@ class Consumers:
             for name, fn in spec.functions.items() for source in fn.sqs_sources
         }
         self.groups = {name: Path(fn.code_uri).name for name, fn in spec.functions.items()}
+        self.timeouts = {name: fn.timeout for name, fn in spec.functions.items()}
 
     def _invoke(self, function: str, event: dict[str, Any]) -> Any:
-        return load_function(self.groups[function]).handler(event, LambdaContext(function, 512, str(uuid.uuid4()), 2e9))
+        """The handler with the time its function's timeout gives it, as Lambda would."""
+        import time
+
+        context = LambdaContext(function, 512, str(uuid.uuid4()), time.time() + self.timeouts[function])
+        return load_function(self.groups[function]).handler(event, context)
 
     def drain(self, queue: str, max_polls: int = 50) -> int:
         """Polls until the queue answers empty; returns how many messages were handled (retries included)."""

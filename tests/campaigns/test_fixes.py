@@ -172,3 +172,16 @@ def test_a_request_that_fails_after_storing_its_campaign_leaves_the_retry_that_c
                                    headers={"Idempotency-Key": "k"})
     assert status == 202 and db.campaigns.count_documents({}) == 1, "the retry finished the stored campaign"
     assert campaign["id"] == str(db.campaigns.find_one()["_id"])
+
+
+def test_a_copy_of_a_message_waits_out_a_claim_that_ends_soon_and_sends_what_is_left(api, db, consumers, segment_id,
+                                                                                      vendor):
+    api.post("/api/campaigns", {**BODY, "segment_id": segment_id})
+    consumers.drain(FANOUT)
+    first = consumers.messages(SEND)[0]["Body"]
+    held = ObjectId(unpack(first)[1][0]["log_id"])
+    # Another sender died holding this log a moment ago; its claim ends in two seconds.
+    db.communication_logs.update_one({"_id": held}, {"$set": {"claimed_until": utcnow() + timedelta(seconds=2)}})
+    assert consumers.deliver(SEND, [first]) == {"batchItemFailures": []}
+    sent = vendor.sent_log_ids()
+    assert len(sent) == len(set(sent)) == 100 and str(held) in sent

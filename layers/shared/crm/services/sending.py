@@ -30,11 +30,14 @@ QUEUE_KIND = "sends"
 class SendTimeouts:
     send: timedelta  # queued but not sent by then: the send message was lost
     receipt: timedelta  # sent but no receipt by then: ask the vendor
+
+
 # One vendor call per queue message: small enough to finish, with its retries, well inside the timeout.
 SENDS_PER_MESSAGE = BATCH
-# Without a known deadline a claim lasts this long; with one, this long past it.
-CLAIM = timedelta(seconds=90)
+# A claim outlasts the one vendor call it covers (and never the invocation) by this much: time to record it.
 CLAIM_MARGIN = timedelta(seconds=30)
+# How often a copy of a message looks again at logs another sender holds.
+HELD_POLL_SECONDS = 1.0
 
 
 def send_records(db: Database, vendor: VendorClient, records: list[Any], timeouts: SendTimeouts,
@@ -78,20 +81,39 @@ def _parse(records: list[Any]) -> tuple[list[VendorSendIn], list[ObjectId], list
 
 def _send_batch(db: Database, vendor: VendorClient, batch: list[VendorSendIn], timeouts: SendTimeouts,
                 deadline: float | None) -> list[str]:
-    """The log ids to try again later."""
-    ids = [ObjectId(s.log_id) for s in batch]
-    token, claimed = _claim(db, ids, deadline)
-    held = _held_by_others(db, [i for i in ids if str(i) not in claimed])
-    sends = [s for s in batch if s.log_id in claimed]
-    if not sends:
-        return held
+    """Sends what this sender can claim; the log ids to try again later.
+
+    Logs another live sender holds (a copy of this message delivered at the same time) are waited for while
+    this invocation has time: once that sender has sent them there is nothing left to do, and if it died its
+    claim lapses and this one sends them. Only what is still held at the end makes the message come back.
+    """
+    pending, retry = batch, []
+    while pending:
+        ids = [ObjectId(s.log_id) for s in pending]
+        token, claimed = _claim(db, ids, deadline, timedelta(seconds=vendor.longest_call_seconds))
+        held, held_until = _held_by_others(db, [i for i in ids if str(i) not in claimed])
+        sends = [s for s in pending if s.log_id in claimed]
+        if sends:
+            retry += _call_vendor(db, vendor, sends, token, timeouts, deadline)
+        pending = [s for s in pending if s.log_id in held]
+        # Waiting is worth it only if the other claim ends while there is still time for a call of our own.
+        if pending and (deadline is None or held_until.timestamp() > deadline - vendor.longest_call_seconds):
+            return retry + [s.log_id for s in pending]
+        if pending:
+            time.sleep(HELD_POLL_SECONDS)
+    return retry
+
+
+def _call_vendor(db: Database, vendor: VendorClient, sends: list[VendorSendIn], token: str, timeouts: SendTimeouts,
+                 deadline: float | None) -> list[str]:
+    """One vendor call for claimed logs, its outcome recorded under the claim; the log ids to try again later."""
     try:
         outcomes = vendor.send([{"log_id": s.log_id, "to": s.to.model_dump(), "message": s.message} for s in sends],
                                deadline)
     except VendorUnavailable:
-        db[LOGS].update_many({"_id": {"$in": [ObjectId(s.log_id) for s in sends]}},
+        db[LOGS].update_many({"_id": {"$in": [ObjectId(s.log_id) for s in sends]}, "claim": token},
                              {"$unset": {"claimed_until": ""}, "$set": {"due_at": utcnow() + timeouts.send}})
-        return held + [s.log_id for s in sends]
+        return [s.log_id for s in sends]
     now = utcnow()
     accepted = [UpdateOne({"_id": ObjectId(log_id), "status": QUEUED, "vendor_message_id": None, "claim": token},
                           {"$set": {"vendor_message_id": result.vendor_message_id, "sent_at": now, "updated_at": now,
@@ -105,14 +127,18 @@ def _send_batch(db: Database, vendor: VendorClient, batch: list[VendorSendIn], t
                 for log_id, result in outcomes.items() if not isinstance(result, Accepted)]
     if rejected:
         record_outcomes(db, rejected)
-    return held
+    return []
 
 
-def _claim(db: Database, log_ids: list[ObjectId], deadline: float | None) -> tuple[str, set[str]]:
+def _claim(db: Database, log_ids: list[ObjectId], deadline: float | None, call: timedelta) -> tuple[str, set[str]]:
     """Only QUEUED, not yet sent logs that no live sender holds are claimed; returns the claim and the claimed ids.
     Each claim counts as an attempt to send (the reconciler gives up on a log after a few)."""
     now, token = utcnow(), secrets.token_hex(8)
-    until = (datetime.fromtimestamp(deadline, timezone.utc) + CLAIM_MARGIN) if deadline is not None else now + CLAIM
+    # Sized to the call, so that a copy of the message delivered meanwhile finds the claim lapsed soon after a
+    # sender died; never past the invocation's own end.
+    until = now + call + CLAIM_MARGIN
+    if deadline is not None:
+        until = min(until, datetime.fromtimestamp(deadline, timezone.utc) + CLAIM_MARGIN)
     # Unclaimed or expired, said without a top-level $or so that every server reads the logs by _id.
     db[LOGS].update_many(
         {"_id": {"$in": log_ids}, "status": QUEUED, "vendor_message_id": None,
@@ -122,10 +148,9 @@ def _claim(db: Database, log_ids: list[ObjectId], deadline: float | None) -> tup
     return token, {str(d["_id"]) for d in db[LOGS].find({"_id": {"$in": log_ids}, "claim": token}, {"_id": 1})}
 
 
-def _held_by_others(db: Database, log_ids: list[ObjectId]) -> list[str]:
-    """Of logs this sender could not claim, those another live sender holds: their message is not done yet."""
-    if not log_ids:
-        return []
-    return [str(d["_id"]) for d in db[LOGS].find(
-        {"_id": {"$in": log_ids}, "status": QUEUED, "vendor_message_id": None, "claimed_until": {"$gte": utcnow()}},
-        {"_id": 1})]
+def _held_by_others(db: Database, log_ids: list[ObjectId]) -> tuple[set[str], datetime]:
+    """Of logs this sender could not claim, those another live sender holds (their message is not done yet), and
+    when the last of those claims ends."""
+    held = list(db[LOGS].find({"_id": {"$in": log_ids}, "status": QUEUED, "vendor_message_id": None,
+                               "claimed_until": {"$gte": utcnow()}}, {"claimed_until": 1})) if log_ids else []
+    return {str(d["_id"]) for d in held}, max((d["claimed_until"] for d in held), default=utcnow())
