@@ -121,3 +121,20 @@ def test_the_mock_vendor_answers_what_became_of_a_message(api, env):
     assert status == 200 and body["log_id"] == log_id and body["status"] in ("SENT", "FAILED")
     assert api.get("/api/mock-send/vm_unknown", token="", headers=headers)[0] == 404
     assert api.get(f"/api/mock-send/{sent['vendor_message_id']}", token="", headers={"X-Vendor-Key": "x"})[0] == 401
+
+
+def test_overlapping_runs_settle_each_due_log_once(api, db, consumers, segment_id, vendor):
+    _campaign(api, consumers, segment_id)
+    consumers.drain(SEND)
+    later = utcnow() + LATER
+    asked, asked_by_the_other = [], []
+
+    def status(vendor_message_id):
+        asked.append(vendor_message_id)
+        if len(asked) == 1:  # a second run starts while this one is asking the vendor
+            _run(db, later, vendor_status=lambda v: asked_by_the_other.append(v) or "SENT")
+        return "SENT"
+
+    _run(db, later, vendor_status=status)
+    assert asked_by_the_other == [] and len(asked) == len(set(asked)) == 120
+    assert db.communication_logs.count_documents({"status": "SENT"}) == 120

@@ -29,6 +29,8 @@ ASK_CHUNK = 50
 FINAL = ("SENT", "FAILED")
 # A vendor that cannot be reached is asked again later, this many times in all before the log is given up.
 MAX_VENDOR_ASKS = 3
+# How long a run holds the due logs it took; one that dies lets them be due again after this.
+LEASE = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -60,15 +62,27 @@ def reconcile(db: Database, now: datetime, limits: Limits, vendor_status: Callab
     for campaign in db[CAMPAIGNS].find({"status": SENDING, "fanout.done": True, "stats.queued": 0}, {"_id": 1}):
         settled.completed += complete_in(db, campaign["_id"])
     while time.time() < deadline:
-        due = list(db[LOGS].find({"status": QUEUED, "due_at": {"$lte": now}},
-                                 {"to": 1, "message": 1, "vendor_message_id": 1, "send_attempts": 1,
-                                  "vendor_asks": 1}).sort("due_at", 1).limit(PAGE))
+        due = _take_due(db, now)
         _send_again(db, [log for log in due if not log.get("vendor_message_id")], now, limits, queue_sends, settled)
         _settle_unanswered(db, [log for log in due if log.get("vendor_message_id")], now, limits, vendor_status,
                            deadline, settled)
         if len(due) < PAGE:
             break
     return settled
+
+
+def _take_due(db: Database, now: datetime) -> list[dict[str, Any]]:
+    """The oldest due logs, leased to this run so that runs overlapping it (a schedule does not wait for the last
+    run to end) leave them alone; a run that dies leaves them due again when the lease ends."""
+    ids = [log["_id"] for log in db[LOGS].find({"status": QUEUED, "due_at": {"$lte": now}}, {"_id": 1})
+           .sort("due_at", 1).limit(PAGE)]
+    if not ids:
+        return []
+    token = secrets.token_hex(8)
+    db[LOGS].update_many({"_id": {"$in": ids}, "status": QUEUED, "due_at": {"$lte": now}},
+                         {"$set": {"due_at": now + LEASE, "reconcile": token}})
+    return list(db[LOGS].find({"_id": {"$in": ids}, "reconcile": token},
+                              {"to": 1, "message": 1, "vendor_message_id": 1, "send_attempts": 1, "vendor_asks": 1}))
 
 
 def _settle_unanswered(db: Database, logs: list[dict[str, Any]], now: datetime, limits: Limits,
@@ -109,17 +123,13 @@ def _send_again(db: Database, logs: list[dict[str, Any]], now: datetime, limits:
         failed, _ = record_outcomes(db, [Outcome(log_id, FAILED, reason="send_failed") for log_id in give_up],
                                     only_if={"vendor_message_id": None, "claimed_until": {"$not": {"$gte": utcnow()}}})
         settled.send_failed += failed
-    retry = [log["_id"] for log in logs if log.get("send_attempts", 0) < limits.max_send_attempts]
+    retry = [log for log in logs if log.get("send_attempts", 0) < limits.max_send_attempts]
     if not retry:
         return
-    # Taken with a token, so two reconcilers racing queue each log once per timeout.
-    token = secrets.token_hex(8)
-    db[LOGS].update_many({"_id": {"$in": retry}, "status": QUEUED, "vendor_message_id": None,
-                          "due_at": {"$lte": now}},
-                         {"$set": {"due_at": now + limits.send_timeout, "requeue": token}})
-    taken = list(db[LOGS].find({"_id": {"$in": retry}, "requeue": token}, {"to": 1, "message": 1}))
-    queue_sends([{"log_id": str(log["_id"]), "to": log["to"], "message": log["message"]} for log in taken])
-    settled.requeued += len(taken)
+    db[LOGS].update_many({"_id": {"$in": [log["_id"] for log in retry]}, "status": QUEUED},
+                         {"$set": {"due_at": now + limits.send_timeout}})
+    queue_sends([{"log_id": str(log["_id"]), "to": log["to"], "message": log["message"]} for log in retry])
+    settled.requeued += len(retry)
 
 
 def _restart_stalled_fan_outs(db: Database, now: datetime, stall: timedelta,
