@@ -274,7 +274,8 @@ def main() -> None:
     print(f"  invariants checked: {report.checks:,}, violated: {len(report.violations)}")
     for violation in report.violations:
         print(f"    {violation}")
-    print(f"  time to quiet after the last request: {report.seconds_to_quiet:.1f} s; whole run {report.seconds_total:.1f} s")
+    print(f"  time to quiet after the last request: {report.seconds_to_quiet:.1f} s; "
+          f"whole run {report.seconds_total:.1f} s")
     raise SystemExit(1 if report.violations else 0)
 
 

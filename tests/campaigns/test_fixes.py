@@ -152,9 +152,8 @@ def test_a_message_whose_logs_a_live_sender_holds_is_not_acknowledged(api, db, c
 
 def test_a_request_that_fails_after_storing_its_campaign_leaves_the_retry_that_campaign(api, db, consumers,
                                                                                        segment_id, monkeypatch):
-    from pymongo.errors import AutoReconnect
-
     from pymongo.collection import Collection
+    from pymongo.errors import AutoReconnect
 
     real_insert = Collection.insert_one
 
@@ -185,3 +184,23 @@ def test_a_copy_of_a_message_waits_out_a_claim_that_ends_soon_and_sends_what_is_
     assert consumers.deliver(SEND, [first]) == {"batchItemFailures": []}
     sent = vendor.sent_log_ids()
     assert len(sent) == len(set(sent)) == 100 and str(held) in sent
+
+
+def test_the_mock_vendor_retries_a_refused_report_on_its_own_schedule_then_gives_up(env, db, consumers, monkeypatch):
+    from crm.config import get_settings
+    from crm.messages import pack
+
+    monkeypatch.setenv("RECEIPT_URL", "http://127.0.0.1:9/nowhere")  # refused
+    get_settings.cache_clear()
+    receipt = {"vendor_message_id": "vm_1", "log_id": str(ObjectId()), "status": "SENT",
+               "timestamp": "2026-11-25T10:00:00Z"}
+    body = pack("receipts", [receipt], 256 * 1024)[0]
+    assert consumers.deliver("VendorReceiptQueue", [body]) == {"batchItemFailures": []}, "never dead-lettered"
+    attrs = consumers.sqs.get_queue_attributes(QueueUrl=consumers.queues["VendorReceiptQueue"].url,
+                                               AttributeNames=["ApproximateNumberOfMessagesDelayed"])["Attributes"]
+    assert attrs["ApproximateNumberOfMessagesDelayed"] == "1", "tried again later, as a vendor would"
+    last = pack("receipts", [{**receipt, "attempt": 7}], 256 * 1024)[0]
+    assert consumers.deliver("VendorReceiptQueue", [last]) == {"batchItemFailures": []}
+    attrs = consumers.sqs.get_queue_attributes(QueueUrl=consumers.queues["VendorReceiptQueue"].url,
+                                               AttributeNames=["ApproximateNumberOfMessagesDelayed"])["Attributes"]
+    assert attrs["ApproximateNumberOfMessagesDelayed"] == "1", "after the eighth try it gives up"

@@ -10,7 +10,7 @@ import pytest
 
 from crm.db import INDEXES, get_db
 from offline.lambda_worker import LambdaContext
-from tests.conftest import load_function
+from tests.conftest import ROOT, load_function
 
 
 class CloudFormation:
@@ -37,9 +37,9 @@ class CloudFormation:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def event(self, request_type: str) -> dict:
-        return {"RequestType": request_type, "ResponseURL": self.url, "StackId": "stack", "RequestId": str(uuid.uuid4()),
-                "LogicalResourceId": "Migration", "ResourceType": "Custom::Migration",
-                "ResourceProperties": {"ServiceToken": "arn", "IndexesVersion": "2"}}
+        """The sample event of events/migration.json (what `sam local invoke` sends), answered here."""
+        sample = json.loads((ROOT / "events" / "migration.json").read_text())
+        return {**sample, "RequestType": request_type, "ResponseURL": self.url, "RequestId": str(uuid.uuid4())}
 
 
 @pytest.fixture

@@ -30,6 +30,8 @@ LOGS = "communication_logs"
 VENDOR_MESSAGES = "vendor_messages"
 MIGRATIONS = "migrations"
 DUPLICATE_KEY = 11000
+LAMBDA_MAX_TIMEOUT_SECONDS = 900
+MIN_DB_SECONDS = 0.1
 
 INDEXES: dict[str, list[IndexModel]] = {
     CUSTOMERS: [
@@ -117,6 +119,12 @@ def only_duplicates(exc: BulkWriteError) -> bool:
     """A bulk write refused only for documents that exist already (the unique index held)."""
     errors = exc.details.get("writeErrors", [])
     return bool(errors) and all(e.get("code") == DUPLICATE_KEY for e in errors)
+
+
+def time_budget(remaining_seconds: float, margin_seconds: float) -> float:
+    """Seconds an invocation's database work may take (for pymongo.timeout): what is left of the invocation
+    (Lambda allows 15 minutes at most) less a margin to answer in; never nothing."""
+    return max(MIN_DB_SECONDS, min(remaining_seconds, LAMBDA_MAX_TIMEOUT_SECONDS) - margin_seconds)
 
 
 def find_by_id(collection: Collection, doc_id: str, what: str) -> dict:

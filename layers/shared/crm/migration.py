@@ -71,9 +71,9 @@ def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 def respond(event: dict[str, Any], context: Any, status: str, reason: str) -> None:
     """PUTs the outcome to the pre-signed URL CloudFormation waits on."""
+    physical_id = event.get("PhysicalResourceId") or f"{event.get('LogicalResourceId', 'Migration')}-indexes"
     body = json.dumps({
-        "Status": status, "Reason": reason,
-        "PhysicalResourceId": event.get("PhysicalResourceId") or f"{event.get('LogicalResourceId', 'Migration')}-indexes",
+        "Status": status, "Reason": reason, "PhysicalResourceId": physical_id,
         "StackId": event.get("StackId"), "RequestId": event.get("RequestId"),
         "LogicalResourceId": event.get("LogicalResourceId"), "Data": {},
     }).encode()

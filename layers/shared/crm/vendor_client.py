@@ -55,7 +55,8 @@ class VendorClient:
         self.http = http or httpx.Client(timeout=self.timeout)
         self.limiter = RateLimiter(settings.vendor_max_per_second)
         # One call of BATCH messages at the worst: the rate limiter's wait, then every attempt timing out.
-        self.longest_call_seconds = BATCH * self.limiter.interval + ATTEMPTS * self.timeout + BACKOFF_SECONDS * 2 ** ATTEMPTS
+        self.longest_call_seconds = (BATCH * self.limiter.interval + ATTEMPTS * self.timeout
+                                     + BACKOFF_SECONDS * 2 ** ATTEMPTS)
 
     def send(self, messages: list[dict], deadline: float | None = None) -> dict[str, Accepted | Rejected]:
         """Up to BATCH messages ({log_id, to, message}) in one call; the outcome of each by log_id.

@@ -15,14 +15,12 @@ from starlette.routing import Match
 from crm.api import openapi
 from crm.api.deps import known_query_parameters
 from crm.config import get_settings
+from crm.db import time_budget
 from crm.errors import CRMError, translate
 from crm.observability import logger
 
 # A batch of 1,000 customers at their longest fits; anything larger is refused before it is parsed.
 MAX_BODY_BYTES = 2 * 1024 * 1024
-# Even a request that starts late gets this long for its queries.
-MIN_QUERY_SECONDS = 0.1
-LAMBDA_MAX_TIMEOUT_SECONDS = 900
 # What a client should wait before retrying a 503.
 RETRY_AFTER_SECONDS = 5
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
@@ -95,9 +93,7 @@ def request_time_budget(context: Any) -> float | None:
     """Seconds left for the request's database work: the function's remaining time less a margin to answer."""
     if context is None:
         return None
-    margin = get_settings().request_deadline_margin_ms / 1000
-    remaining = min(context.get_remaining_time_in_millis() / 1000, LAMBDA_MAX_TIMEOUT_SECONDS)
-    return max(MIN_QUERY_SECONDS, remaining - margin)
+    return time_budget(context.get_remaining_time_in_millis() / 1000, get_settings().request_deadline_margin_ms / 1000)
 
 
 def create_app(*routers: APIRouter, documents: Sequence[APIRouter] = ()) -> FastAPI:

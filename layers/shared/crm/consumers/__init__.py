@@ -4,9 +4,11 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
+import pymongo
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from crm.db import time_budget
 from crm.errors import CRMError
 from crm.messages import unpack
 from crm.observability import logger
@@ -16,6 +18,8 @@ RecordsApplier = Callable[[list[Any], float | None], Any]
 # Below this much time left, the remaining messages of a batch go back to the queue untouched
 # rather than risk being cut off by the function timeout halfway through a bulk write.
 MIN_REMAINING_MS = 10_000
+# What is left of the invocation after its database work, to report the batch's outcome.
+DB_MARGIN_SECONDS = 5
 
 
 class NotStarted(Exception):
@@ -38,7 +42,11 @@ def make_sqs_handler(kind: str, apply_records: RecordsApplier) -> Callable[[dict
             message_kind, records = unpack(record.body)
             if message_kind != kind:
                 raise ValueError(f"expected a {kind} message, got {message_kind!r}")
-            apply_records(records, deadline)
+            # Database work ends before the invocation does: a transaction abandoned by a function killed at its
+            # timeout would hold its writes on the server for a minute and block every writer of those documents.
+            budget = None if deadline is None else time_budget(deadline - time.time(), DB_MARGIN_SECONDS)
+            with pymongo.timeout(budget):
+                apply_records(records, deadline)
         except CRMError as exc:
             logger.warning("message not fully applied", extra={"message_id": record.message_id,
                                                                "error": exc.message, "details": exc.details[:5]})

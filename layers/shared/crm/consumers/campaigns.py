@@ -9,11 +9,12 @@ from typing import Any
 import httpx
 from bson import ObjectId
 
-from crm import signing
+from crm import queues, signing
 from crm.config import Settings, get_settings
 from crm.consumers import make_sqs_handler
 from crm.db import get_db
 from crm.errors import DependencyUnavailable, InvalidInput
+from crm.observability import logger
 from crm.services import campaign_jobs, campaigns, mock_vendor, sending
 from crm.vendor_client import get_vendor
 
@@ -42,11 +43,30 @@ def send_timeouts(settings: Settings) -> sending.SendTimeouts:
 
 
 def deliver_receipts(records: list[Any], _deadline: float | None = None) -> None:
-    """The mock vendor reporting back: signed receipts POSTed to the receipt URL, as a vendor would."""
+    """The mock vendor reporting back: signed receipts POSTed to the receipt URL, as a vendor would.
+
+    Like a real vendor it retries a report the receipt URL refused on a schedule of its own (30 s, doubling, up to
+    15 minutes; eight tries in all), then gives up on it: the reconciler asks for the message's status instead.
+    """
     settings = get_settings()
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise InvalidInput("receipt records must be objects")
-    body = json.dumps({"receipts": records}, separators=(",", ":")).encode()
+    attempt = max((r.get("attempt", 0) for r in records), default=0)
+    receipts = [{k: v for k, v in r.items() if k != "attempt"} for r in records]
+    try:
+        _post_receipts(settings, receipts)
+    except DependencyUnavailable as exc:
+        if attempt + 1 >= mock_vendor.REPORT_ATTEMPTS:
+            logger.warning("mock vendor gives up on its reports",
+                           extra={"receipts": len(receipts), "error": exc.message})
+            return
+        queues.enqueue(settings.sqs_vendor_receipt_queue_url, mock_vendor.QUEUE_KIND,
+                       [{**r, "attempt": attempt + 1} for r in receipts], settings,
+                       delay_seconds=min(900, 30 * 2 ** attempt))
+
+
+def _post_receipts(settings: Settings, receipts: list[dict[str, Any]]) -> None:
+    body = json.dumps({"receipts": receipts}, separators=(",", ":")).encode()
     timestamp = str(int(time.time()))
     signature = signing.sign(settings.secret("webhook_secret"), timestamp, body)
     try:

@@ -1,9 +1,8 @@
 """Campaign, communication log and delivery receipt shapes of API.md."""
 from __future__ import annotations
 
-from typing import Literal
-
 import re
+from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 

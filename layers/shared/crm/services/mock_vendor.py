@@ -15,6 +15,8 @@ from crm.models.campaigns import FAILED, SENT, VendorSendIn
 from crm.models.common import to_iso, utcnow
 
 QUEUE_KIND = "receipts"
+# How often the mock vendor tries to deliver a report before it gives up on it.
+REPORT_ATTEMPTS = 8
 KEEP = timedelta(days=7)
 
 ScheduleReceipts = Callable[[list[dict[str, Any]], int], None]
