@@ -52,8 +52,11 @@ class LogStream:
         if self.color:
             label = f"\033[{self.palette.get(name, '90')}m{label}\033[0m"
         with self.lock:
-            self.out.write(f"{label} | {line}\n")
-            self.out.flush()
+            try:
+                self.out.write(f"{label} | {line}\n")
+                self.out.flush()
+            except ValueError:
+                pass  # the stream was closed under a worker still finishing after stop(): its last lines are lost
 
 
 def function_environment(spec: FunctionSpec, env: Mapping[str, str], pythonpath: str,
