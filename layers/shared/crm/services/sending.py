@@ -1,7 +1,8 @@
 """The send consumer's work: one vendor call per message of at most a hundred logs, never a second send for a log.
 
-A log is claimed before its send, until a little after the invocation's own deadline; a claim held by a live
-sender keeps the message from being acknowledged, and a claim that lapsed (its sender died) frees the log.
+A log is claimed before its send, for as long as one vendor call and its recording may take (never past the
+invocation's end); a claim held by a live sender keeps a copy of the message from being acknowledged, and a claim
+that lapsed (its sender died) frees the log for the next sender or the reconciler.
 """
 from __future__ import annotations
 
