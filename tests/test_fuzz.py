@@ -1,52 +1,215 @@
-"""Schemathesis against the running local stack's /openapi.json: generated requests, valid and not, to every
-operation, signed in; no 5xx, and every response as the document describes it."""
+"""Schemathesis against the running local stack's /openapi.json, every phase: the document's examples, coverage (each
+boundary and negation its schemas define), fuzzing, and stateful sequences over the links it infers from responses to
+parameters. Each request carries the credentials its operation's security scheme names; no 5xx, and every response
+as the document describes it.
+
+Every run draws a fresh seed and prints it; `FUZZ_SEED=<seed>` replays that run's inputs. `FUZZ_MAX_EXAMPLES` and
+`FUZZ_SCENARIOS` scale the fuzzing and stateful phases (the defaults keep the module to a few minutes on 2 cores)."""
 from __future__ import annotations
 
+import os
+import re
+import secrets
+import time
 import uuid
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
+import hypothesis
 import pytest
+import requests
 import schemathesis
-from hypothesis import HealthCheck, settings
-from schemathesis.checks import positive_data_acceptance
+from hypothesis import HealthCheck
 
+from crm import signing
+from crm.api.openapi import VENDOR_KEY, VENDOR_SIGNATURE
 from offline import services, template
 from offline.runner import OfflineRunner
 from tests.conftest import TEMPLATE, load_function, local_function_env
 
-EXAMPLES_PER_OPERATION = 30
-# Not every rule fits in a schema: a cursor is opaque, an order names exactly one of customer_id and
-# customer_email, rule groups nest at most five deep, a prompt must make sense and a sign-in callback needs a
-# real state. So a schema-valid request may still be a 422 (or a 400); every other check runs.
+SEED = int(os.environ.get("FUZZ_SEED") or secrets.randbits(64))
+# Per operation in the fuzzing phase; examples and coverage run every case they derive from the document.
+MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "25"))
+SCENARIOS = int(os.environ.get("FUZZ_SCENARIOS", "40"))
+MAX_STEPS = 8
+# Not every rule fits in a schema: a cursor is opaque, an order names exactly one of customer_id and customer_email,
+# rule groups nest at most five deep, a prompt must make sense, a sign-in callback needs a real state, and a receipt
+# names logs that exist. So a schema-valid request may still be a 4xx: every check runs but positive_data_acceptance.
+CONFIG = schemathesis.Config.from_dict({
+    "seed": SEED,
+    # Credentials are the stack's own (call_kwargs); the checks' probes drop and forge them.
+    "generation": {"max-examples": MAX_EXAMPLES, "database": "none", "with-security-parameters": False},
+    "checks": {"positive_data_acceptance": {"enabled": False}},
+    # Sequences of valid calls: each operation's invalid inputs are the other phases' work, and a link's values
+    # would overwrite the parts a negative step breaks, leaving a valid request counted as an invalid one.
+    "phases": {"examples": {"fill-missing": True},
+               "stateful": {"max-steps": MAX_STEPS, "generation": {"mode": "positive"}}},
+    "suppress-health-check": ["too_slow", "filter_too_much", "data_too_large", "large_base_example"],
+})
+# The document the runner serves at /openapi.json, read from the meta function itself at collection time.
+schema = schemathesis.openapi.from_dict(load_function("meta").app.openapi(), config=CONFIG)
+# A stand-in the signer below replaces with a real signature of the body as sent; the fuzzer never generates it.
+UNSIGNED = "unsigned"
+TIMESTAMP = re.compile(signing.TIMESTAMP_PATTERN)
+
+
+class VendorSigner(requests.auth.AuthBase):
+    """Signs a receipt as the vendor does, over the exact bytes sent, when it carries the stand-in signature (so a
+    probe that drops or replaces the credential stays unsigned) and a well-formed timestamp or none (made current:
+    one valid value for another, so a case meant to be invalid stays invalid)."""
+
+    def __init__(self, secret: str):
+        self.secret = secret
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        stamp = request.headers.get("X-Vendor-Timestamp")
+        if request.headers.get("X-Vendor-Signature") == UNSIGNED and (stamp is None or TIMESTAMP.fullmatch(stamp)):
+            stamp = str(int(time.time()))
+            body = request.body or b""
+            request.headers["X-Vendor-Timestamp"] = stamp
+            request.headers["X-Vendor-Signature"] = signing.sign(
+                self.secret, stamp, body.encode() if isinstance(body, str) else body)
+        return request
+
+
+@dataclass(frozen=True)
+class Stack:
+    url: str
+    credentials: dict[str, dict[str, str]]
+    signer: VendorSigner
+
+    def call_kwargs(self, case: schemathesis.Case) -> dict[str, Any]:
+        """Where to send a case, with the credentials of its operation's security scheme and no other (a probe that
+        removes them then shows whether the operation enforces them)."""
+        names = [name for requirement in case.operation.definition.raw.get("security", []) for name in requirement]
+        headers = {key: value for name in names for key, value in self.credentials.get(name, {}).items()}
+        return {"base_url": self.url, "headers": headers, "auth": self.signer, "timeout": 60}
 
 
 @pytest.fixture(scope="module")
-def fuzzed_stack(mongo_server, sqs_server, _local_aws, tmp_path_factory):
-    """One runner for every operation, over its own database and queues; its log (with the stack trace of any
-    5xx) is runner.log in this module's temporary folder."""
+def fuzzed_stack(mongo_server, sqs_server, _local_aws, tmp_path_factory, request) -> Stack:
+    """One runner for every operation, over its own indexed database and queues; its log (with the stack trace of
+    any 5xx) is runner.log in this module's temporary folder."""
     import boto3
+    from pymongo import MongoClient
 
+    from crm.db import ensure_indexes
+
+    _say(request, f"schemathesis seed {SEED}: replay with FUZZ_SEED={SEED}")
     sqs = boto3.client("sqs", endpoint_url=sqs_server.url, region_name="us-east-1")
     queues = services.create_queues(sqs, template.load(TEMPLATE).queues, f"f{uuid.uuid4().hex[:10]}-")
-    env = local_function_env(mongo_server, sqs_server, queues)
-    log = open(tmp_path_factory.mktemp("fuzz") / "runner.log", "w")  # noqa: SIM115 - closed with the runner
-    runner = OfflineRunner(template.load(TEMPLATE, services.LOCAL_PARAMETERS, queues), queues, env, port=0,
+    port = services.free_port()
+    url = f"http://127.0.0.1:{port}"
+    # Campaigns the stateful phase creates are sent through the mock vendor, which reports to the receipt URL.
+    env = {**local_function_env(mongo_server, sqs_server, queues), "VENDOR_URL": f"{url}/api/mock-send",
+           "RECEIPT_URL": f"{url}/_url/ReceiptsFunction/api/delivery-receipt"}
+    with MongoClient(mongo_server.uri) as client:
+        ensure_indexes(client[env["MONGO_DB"]])
+    log_path = tmp_path_factory.mktemp("fuzz") / "runner.log"
+    log = open(log_path, "w")  # noqa: SIM115 - closed with the runner
+    runner = OfflineRunner(template.load(TEMPLATE, services.LOCAL_PARAMETERS, queues), queues, env, port=port,
                            retry_delay_seconds=0, reload=False, out=log).start()
-    url = f"http://127.0.0.1:{runner.port}"
     token = httpx.post(f"{url}/api/auth/dev-token", json={"email": "fuzz@example.com"}).json()["token"]
-    yield url, {"Authorization": f"Bearer {token}", "X-Vendor-Key": env["VENDOR_API_KEY"]}
+    yield Stack(url, {"bearerAuth": {"Authorization": f"Bearer {token}"},
+                      VENDOR_KEY: {"X-Vendor-Key": env["VENDOR_API_KEY"]},
+                      VENDOR_SIGNATURE: {"X-Vendor-Signature": UNSIGNED}},
+                VendorSigner(env["WEBHOOK_SECRET"]))
     runner.stop()
     log.close()
+    _say(request, f"schemathesis seed {SEED}; the runner's log: {log_path}")
 
 
-# The document the runner serves at /openapi.json, read from the meta function itself at collection time.
-schema = schemathesis.openapi.from_dict(load_function("meta").app.openapi())
+def _say(request: pytest.FixtureRequest, line: str) -> None:
+    """A line on the terminal whatever the capture mode, so every run shows its seed."""
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"\n{line}")
+
+
+# Known defects, reported, in code this module does not change. The fuzzer is kept off the inputs that hit them (and
+# only those), so that it keeps guarding everything else; each has a strict xfail below that turns red when its fix
+# lands, and then the test's mark and the defect's entry here go.
+#  - crm/rules.py: to_filter computes `now - inactive_days days`, which overflows past about 739,000 days (year 1),
+#    while parse takes values up to rules.MAX_VALUE (1e12): a 500 from POST /api/segments and /api/segments/preview.
+#  - crm/services/customers.py: the ingest upsert is a pipeline, where a string starting with "$" is a field path;
+#    the e-mail is set without $literal, so "$ada@example.com" is stored without an e-mail and every list page
+#    holding it (GET /api/customers, previews' samples) is a 500.
+INACTIVE_DAYS_A_DATE_HOLDS = 700_000
+
+
+def _rules_hit_known_defect(node: Any) -> bool:
+    if isinstance(node, list):
+        return any(_rules_hit_known_defect(child) for child in node)
+    if not isinstance(node, dict):
+        return False
+    value = node.get("value")
+    return (node.get("field") == "inactive_days" and isinstance(value, (int, float)) and not isinstance(value, bool)
+            and value > INACTIVE_DAYS_A_DATE_HOLDS) or any(_rules_hit_known_defect(v) for v in node.values())
+
+
+def _emails_hit_known_defect(body: Any) -> bool:
+    customers = body.get("customers") if isinstance(body, dict) else None
+    entries = customers if isinstance(customers, list) else [body]
+    return any(isinstance(c, dict) and isinstance(c.get("email"), str) and c["email"].startswith("$") for c in entries)
+
+
+@schema.hook("filter_body")
+def avoid_known_defects(ctx, body) -> bool:
+    path = ctx.operation.path if ctx.operation is not None else ""
+    if path in ("/api/segments", "/api/segments/preview"):
+        return not _rules_hit_known_defect(body)
+    if path == "/api/customers":
+        return not _emails_hit_known_defect(body)
+    return True
+
+
+@pytest.mark.xfail(strict=True, reason="crm/rules.py: inactive_days past a date's range is a 500 (reported)")
+@pytest.mark.parametrize("path, name", [("/api/segments", {"name": "Long gone"}), ("/api/segments/preview", {})])
+def test_known_defect_inactive_days_past_a_date_is_not_a_500(api, db, path, name):
+    status, reply, _ = api.post(path, {**name, "rules": {"field": "inactive_days", "op": ">", "value": 800_000}})
+    assert status < 500, reply
+
+
+@pytest.mark.xfail(strict=True, reason="crm/services/customers.py: an e-mail starting with $ is lost (reported)")
+def test_known_defect_an_email_starting_with_a_dollar_is_stored_and_listed(api, db, consumers):
+    assert api.post("/api/customers", {"name": "Dollar", "email": "$ada@example.com"})[0] == 202
+    consumers.drain("CustomerIngestQueue")
+    status, reply, _ = api.get("/api/customers")
+    assert status == 200 and [c["email"] for c in reply["items"]] == ["$ada@example.com"], reply
+
+
+def _replayable(exc: BaseException) -> None:
+    exc.add_note(f"Replay this run with FUZZ_SEED={SEED}")
 
 
 @schema.parametrize()
-@settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.filter_too_much])
 def test_every_operation_answers_as_documented(case, fuzzed_stack):
-    url, headers = fuzzed_stack
-    case.call_and_validate(base_url=url, headers=headers, timeout=60, excluded_checks=[positive_data_acceptance])
+    try:
+        case.call_and_validate(**fuzzed_stack.call_kwargs(case))
+    except BaseException as exc:
+        _replayable(exc)
+        raise
+
+
+def test_linked_operations_answer_as_documented(fuzzed_stack):
+    """Sequences of calls, each feeding the next through the links inferred from the document (a segment's id from
+    its creation or a list to its reads and previews and to a campaign; a campaign's to its read and summary; a
+    customer's to the orders filter)."""
+
+    class LinkedCalls(schema.as_state_machine()):
+        def get_call_kwargs(self, case):
+            return fuzzed_stack.call_kwargs(case)
+
+    links = [name for name in dir(LinkedCalls) if "__" in name and not name.startswith(("_", "RANDOM"))]
+    assert len(links) >= 10, links
+    settings = hypothesis.settings(CONFIG.projects.get_default().get_hypothesis_settings(phase="stateful"),
+                                   max_examples=SCENARIOS, stateful_step_count=MAX_STEPS, database=None,
+                                   suppress_health_check=list(HealthCheck))
+    try:
+        hypothesis.seed(SEED)(LinkedCalls).run(settings=settings)
+    except BaseException as exc:
+        _replayable(exc)
+        raise

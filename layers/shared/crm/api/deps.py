@@ -63,7 +63,12 @@ def current_user(settings: SettingsDep,
 
 
 CurrentUser = Annotated[Principal, Depends(current_user)]
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
+# 1 to 255 printable ASCII characters (crm.services.idempotency takes printable ones; the Idempotency-Key draft,
+# ASCII), with no space at either end, which HTTP strips on the way. Not imported from there: no pymongo here.
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+IDEMPOTENCY_KEY_PATTERN = f"^[!-~](?:[ -~]{{0,{MAX_IDEMPOTENCY_KEY_LENGTH - 2}}}[!-~])?$"
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
+                                              max_length=MAX_IDEMPOTENCY_KEY_LENGTH, pattern=IDEMPOTENCY_KEY_PATTERN)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 Cursor = Annotated[str | None, Query(max_length=64)]
 

@@ -32,8 +32,9 @@ SECURITY_SCHEMES = {
     VENDOR_KEY: {"type": "apiKey", "in": "header", "name": "X-Vendor-Key",
                  "description": "The key the CRM calls its messaging vendor with."},
     VENDOR_SIGNATURE: {"type": "apiKey", "in": "header", "name": "X-Vendor-Signature",
-                       "description": "Hex HMAC-SHA256 of `<X-Vendor-Timestamp>.<raw body>` with the shared webhook "
-                                      "secret; `X-Vendor-Timestamp` is Unix seconds, accepted within 5 minutes."},
+                       "description": "Hex HMAC-SHA256 (64 hex digits) of `<X-Vendor-Timestamp>.<raw body>` with the "
+                                      "shared webhook secret; `X-Vendor-Timestamp` is Unix seconds in ASCII digits, "
+                                      "accepted within 5 minutes."},
 }
 
 

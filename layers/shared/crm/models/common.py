@@ -59,9 +59,20 @@ def _iso_text(value: Any) -> Any:
     return value
 
 
-IsoTime = Annotated[AwareDatetime, BeforeValidator(_iso_text),
+def _in_utc(value: datetime) -> datetime:
+    """The instant in UTC, as it is stored; an offset that carries it past year 1 or 9999 has none."""
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError as exc:
+        raise ValueError("must be a time between years 1 and 9999 in UTC") from exc
+
+
+IsoTime = Annotated[AwareDatetime, BeforeValidator(_iso_text), AfterValidator(_in_utc),
                     PlainSerializer(to_iso, return_type=str, when_used="json")]
-Money = Annotated[float, Field(ge=0, le=1e12, strict=True, allow_inf_nan=False)]
+
+MAX_MONEY = 1e12
+MAX_COUNT = 10**9
+Money = Annotated[float, Field(ge=0, le=MAX_MONEY, strict=True, allow_inf_nan=False)]
 
 
 def _integral(value: Any) -> Any:
@@ -70,7 +81,11 @@ def _integral(value: Any) -> Any:
 
 
 WholeNumber = Annotated[int, BeforeValidator(_integral), Field(strict=True)]
-Count = Annotated[WholeNumber, Field(ge=0, le=10**9)]
+Count = Annotated[WholeNumber, Field(ge=0, le=MAX_COUNT)]
+# The same ranges for query parameters, which arrive as text and so are parsed rather than taken strictly. The bound
+# also keeps a filter to what pymongo can encode: an integer beyond 64 bits cannot be, and 1e400 would be infinity.
+MoneyParam = Annotated[float, Field(ge=0, le=MAX_MONEY, allow_inf_nan=False)]
+CountParam = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 
 
 class InputModel(BaseModel):

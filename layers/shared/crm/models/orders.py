@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from crm.models.common import Email, InputModel, IsoTime, Money, ObjectIdStr, WholeNumber
 
@@ -17,7 +17,14 @@ class OrderItem(InputModel):
     price: Money
 
 
+EXAMPLE = {"order_id": "ord-1001", "customer_email": "ada@example.com", "amount": 1299.5,
+           "items": [{"sku": "TEA-01", "name": "Darjeeling tea", "qty": 2, "price": 649.75}],
+           "date": "2026-05-01T10:00:00Z"}
+
+
 class OrderIn(InputModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE]})
+
     order_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-.:/]*$")
     customer_id: ObjectIdStr | None = None
     customer_email: Email | None = None
@@ -33,6 +40,8 @@ class OrderIn(InputModel):
 
 
 class OrderBatchIn(InputModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"orders": [EXAMPLE]}]})
+
     orders: list[OrderIn] = Field(min_length=1, max_length=MAX_BATCH)
 
 

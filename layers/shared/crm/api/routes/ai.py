@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from crm import rules
 from crm.ai import message_suggestions, rules_provider
@@ -19,6 +19,9 @@ router = APIRouter(prefix="/api/ai", tags=["ai"], dependencies=[Depends(current_
 
 
 class RulesPromptIn(InputModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"prompt": "Users inactive for 6 months and spent > ₹5K"}]})
+
     prompt: str = Field(min_length=1, max_length=1000)
 
 
@@ -36,6 +39,9 @@ def rules_from_prompt(body: RulesPromptIn, settings: SettingsDep) -> RulesOut:
 
 
 class MessagesIn(InputModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"goal": "Bring back customers inactive for 6 months", "count": 3}]})
+
     goal: str = Field(min_length=1, max_length=500)
     count: Annotated[WholeNumber, Field(ge=1, le=5)] = 3
 

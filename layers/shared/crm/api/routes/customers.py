@@ -9,7 +9,7 @@ from crm.api.deps import DEFAULT_LIMIT, Cursor, Limit, current_user
 from crm.api.ingest import IngestRoute
 from crm.api.storage import DbDep
 from crm.db import CUSTOMERS
-from crm.models.common import Email, IsoTime, Page
+from crm.models.common import CountParam, Email, IsoTime, MoneyParam, Page
 from crm.models.customers import MAX_BATCH, Customer, CustomerBatchIn, CustomerIn
 from crm.services import customers as service
 
@@ -22,10 +22,8 @@ IngestRoute(service.QUEUE_KIND, CustomerIn, CustomerBatchIn, MAX_BATCH, service.
 @router.get("", response_model=Page[Customer])
 def list_customers(db: DbDep, email: Email | None = None,
                    q: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
-                   min_spend: Annotated[float | None, Query(ge=0)] = None,
-                   max_spend: Annotated[float | None, Query(ge=0)] = None,
-                   min_visits: Annotated[int | None, Query(ge=0)] = None,
-                   max_visits: Annotated[int | None, Query(ge=0)] = None,
+                   min_spend: MoneyParam | None = None, max_spend: MoneyParam | None = None,
+                   min_visits: CountParam | None = None, max_visits: CountParam | None = None,
                    active_after: IsoTime | None = None, active_before: IsoTime | None = None,
                    limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> Page[Customer]:
     filters = service.CustomerFilters(email=email, q=q, min_spend=min_spend, max_spend=max_spend,
