@@ -33,3 +33,18 @@ def test_the_same_request_with_time_to_spare_answers(api, many_customers):
     status, reply, _ = api.post("/api/segments/preview", {"rules": {"field": "spend", "op": ">=", "value": 14_990}},
                                 seconds_left=14)
     assert status == 200 and reply["audience_size"] == 10
+
+
+def test_a_database_that_cannot_be_reached_is_503_at_once_not_at_the_deadline(api, env, monkeypatch):
+    import time
+
+    from crm.config import get_settings
+
+    monkeypatch.setenv("MONGO_URI", "mongodb://127.0.0.1:1/")
+    get_settings.cache_clear()
+    started = time.monotonic()
+    status, reply, headers = api.get("/api/customers", seconds_left=60)
+    assert status == 503 and headers["retry-after"]
+    assert_error(reply, "dependency_unavailable")
+    # MONGO_TIMEOUT_MS (1.5 s here) bounds it, not the 58.5 s the request's deadline would allow.
+    assert time.monotonic() - started < 20

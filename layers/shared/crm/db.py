@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 
+import pymongo
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel, MongoClient
 from pymongo.collection import Collection
@@ -133,6 +134,15 @@ def find_by_id(collection: Collection, doc_id: str, what: str) -> dict:
     if doc is None:
         raise NotFound(f"No {what} {doc_id}")
     return doc
+
+
+def ensure_reachable(database: Database, settings: Settings | None = None) -> None:
+    """A database that cannot be reached is a 503 within MONGO_TIMEOUT_MS, not at the request's deadline (under
+    pymongo.timeout, server selection would wait for all of it). Costs nothing while the server is known to be up."""
+    client = database.client
+    if not client.topology_description.has_writable_server():
+        with pymongo.timeout((settings or get_settings()).mongo_timeout_ms / 1000):
+            client.admin.command("ping")
 
 
 def ping(settings: Settings | None = None) -> None:

@@ -17,6 +17,8 @@ GROUP_KINDS = ("and", "or")
 MAX_DEPTH = 5
 MAX_RULES = 100
 MAX_VALUE = 1e12
+# A century: `now - inactive_days` must stay a date (past about 739,000 days it is before year 1).
+MAX_INACTIVE_DAYS = 36_600
 WHOLE_NUMBER_FIELDS = {"visits", "inactive_days"}
 DAY = timedelta(days=1)
 _MONGO_OPERATORS = {">": "$gt", ">=": "$gte", "<": "$lt", "<=": "$lte"}
@@ -110,8 +112,9 @@ def _parse_rule(raw: dict, loc: Loc, errors: list[dict[str, Any]]) -> Rule | Non
         errors.append({"loc": [*loc, "op"], "msg": f"must be one of {' '.join(OPERATORS)}"})
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         errors.append({"loc": [*loc, "value"], "msg": "must be a number"})
-    elif not 0 <= value <= MAX_VALUE:
-        errors.append({"loc": [*loc, "value"], "msg": f"must be between 0 and {MAX_VALUE:.0e}"})
+    elif not 0 <= value <= (MAX_INACTIVE_DAYS if field == "inactive_days" else MAX_VALUE):
+        limit = f"{MAX_INACTIVE_DAYS} (a century)" if field == "inactive_days" else f"{MAX_VALUE:.0e}"
+        errors.append({"loc": [*loc, "value"], "msg": f"must be between 0 and {limit}"})
     elif field in WHOLE_NUMBER_FIELDS and value != int(value):
         errors.append({"loc": [*loc, "value"], "msg": f"{field} compares with a whole number"})
     if len(errors) > before:

@@ -6,11 +6,13 @@ from typing import Annotated
 from fastapi import Depends
 from pymongo.database import Database
 
-from crm.db import get_db
+from crm.db import ensure_reachable, get_db
 
 
 def database() -> Database:
-    return get_db()
+    db = get_db()
+    ensure_reachable(db)
+    return db
 
 
 DbDep = Annotated[Database, Depends(database)]

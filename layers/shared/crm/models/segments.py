@@ -14,7 +14,8 @@ from crm.models.customers import Customer
 # cannot say, parse alone checks: groups nest at most rules.MAX_DEPTH deep and hold at most rules.MAX_RULES rules.
 Operator = Literal[rules.OPERATORS]  # type: ignore[valid-type]
 NumberField = Literal[tuple(f for f in rules.FIELDS if f not in rules.WHOLE_NUMBER_FIELDS)]  # type: ignore[misc]
-WholeNumberField = Literal[tuple(f for f in rules.FIELDS if f in rules.WHOLE_NUMBER_FIELDS)]  # type: ignore[misc]
+WholeNumberField = Literal[tuple(f for f in rules.FIELDS  # type: ignore[misc]
+                                 if f in rules.WHOLE_NUMBER_FIELDS and f != "inactive_days")]
 
 
 class _Rule(BaseModel):
@@ -33,6 +34,12 @@ class WholeNumberRule(_Rule):
     value: int = Field(ge=0, le=rules.MAX_VALUE)
 
 
+class InactiveDaysRule(_Rule):
+    field: Literal["inactive_days"]
+    op: Operator
+    value: int = Field(ge=0, le=rules.MAX_INACTIVE_DAYS)
+
+
 class AndGroup(_Rule):
     and_: list[RuleNode] = Field(alias="and", min_length=1)
 
@@ -41,7 +48,7 @@ class OrGroup(_Rule):
     or_: list[RuleNode] = Field(alias="or", min_length=1)
 
 
-RuleNode = Union[NumberRule, WholeNumberRule, AndGroup, OrGroup]
+RuleNode = Union[NumberRule, WholeNumberRule, InactiveDaysRule, AndGroup, OrGroup]
 AndGroup.model_rebuild()
 OrGroup.model_rebuild()
 

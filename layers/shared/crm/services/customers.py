@@ -76,7 +76,7 @@ def _upsert_op(customer: CustomerIn, accepted_at: datetime, version: int) -> Upd
     given = customer.model_dump(include=set(STORED_AS), exclude_unset=True, exclude_none=True)
     if "name" in given:
         given["name_key"] = customer.name.casefold()
-    fields: dict[str, Any] = {"email": customer.email, "phone": {"$ifNull": ["$phone", None]}}
+    fields: dict[str, Any] = {"email": {"$literal": customer.email}, "phone": {"$ifNull": ["$phone", None]}}
     for field, value in given.items():
         clock = "name" if field == "name_key" else field
         stored = STORED_AS.get(field, field)

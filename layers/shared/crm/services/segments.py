@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Any
 
 from pymongo.collection import Collection
-from pymongo.errors import ExecutionTimeout
+from pymongo.errors import PyMongoError
 
 from crm import rules
 from crm.db import find_by_id
@@ -21,7 +21,9 @@ SAMPLE_SIZE = 10
 def audience_size(customers: Collection, node: rules.Node, now: datetime, time_limit_ms: int) -> int:
     try:
         return customers.count_documents(rules.to_filter(node, now), maxTimeMS=time_limit_ms)
-    except ExecutionTimeout as exc:
+    except PyMongoError as exc:
+        if not exc.timeout:  # past maxTimeMS on the server, or past the request's deadline in the client
+            raise
         raise DependencyUnavailable("Counting this audience took too long; narrow the rules") from exc
 
 
