@@ -5,7 +5,7 @@ customers, re-ingests some of them with other fields and an older last_active, p
 creates campaigns while new customers arrive and spends change. The runner meanwhile delivers SQS messages twice,
 kills consumers and API invocations, and its mock vendor loses, repeats and delays receipts and fails sends.
 
-    python -m bench.soak [--customers 2000] [--campaigns 6] [--faults ...] [--seed N] [--time-scale 30]
+    python -m bench.soak [--customers 1000] [--campaigns 4] [--faults ...] [--seed N] [--time-scale 30]
 """
 from __future__ import annotations
 
@@ -221,7 +221,7 @@ def check(db, expected: Expected, campaign_ids: list[str], dlq_bodies: list[tupl
         report.check("o-poison" in body, f"{queue} holds a message that is not the poison order: {body[:300]}")
 
 
-def run(customers: int = 2000, campaigns: int = 6, faults: str = FAULTS, seed: int | None = None,
+def run(customers: int = 1000, campaigns: int = 4, faults: str = FAULTS, seed: int | None = None,
         time_scale: float = 30.0, quiet_timeout: float = 600.0, out=print) -> Report:
     report = Report()
     started = time.monotonic()
@@ -262,8 +262,8 @@ def _drain(sqs, url: str) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.splitlines()[0])
-    parser.add_argument("--customers", type=int, default=2000)
-    parser.add_argument("--campaigns", type=int, default=6)
+    parser.add_argument("--customers", type=int, default=1000)
+    parser.add_argument("--campaigns", type=int, default=4)
     parser.add_argument("--faults", default=FAULTS)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--time-scale", type=float, default=30.0)
