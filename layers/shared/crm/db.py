@@ -139,11 +139,12 @@ def find_by_id(collection: Collection, doc_id: str, what: str) -> dict:
 def ensure_reachable(database: Database, settings: Settings | None = None) -> None:
     """A database that cannot be reached is a 503 within MONGO_TIMEOUT_MS, not at the request's deadline (under
     pymongo.timeout, server selection would wait for all of it). Costs nothing while the server is known to be up."""
-    client = database.client
-    if not client.topology_description.has_writable_server():
-        with pymongo.timeout((settings or get_settings()).mongo_timeout_ms / 1000):
-            client.admin.command("ping")
+    if not database.client.topology_description.has_writable_server():
+        ping(settings)
 
 
 def ping(settings: Settings | None = None) -> None:
-    get_client(settings).admin.command("ping")
+    """Within MONGO_TIMEOUT_MS, even inside a request's longer deadline."""
+    settings = settings or get_settings()
+    with pymongo.timeout(settings.mongo_timeout_ms / 1000):
+        get_client(settings).admin.command("ping")
