@@ -124,3 +124,15 @@ def test_data_from_before_v2_is_backfilled_once(env, db, api, consumers):
     consumers.drain("CustomerIngestQueue")
     ada = db.customers.find_one({"_id": customer_id})
     assert (ada["name"], ada["spend"], ada["visits"]) == ("Ada L.", 500.0, 7), "a re-ingest erases nothing"
+
+
+def test_a_customer_from_before_v2_re_ingested_before_the_backfill_keeps_its_totals(env, db, api, consumers):
+    from crm.models.common import utcnow
+
+    now = utcnow()
+    db.customers.insert_one({"name": "Ada", "name_key": "ada", "email": "ada@example.com", "phone": None,
+                             "spend": 500.0, "visits": 7, "last_active": now, "created_at": now, "updated_at": now})
+    api.post("/api/customers", {"name": "Ada L.", "email": "ada@example.com"})
+    consumers.drain("CustomerIngestQueue")
+    ada = db.customers.find_one({"email": "ada@example.com"})
+    assert (ada["name"], ada["spend"], ada["visits"]) == ("Ada L.", 500.0, 7)

@@ -11,7 +11,7 @@ from bson import ObjectId
 
 from crm import queues, signing
 from crm.config import Settings, get_settings
-from crm.consumers import make_sqs_handler
+from crm.consumers import DB_MARGIN_SECONDS, make_sqs_handler
 from crm.db import get_db
 from crm.errors import DependencyUnavailable, InvalidInput
 from crm.observability import logger
@@ -20,6 +20,8 @@ from crm.vendor_client import get_vendor
 
 # Leaves room inside the consumer's timeout for the last page and the continuation message.
 FANOUT_TIME_BUDGET_SECONDS = 20.0
+# What recording a vendor call's outcome may take.
+RECORD_SECONDS = 5
 
 
 def fan_out_records(records: list[Any], _deadline: float | None = None) -> None:
@@ -34,7 +36,9 @@ def fan_out_records(records: list[Any], _deadline: float | None = None) -> None:
 
 def send_records(records: list[Any], deadline: float | None = None) -> None:
     settings = get_settings()
-    sending.send_records(get_db(), get_vendor(settings), records, send_timeouts(settings), deadline)
+    # Sends stop where the database time ends (make_sqs_handler's margin), less the time to record the last call.
+    send_by = None if deadline is None else deadline - DB_MARGIN_SECONDS - RECORD_SECONDS
+    sending.send_records(get_db(), get_vendor(settings), records, send_timeouts(settings), send_by)
 
 
 def send_timeouts(settings: Settings) -> sending.SendTimeouts:

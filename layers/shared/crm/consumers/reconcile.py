@@ -6,8 +6,11 @@ import time
 from datetime import timedelta
 from typing import Any
 
+import pymongo
+
 from crm.config import get_settings
-from crm.db import get_db
+from crm.consumers import DB_MARGIN_SECONDS
+from crm.db import get_db, time_budget
 from crm.models.common import utcnow
 from crm.observability import logger
 from crm.services import campaign_jobs
@@ -26,10 +29,12 @@ def reconcile_handler(event: dict[str, Any], context: Any) -> dict[str, int]:
                     max_send_attempts=settings.max_send_attempts,
                     fanout_stall=timedelta(seconds=settings.fanout_stall_seconds))
     remaining = context.get_remaining_time_in_millis() / 1000 if context is not None else 60
-    settled = reconcile(get_db(), utcnow(), limits, get_vendor(settings).status,
-                        lambda sends: campaign_jobs.queue_sends(settings, sends),
-                        lambda campaign_id: campaign_jobs.queue_fan_out(settings, campaign_id),
-                        time.time() + remaining - STOP_BEFORE_TIMEOUT_SECONDS)
+    # The database work ends before the invocation: no transaction is left behind by a run cut off at its timeout.
+    with pymongo.timeout(time_budget(remaining, DB_MARGIN_SECONDS)):
+        settled = reconcile(get_db(), utcnow(), limits, get_vendor(settings).status,
+                            lambda sends: campaign_jobs.queue_sends(settings, sends),
+                            lambda campaign_id: campaign_jobs.queue_fan_out(settings, campaign_id),
+                            time.time() + remaining - STOP_BEFORE_TIMEOUT_SECONDS)
     counts = dataclasses.asdict(settled)
     logger.info("reconciled", extra=counts)
     return counts

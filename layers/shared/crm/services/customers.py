@@ -90,8 +90,11 @@ def _upsert_op(customer: CustomerIn, accepted_at: datetime, version: int) -> Upd
                         else {"$ifNull": ["$last_active", accepted_at]}),
         "updated_at": utcnow(),
     })
-    totals = {field: {"$add": [{"$ifNull": [f"$ingested.{field}", 0]}, {"$ifNull": [f"$from_orders.{field}", 0]}]}
-              for field in ("spend", "visits")}
+    # A customer stored before totals were split (and not yet backfilled) keeps its total as the ingested part.
+    totals = {field: {"$add": [
+        {"$ifNull": [f"$ingested.{field}", {"$subtract": [{"$ifNull": [f"${field}", 0]},
+                                                           {"$ifNull": [f"$from_orders.{field}", 0]}]}]},
+        {"$ifNull": [f"$from_orders.{field}", 0]}]} for field in ("spend", "visits")}
     return UpdateOne({"email": customer.email}, [{"$set": fields}, {"$set": totals}], upsert=True)
 
 

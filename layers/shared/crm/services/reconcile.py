@@ -126,8 +126,8 @@ def _send_again(db: Database, logs: list[dict[str, Any]], now: datetime, limits:
     retry = [log for log in logs if log.get("send_attempts", 0) < limits.max_send_attempts]
     if not retry:
         return
-    db[LOGS].update_many({"_id": {"$in": [log["_id"] for log in retry]}, "status": QUEUED},
-                         {"$set": {"due_at": now + limits.send_timeout}})
+    db[LOGS].update_many({"_id": {"$in": [log["_id"] for log in retry]}, "status": QUEUED,
+                          "vendor_message_id": None}, {"$set": {"due_at": now + limits.send_timeout}})
     queue_sends([{"log_id": str(log["_id"]), "to": log["to"], "message": log["message"]} for log in retry])
     settled.requeued += len(retry)
 

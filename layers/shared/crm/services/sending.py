@@ -127,8 +127,10 @@ def _call_vendor(db: Database, vendor: VendorClient, sends: list[VendorSendIn], 
     rejected = [Outcome(ObjectId(log_id), FAILED, reason=result.reason)
                 for log_id, result in outcomes.items() if not isinstance(result, Accepted)]
     if rejected:
-        record_outcomes(db, rejected)
-    return []
+        # Under this sender's claim: one whose claim lapsed must not fail a log another sender has since sent.
+        record_outcomes(db, rejected, only_if={"claim": token})
+    # A log the vendor's reply did not mention was not sent: its message comes back for it.
+    return [s.log_id for s in sends if s.log_id not in outcomes]
 
 
 def _claim(db: Database, log_ids: list[ObjectId], deadline: float | None, call: timedelta) -> tuple[str, set[str]]:
