@@ -2,17 +2,23 @@
 from __future__ import annotations
 
 import pytest
+from pymongo import MongoClient
 
 from crm.models.common import utcnow
 from tests.helpers import assert_error
 
 
 @pytest.fixture
-def many_customers(db):
+def many_customers(db, mongo_server):
     now = utcnow()
     db.customers.insert_many([{"name": f"C{i}", "name_key": f"c{i}", "email": f"c{i}@example.com", "spend": float(i),
                                "visits": i % 50, "last_active": now, "created_at": now, "updated_at": now}
                               for i in range(15_000)])
+    yield
+    # The server finishes a query its client gave up on, and holds the collection meanwhile: this waits for that,
+    # so that the next test does not find the (shared) server busy.
+    with MongoClient(mongo_server.uri, socketTimeoutMS=300_000) as patient:
+        patient[db.name].drop_collection("customers")
 
 
 @pytest.mark.parametrize("request_", [
