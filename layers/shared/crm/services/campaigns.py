@@ -20,6 +20,7 @@ from crm.models.common import utcnow
 from crm.pagination import newest_first_page
 from crm.services.delivery import complete_in
 from crm.services.segments import get as get_segment
+from crm.services.sending import send_record
 
 QUEUE_KIND = "fanout"
 PAGE_SIZE = 1000
@@ -99,7 +100,7 @@ def fan_out(db: Database, campaign_id: ObjectId, send: SendRecords, continue_lat
                 campaign, logs = _record_page(db, campaign, page, utcnow() + send_timeout)
                 if logs is None:
                     break  # another run of this job moved the cursor first: read on from where it got to
-                send([{"log_id": str(log["_id"]), "to": log["to"], "message": log["message"]} for log in logs])
+                send([send_record(log) for log in logs])
                 if not campaign["fanout"]["done"] and time.monotonic() - started > time_budget_seconds:
                     continue_later()
                     return False

@@ -22,6 +22,7 @@ from crm.db import CAMPAIGNS, LOGS
 from crm.models.campaigns import FAILED, QUEUED, SENDING
 from crm.models.common import utcnow
 from crm.services.delivery import Outcome, complete_in, record_outcomes
+from crm.services.sending import send_record
 
 PAGE = 500
 # Vendor answers recorded together: a run cut off by its deadline keeps what it learnt.
@@ -128,7 +129,7 @@ def _send_again(db: Database, logs: list[dict[str, Any]], now: datetime, limits:
         return
     db[LOGS].update_many({"_id": {"$in": [log["_id"] for log in retry]}, "status": QUEUED,
                           "vendor_message_id": None}, {"$set": {"due_at": now + limits.send_timeout}})
-    queue_sends([{"log_id": str(log["_id"]), "to": log["to"], "message": log["message"]} for log in retry])
+    queue_sends([send_record(log) for log in retry])
     settled.requeued += len(retry)
 
 

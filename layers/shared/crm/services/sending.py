@@ -41,6 +41,11 @@ CLAIM_MARGIN = timedelta(seconds=30)
 HELD_POLL_SECONDS = 1.0
 
 
+def send_record(log: dict[str, Any]) -> dict[str, Any]:
+    """What a send message carries for one log: what the vendor is sent, and the log it is for."""
+    return {"log_id": str(log["_id"]), "to": log["to"], "message": log["message"]}
+
+
 def send_records(db: Database, vendor: VendorClient, records: list[Any], timeouts: SendTimeouts,
                  deadline: float | None = None) -> None:
     """Sends each record's message unless its log was already sent; raises after the batch if any must retry.
