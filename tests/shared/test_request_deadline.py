@@ -8,6 +8,16 @@ from crm.models.common import utcnow
 from tests.helpers import assert_error
 
 
+@pytest.fixture(scope="module")
+def mongo_server():
+    """A server of this module's own: its slow queries, given up on by their clients, load no other test's server."""
+    from offline import services
+
+    server = services.MongoServer(":memory:")
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def many_customers(db, mongo_server):
     now = utcnow()
