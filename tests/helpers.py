@@ -19,3 +19,17 @@ def assert_error(body: Any, code: str, loc_prefix: list | None = None) -> None:
 
 def uses_index(plan: dict[str, Any]) -> bool:
     return "IXSCAN" in json.dumps(plan) and "COLLSCAN" not in json.dumps(plan)
+
+
+def token_for(api, email: str, role: str) -> str:
+    """A development token of a user with this role (created or re-roled)."""
+    status, body, _ = api.post("/api/auth/dev-token", {"email": email, "role": role}, token="")
+    assert status == 200, body
+    return body["token"]
+
+
+def new_key(api, *scopes: str, name: str = "shop") -> dict[str, Any]:
+    """An API key created by the api fixture's admin; its reply, with the secret under "key"."""
+    status, body, _ = api.post("/api/api-keys", {"name": name, "scopes": list(scopes)})
+    assert status == 201, body
+    return body

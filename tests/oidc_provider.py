@@ -26,6 +26,12 @@ USERS = {
                         "picture": "https://example.com/ada.png"},
     "eve@blocked.example": {"email": "eve@blocked.example", "email_verified": True, "name": "Eve"},
     "unverified@example.com": {"email": "unverified@example.com", "email_verified": False, "name": "Unverified"},
+    # Google Workspace accounts carry their organisation's domain in `hd`; a personal account does not.
+    "grace@corp.example": {"email": "grace@corp.example", "email_verified": True, "name": "Grace Hopper",
+                           "hd": "corp.example"},
+    "mallory@corp.example": {"email": "mallory@corp.example", "email_verified": True, "name": "Mallory"},
+    "trudy@corp.example": {"email": "trudy@corp.example", "email_verified": True, "name": "Trudy",
+                           "hd": "other.example"},
 }
 
 

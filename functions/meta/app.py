@@ -2,8 +2,7 @@
 from mangum import Mangum
 
 from crm.api.app import create_app
-from crm.api.routes import ai, auth, campaigns, customers, meta, orders, receipts, segments, vendor
+from crm.api.routes import documented, meta
 
-app = create_app(meta.router, documents=[auth.router, customers.router, orders.router, segments.router,
-                                         campaigns.router, ai.router, vendor.router, receipts.router])
+app = create_app(meta.router, documents=documented())
 handler = Mangum(app, lifespan="off")

@@ -35,10 +35,11 @@ def test_dev_token_opens_protected_routes(api):
     assert status == 200 and page == {"items": [], "next_cursor": None}
 
 
-@pytest.mark.parametrize("setting", [{"ENV": "production", "JWT_SECRET": "p" * 40, "MONGO_URI": "mongodb://db.example:27017/",
+@pytest.mark.parametrize("setting", [{"ENV": "staging"},
+                                     {"ENV": "production", "JWT_SECRET": "p" * 40, "MONGO_URI": "mongodb://db.example:27017/",
                                       "VENDOR_API_KEY": "v" * 40, "WEBHOOK_SECRET": "w" * 40},
                                      {"GOOGLE_CLIENT_ID": "id", "GOOGLE_CLIENT_SECRET": "secret"}])
-def test_dev_token_refused_in_production_or_with_google(api, monkeypatch, setting):
+def test_dev_token_refused_in_staging_production_or_with_google(api, monkeypatch, setting):
     from crm.config import get_settings
 
     for key, value in setting.items():
@@ -86,7 +87,26 @@ def test_bad_tokens_get_401(api, env, kind, route):
     assert reply_headers.get("www-authenticate") == "Bearer"
 
 
-def test_valid_token_with_matching_secret_is_accepted(api, env):
+def test_valid_token_with_matching_secret_is_accepted_for_a_user(api, env):
     token = jwt.encode(_claims(), env["JWT_SECRET"], algorithm=ALGORITHM)
+    status, body, _ = api.get("/api/orders", token=token)
+    assert status == 401, "a well-signed token of someone who is not a user opens nothing"
+    assert api.post("/api/auth/dev-token", {"email": "x@example.com", "role": "analyst"}, token="")[0] == 200
     status, _, _ = api.get("/api/orders", token=token)
     assert status == 200
+
+
+@pytest.mark.parametrize("role", ["admin", "marketer", "analyst"])
+def test_a_dev_token_carries_its_role_and_makes_a_user(api, role):
+    status, body, _ = api.post("/api/auth/dev-token", {"email": "dev@example.com", "name": "Dev", "role": role},
+                               token="")
+    assert status == 200
+    assert api.get("/api/me", token=body["token"])[1] == {"type": "user", "email": "dev@example.com", "name": "Dev",
+                                                         "role": role}
+    users = api.get("/api/users")[1]["items"]
+    assert [u["role"] for u in users if u["email"] == "dev@example.com"] == [role]
+
+
+def test_a_dev_token_with_an_unknown_role_is_422(api):
+    status, body, _ = api.post("/api/auth/dev-token", {"email": "dev@example.com", "role": "owner"}, token="")
+    assert status == 422 and body["error"]["details"][0]["loc"] == ["body", "role"]

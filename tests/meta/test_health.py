@@ -70,12 +70,14 @@ def test_openapi_documents_how_each_caller_authenticates(api):
     _, document, _ = api.get("/openapi.json", token="")
     schemes = document["components"]["securitySchemes"]
     assert schemes["bearerAuth"] == {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                                     "description": "The CRM's own JWT from /api/auth/*"}
+                                     "description": "A person's JWT from /api/auth/*"}
+    assert schemes["apiKeyAuth"]["type"] == "http" and schemes["apiKeyAuth"]["scheme"] == "bearer"
     assert schemes["vendorKey"]["name"] == "X-Vendor-Key"
     assert schemes["vendorSignature"]["name"] == "X-Vendor-Signature"
     assert "HMAC-SHA256" in schemes["vendorSignature"]["description"]
     paths = document["paths"]
-    assert paths["/api/customers"]["get"]["security"] == [{"bearerAuth": []}]
+    assert paths["/api/customers"]["get"]["security"] == [{"bearerAuth": ["admin", "marketer", "analyst"]},
+                                                          {"apiKeyAuth": ["customers:read"]}]
     assert paths["/api/mock-send"]["post"]["security"] == [{"vendorKey": []}]
     assert paths["/api/delivery-receipt"]["post"]["security"] == [{"vendorSignature": []}]
     assert "security" not in paths["/health"]["get"] and "security" not in paths["/api/auth/dev-token"]["post"]

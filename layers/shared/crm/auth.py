@@ -1,8 +1,8 @@
-"""The CRM's own bearer tokens: HS256 JWTs, algorithm pinned, expiry and issuer enforced."""
+"""The CRM's own bearer tokens for people: HS256 JWTs, algorithm pinned, expiry and issuer enforced. What the
+person may do is read from the users collection on each use (crm.access.credentials), not from the token."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 from jose import JWTError, jwt
 
@@ -10,12 +10,6 @@ from crm.config import Settings
 from crm.errors import Unauthorized
 
 ALGORITHM = "HS256"
-
-
-@dataclass(frozen=True)
-class Principal:
-    email: str
-    name: str | None = None
 
 
 def issue_token(settings: Settings, email: str, name: str | None = None) -> tuple[str, int]:
@@ -32,8 +26,9 @@ def issue_token(settings: Settings, email: str, name: str | None = None) -> tupl
     return token, settings.jwt_ttl_seconds
 
 
-def verify_token(settings: Settings, token: str) -> Principal:
-    """Rejects forged, expired, `alg: none` and other-algorithm tokens alike, without saying which."""
+def verify_token(settings: Settings, token: str) -> str:
+    """The e-mail a token was issued to. Rejects forged, expired, `alg: none` and other-algorithm tokens alike,
+    without saying which."""
     try:
         header = jwt.get_unverified_header(token)
         if header.get("alg") != ALGORITHM:
@@ -50,4 +45,4 @@ def verify_token(settings: Settings, token: str) -> Principal:
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
         raise Unauthorized("Invalid or expired token")
-    return Principal(email=subject, name=claims.get("name"))
+    return subject

@@ -13,6 +13,10 @@ DEV_VENDOR_KEY = "dev-only-vendor-key"
 DEV_WEBHOOK_SECRET = "dev-only-webhook-secret"
 DEFAULT_MONGO_URI = "mongodb://127.0.0.1:27017/"
 MIN_PRODUCTION_SECRET_LENGTH = 32
+# crm.access.principals.Role's values (not imported: config imports nothing of the CRM's).
+ROLE_NAMES = ("admin", "marketer", "analyst")
+# API.md: a role change, a disabling or a revocation reaches credentials already issued within 60 seconds.
+MAX_AUTH_CACHE_SECONDS = 30
 
 
 class ConfigError(RuntimeError):
@@ -54,8 +58,18 @@ class Settings(BaseSettings):
     google_callback_url: str = ""
     # Any OpenID Connect provider found by discovery at this issuer can stand in for Google.
     google_oidc_issuer: str = "https://accounts.google.com"
-    # Comma-separated; empty lets any verified e-mail sign in.
+    # Who may sign in besides invited users: addresses of these comma-separated domains (created with default_role)
+    # and these comma-separated addresses (admins from their first sign-in). Production refuses to start its sign-in
+    # function with neither.
     allowed_email_domains: str = ""
+    admin_emails: str = ""
+    default_role: str = "analyst"
+    # An allowed domain is a Google Workspace domain: the ID token's `hd` claim must name it. Off for a domain whose
+    # people have plain Google accounts (their address verified by Google, no `hd`).
+    require_hosted_domain: bool = True
+    # How long a container trusts what it read about a user or an API key; a role change, a disabling or a
+    # revocation reaches tokens and keys already issued within this (at most 60 s, as API.md promises). 0: no cache.
+    auth_cache_seconds: float = 10.0
     # When set, a finished sign-in redirects here with the token in the URL fragment.
     frontend_url: str = ""
     oidc_timeout_seconds: float = 10.0
@@ -117,8 +131,16 @@ class Settings(BaseSettings):
         return bool(self.google_client_id and self.google_client_secret.get_secret_value())
 
     @property
+    def is_development(self) -> bool:
+        return self.env.lower() in {"development", "dev"}
+
+    @property
     def email_domains(self) -> frozenset[str]:
         return frozenset(d.strip().lower().lstrip("@") for d in self.allowed_email_domains.split(",") if d.strip())
+
+    @property
+    def admin_email_set(self) -> frozenset[str]:
+        return frozenset(e.strip().lower() for e in self.admin_emails.split(",") if e.strip())
 
     def secret(self, field: str) -> str:
         """A secret's value; ConfigError when this function was given none (production has no defaults)."""
@@ -138,6 +160,10 @@ class Settings(BaseSettings):
                 setattr(self, field, SecretStr(""))
         if self.is_production:
             _refuse_weak_secrets(self)
+        if self.default_role not in ROLE_NAMES:
+            raise ConfigError(f"DEFAULT_ROLE must be one of {', '.join(ROLE_NAMES)}")
+        if not 0 <= self.auth_cache_seconds <= MAX_AUTH_CACHE_SECONDS:
+            raise ConfigError(f"AUTH_CACHE_SECONDS must be between 0 and {MAX_AUTH_CACHE_SECONDS}")
         return self
 
 

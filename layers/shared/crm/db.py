@@ -30,6 +30,9 @@ CAMPAIGNS = "campaigns"
 LOGS = "communication_logs"
 VENDOR_MESSAGES = "vendor_messages"
 MIGRATIONS = "migrations"
+USERS = "users"
+API_KEYS = "api_keys"
+AUDIT = "audit_log"
 DUPLICATE_KEY = 11000
 LAMBDA_MAX_TIMEOUT_SECONDS = 900
 MIN_DB_SECONDS = 0.1
@@ -72,6 +75,23 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     OAUTH_STATES: [
         IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_at_ttl"),
+    ],
+    USERS: [
+        IndexModel([("email", ASCENDING)], unique=True, name="email_unique"),
+        # The last-admin check counts these.
+        IndexModel([("role", ASCENDING), ("disabled", ASCENDING)], name="role_disabled"),
+    ],
+    API_KEYS: [
+        # Every key-authenticated request finds its key by the hash of the secret it presents.
+        IndexModel([("hash", ASCENDING)], unique=True, name="hash_unique"),
+    ],
+    AUDIT: [
+        # A write retried after a lost reply records its entry once.
+        IndexModel([("once", ASCENDING)], unique=True, sparse=True, name="once_unique"),
+        IndexModel([("actor.id", ASCENDING), ("_id", DESCENDING)], name="actor_id_newest"),
+        IndexModel([("actor.email", ASCENDING), ("_id", DESCENDING)], name="actor_email_newest"),
+        IndexModel([("action", ASCENDING), ("_id", DESCENDING)], name="action_newest"),
+        IndexModel([("at", DESCENDING)], name="at"),
     ],
 }
 

@@ -5,12 +5,10 @@ from typing import Annotated, Callable
 
 from fastapi import Depends, Header, Query, Request, params
 from fastapi.dependencies.utils import get_flat_params
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.convertors import Convertor, register_url_convertor
 
-from crm.auth import Principal, verify_token
 from crm.config import Settings, get_settings
-from crm.errors import InvalidInput, Unauthorized
+from crm.errors import InvalidInput
 from crm.models.common import OBJECT_ID_HEX
 from crm.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
@@ -51,18 +49,6 @@ def known_query_parameters(request: Request) -> None:
                            [{"loc": ["query", name[:100]], "msg": "not a parameter of this route"}
                             for name in unknown[:20]])
 
-_bearer = HTTPBearer(auto_error=False, scheme_name="bearerAuth", bearerFormat="JWT",
-                     description="The CRM's own JWT from /api/auth/*")
-
-
-def current_user(settings: SettingsDep,
-                 credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthorized("Missing bearer token")
-    return verify_token(settings, credentials.credentials)
-
-
-CurrentUser = Annotated[Principal, Depends(current_user)]
 # 1 to 255 printable ASCII characters (crm.services.idempotency takes printable ones; the Idempotency-Key draft,
 # ASCII), with no space at either end, which HTTP strips on the way. Not imported from there: no pymongo here.
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
@@ -72,4 +58,4 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_lengt
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 Cursor = Annotated[str | None, Query(max_length=64)]
 
-__all__ = ["SettingsDep", "CurrentUser", "IdempotencyKey", "Limit", "Cursor", "DEFAULT_LIMIT", "current_user"]
+__all__ = ["SettingsDep", "IdempotencyKey", "Limit", "Cursor", "DEFAULT_LIMIT"]

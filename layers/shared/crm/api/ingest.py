@@ -4,16 +4,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Callable
 
+from bson import ObjectId
 from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from pymongo.database import Database
 
 from crm import queues
-from crm.api.deps import CurrentUser, IdempotencyKey, SettingsDep
+from crm.access.audit import Auditor
+from crm.api.access import Audit
+from crm.api.deps import IdempotencyKey, SettingsDep
 from crm.api.openapi import body_of
-from crm.api.storage import DbDep
-from crm.auth import Principal
 from crm.config import Settings
 from crm.db import IDEMPOTENCY_KEYS
 from crm.models.common import Accepted, validate_one_or_batch
@@ -36,19 +36,21 @@ class IngestRoute:
 
         @router.post("", status_code=202, response_model=Accepted, description=description,
                      operation_id=f"ingest_{self.kind}", openapi_extra=body_of(self.model, self.batch_model))
-        def ingest(payload: Annotated[Any, Body(include_in_schema=False)], settings: SettingsDep, db: DbDep,
-                   user: CurrentUser, idempotency_key: IdempotencyKey = None) -> JSONResponse:
-            return self.accept(payload, settings, db, user, idempotency_key)
+        def ingest(payload: Annotated[Any, Body(include_in_schema=False)], settings: SettingsDep, audit: Audit,
+                   idempotency_key: IdempotencyKey = None) -> JSONResponse:
+            return self.accept(payload, settings, audit, idempotency_key)
 
-    def accept(self, payload: Any, settings: Settings, db: Database, user: Principal,
-               idempotency_key: str | None) -> JSONResponse:
+    def accept(self, payload: Any, settings: Settings, audit: Auditor, idempotency_key: str | None) -> JSONResponse:
         valid = validate_one_or_batch(payload, self.model, self.kind, self.max_batch)
 
-        def enqueue(_: Any) -> tuple[int, dict[str, Any]]:
+        def enqueue(ingest_id: ObjectId) -> tuple[int, dict[str, Any]]:
             # Queuing twice after a takeover is harmless: customers upsert and orders apply once per order_id.
             records = self.queue_records(valid)
             queues.enqueue(self.queue_url(settings), self.kind, records, settings)
+            audit.once(f"{self.kind}.ingest:{ingest_id}", f"{self.kind}.ingest", self.kind, None,
+                       accepted=len(records))
             return 202, {"accepted": len(records)}
 
-        status, body = run_once(db[IDEMPOTENCY_KEYS], f"{self.kind}:{user.email}", idempotency_key, payload, enqueue)
+        status, body = run_once(audit.db[IDEMPOTENCY_KEYS], f"{self.kind}:{audit.actor.key}", idempotency_key, payload,
+                                enqueue)
         return JSONResponse(body, status_code=status)

@@ -13,6 +13,10 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from crm.access.policy import is_read
+from crm.access.principals import Role, Scope
+from crm.api.access import BEARER_API_KEY, BEARER_JWT, policies, who_may
+
 REF = "#/components/schemas/{model}"
 OPENAPI_URL = "/openapi.json"
 DOCS_URL = "/docs"
@@ -22,13 +26,18 @@ DOCS_ASSETS = resources.files("fastapi_offline") / "static"
 _body_models: set[type[BaseModel]] = set()
 
 DESCRIPTION = (
-    "Customers, orders, segments, campaigns and delivery for a consumer brand. Every `/api` route takes the "
-    "CRM's bearer JWT (from `/api/auth/*`) except the vendor's two: `/api/mock-send` takes `X-Vendor-Key`, and "
-    "`/api/delivery-receipt` takes the vendor's signature. Errors are `{\"error\": {\"code\", \"message\", "
-    "\"details\"}}`.")
+    "Customers, orders, segments, campaigns and delivery for a consumer brand. Every `/api` route takes "
+    "`Authorization: Bearer <credential>` except sign-in (`/api/auth/*`) and the vendor's two: `/api/mock-send` takes "
+    "`X-Vendor-Key`, and `/api/delivery-receipt` takes the vendor's signature. The credential is a person's JWT "
+    "(from `/api/auth/*`; their role decides what they may do) or a system's API key (`crm_...`; its scopes decide). "
+    "Each operation's `security` names the roles (`bearerAuth`) and the key scopes (`apiKeyAuth`) it accepts; "
+    "anything else is `403 forbidden`. Errors are `{\"error\": {\"code\", \"message\", \"details\"}}`.")
 VENDOR_KEY = "vendorKey"
 VENDOR_SIGNATURE = "vendorSignature"
 SECURITY_SCHEMES = {
+    BEARER_API_KEY: {"type": "http", "scheme": "bearer", "bearerFormat": "crm_<43 characters>",
+                     "description": "A system's API key, created by an admin at /api/api-keys; its scopes decide which "
+                                    "customer and order routes it reaches."},
     VENDOR_KEY: {"type": "apiKey", "in": "header", "name": "X-Vendor-Key",
                  "description": "The key the CRM calls its messaging vendor with."},
     VENDOR_SIGNATURE: {"type": "apiKey", "in": "header", "name": "X-Vendor-Signature",
@@ -87,6 +96,7 @@ def install(app: FastAPI, documented: list[APIRouter]) -> None:
             schemas.update(defs.get("$defs", {}))
             components.setdefault("securitySchemes", {}).update(SECURITY_SCHEMES)
             _document_errors(document)
+            _document_access(document, routes)
             # The error envelope replaces FastAPI's own 422 body.
             schemas.pop("HTTPValidationError", None)
             schemas.pop("ValidationError", None)
@@ -103,6 +113,21 @@ def install(app: FastAPI, documented: list[APIRouter]) -> None:
                                    swagger_css_url=f"{DOCS_ASSETS_URL}/swagger-ui.css",
                                    swagger_favicon_url=f"{DOCS_ASSETS_URL}/favicon.png",
                                    swagger_ui_parameters={"persistAuthorization": True})
+
+
+def _document_access(document: dict[str, Any], routes: list[Any]) -> None:
+    """Each guarded operation names the roles and key scopes its router's policy accepts."""
+    for route, method, policy in policies(routes):
+        operation = document["paths"][route.path_format][method.lower()]
+        reads = is_read(method, route.endpoint)
+        roles, scopes = policy.roles_for(reads), policy.scopes_for(reads)
+        security = [{BEARER_JWT: [role.value for role in sorted(roles, key=list(Role).index)]}]
+        if scopes:
+            security.append({BEARER_API_KEY: [scope.value for scope in sorted(scopes, key=list(Scope).index)]})
+        operation["security"] = security
+        said = operation.get("description", "")
+        operation["description"] = f"**Who may call:** {who_may(route, method, policy)}." + (
+            f"\n\n{said}" if said else "")
 
 
 def _document_errors(document: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 from jose import JWTError, jwt
 from pymongo.collection import Collection
 
+from crm.access.users import Identity
 from crm.auth import ALGORITHM
 from crm.config import Settings
 from crm.errors import BadRequest, Forbidden
@@ -27,13 +28,6 @@ SCOPES = "openid email profile"
 class SignInStart:
     redirect_url: str
     browser_binding: str  # goes into a cookie; the state carries only its hash
-
-
-@dataclass(frozen=True)
-class SignedInUser:
-    email: str
-    name: str | None
-    picture: str | None
 
 
 def provider_for(settings: Settings) -> OidcProvider:
@@ -62,7 +56,8 @@ def start(settings: Settings, states: Collection) -> SignInStart:
 
 
 def finish(settings: Settings, states: Collection, code: str | None, state: str | None,
-           browser_binding: str | None) -> SignedInUser:
+           browser_binding: str | None) -> Identity:
+    """Who the provider says signed in; whether they may is crm.access.users.sign_in's decision."""
     provider = provider_for(settings)
     if not code or not state:
         raise BadRequest("The callback needs both code and state", code="invalid_request")
@@ -75,7 +70,7 @@ def finish(settings: Settings, states: Collection, code: str | None, state: str 
                                     settings.secret("google_client_secret"), record["verifier"])
     claims = provider.verify_id_token(tokens["id_token"], settings.google_client_id, record["nonce"],
                                       tokens.get("access_token"))
-    return _user_from(settings, claims)
+    return _user_from(claims)
 
 
 def _verify_state(settings: Settings, state: str, browser_binding: str | None) -> str:
@@ -91,17 +86,15 @@ def _verify_state(settings: Settings, state: str, browser_binding: str | None) -
     return str(claims["jti"])
 
 
-def _user_from(settings: Settings, claims: dict) -> SignedInUser:
+def _user_from(claims: dict) -> Identity:
     email = claims.get("email")
     if not isinstance(email, str) or "@" not in email:
         raise Forbidden("The account has no e-mail address", code="email_required")
     if claims.get("email_verified") not in (True, "true"):
         raise Forbidden("The account's e-mail address is not verified", code="email_unverified")
-    email = email.lower()
-    domains = settings.email_domains
-    if domains and email.rsplit("@", 1)[1] not in domains:
-        raise Forbidden("Accounts of this e-mail domain may not sign in here", code="domain_not_allowed")
-    return SignedInUser(email=email, name=claims.get("name"), picture=claims.get("picture"))
+    hosted_domain = claims.get("hd")
+    return Identity(email=email.lower(), name=claims.get("name"), picture=claims.get("picture"),
+                    hosted_domain=hosted_domain if isinstance(hosted_domain, str) else None)
 
 
 def _digest(value: str) -> str:

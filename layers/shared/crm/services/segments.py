@@ -4,11 +4,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from bson import ObjectId
 from pymongo.collection import Collection
 from pymongo.errors import PyMongoError
 
 from crm import rules
-from crm.db import find_by_id
+from crm.access.audit import Auditor
+from crm.db import CUSTOMERS, SEGMENTS, find_by_id
 from crm.errors import DependencyUnavailable
 from crm.models.common import utcnow
 from crm.models.segments import Preview, Segment
@@ -35,12 +37,13 @@ def preview(customers: Collection, node: rules.Node, time_limit_ms: int) -> Prev
                    sample=[to_customer(d) for d in sample])
 
 
-def create(segments: Collection, customers: Collection, name: str, description: str | None, node: rules.Node,
-           created_by: str, time_limit_ms: int) -> Segment:
+def create(audit: Auditor, name: str, description: str | None, node: rules.Node, time_limit_ms: int) -> Segment:
     now = utcnow()
-    doc = {"name": name, "description": description, "rules": node.to_json(), "created_by": created_by,
-           "created_at": now, "audience_size": audience_size(customers, node, now, time_limit_ms)}
-    doc["_id"] = segments.insert_one(doc).inserted_id
+    size = audience_size(audit.db[CUSTOMERS], node, now, time_limit_ms)
+    doc = {"_id": ObjectId(), "name": name, "description": description, "rules": node.to_json(),
+           "created_by": audit.actor.email, "created_at": now, "audience_size": size}
+    audit.write("segment.create", "segment", str(doc["_id"]),
+                lambda session: audit.db[SEGMENTS].insert_one(doc, session=session))
     return to_segment(doc)
 
 

@@ -3,19 +3,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from crm import rules
+from crm.access.policy import EDITORS, EVERY_ROLE, Policy, reads_only
 from crm.ai import message_suggestions, rules_provider
-from crm.api.deps import SettingsDep, current_user
+from crm.api.access import guarded_by
+from crm.api.deps import SettingsDep
 from crm.api.storage import DbDep
 from crm.models.campaigns import Stats
 from crm.models.common import InputModel, ObjectIdStr, WholeNumber
 from crm.services import campaigns
 from crm.services.summary import summarise
 
-router = APIRouter(prefix="/api/ai", tags=["ai"], dependencies=[Depends(current_user)])
+# Drafting rules and messages is a marketer's work; a summary reads a campaign, as analysts do.
+router = APIRouter(prefix="/api/ai", tags=["ai"],
+                   dependencies=[guarded_by(Policy(read_roles=EVERY_ROLE, write_roles=EDITORS))])
 
 
 class RulesPromptIn(InputModel):
@@ -66,6 +70,7 @@ class SummaryOut(BaseModel):
 
 
 @router.post("/summary", response_model=SummaryOut)
+@reads_only
 def summarise_campaign(body: SummaryIn, db: DbDep) -> SummaryOut:
     """How a campaign did, in words, compared with the user's other campaigns."""
     campaign = campaigns.get(db, body.campaign_id)

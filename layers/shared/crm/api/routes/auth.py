@@ -4,10 +4,13 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import urlencode, urlsplit
 
-from fastapi import APIRouter, Cookie, Query
+from fastapi import APIRouter, Cookie, Depends, Query
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
+from crm.access import users
+from crm.access.principals import Role
+from crm.api.access import RequestId
 from crm.api.deps import SettingsDep, takes_other_query_parameters
 from crm.api.storage import DbDep
 from crm.auth import issue_token
@@ -26,6 +29,7 @@ STATE_COOKIE_PATH = "/api/auth/google"
 class DevTokenIn(InputModel):
     email: Email
     name: str | None = Field(default=None, min_length=1, max_length=200)
+    role: Role = Role.ADMIN
 
 
 class TokenOut(BaseModel):
@@ -38,19 +42,26 @@ class UserOut(BaseModel):
     email: str
     name: str | None
     picture: str | None
+    role: Role
 
 
 class SignInOut(TokenOut):
     user: UserOut
 
 
-@router.post("/dev-token", response_model=TokenOut)
-def dev_token(body: DevTokenIn, settings: SettingsDep) -> TokenOut:
-    """A token for local development; refused in production and wherever Google sign-in is configured."""
-    if settings.is_production:
-        raise Forbidden("Development tokens are disabled in production; sign in with Google")
+def development_tokens_allowed(settings: SettingsDep) -> None:
+    """Checked before anything else (a staging database is never written by a refused request)."""
+    if not settings.is_development:
+        raise Forbidden("Development tokens exist only in development; sign in with Google")
     if settings.google_oauth_configured:
         raise Forbidden("Development tokens are disabled because Google sign-in is configured; use /api/auth/google")
+
+
+@router.post("/dev-token", response_model=TokenOut, dependencies=[Depends(development_tokens_allowed)])
+def dev_token(body: DevTokenIn, settings: SettingsDep, db: DbDep, request_id: RequestId) -> TokenOut:
+    """A token for local development, for a user with `role` (default admin) from then on; refused unless ENV is
+    development, and wherever Google sign-in is configured."""
+    users.sign_in(db, settings, users.Identity(body.email, body.name), request_id, role=body.role)
     token, expires_in = issue_token(settings, body.email, body.name)
     return TokenOut(token=token, expires_in=expires_in)
 
@@ -68,18 +79,21 @@ def google_sign_in_start(settings: SettingsDep, db: DbDep) -> RedirectResponse:
 @router.get("/google/callback", response_model=SignInOut,
             responses={302: {"description": "To FRONTEND_URL, with the token in the URL fragment"}})
 @takes_other_query_parameters
-def google_sign_in_callback(settings: SettingsDep, db: DbDep,
+def google_sign_in_callback(settings: SettingsDep, db: DbDep, request_id: RequestId,
                             code: Annotated[str | None, Query(max_length=4096)] = None,
                             state: Annotated[str | None, Query(max_length=4096)] = None,
                             error: Annotated[str | None, Query(max_length=200)] = None,
                             binding: Annotated[str | None, Cookie(alias=STATE_COOKIE)] = None):
-    """Checks the state, exchanges the code, verifies the ID token and issues the CRM's token."""
+    """Checks the state, exchanges the code, verifies the ID token, admits the person (invited, or by the
+    allow-lists) and issues the CRM's token; anyone else is 403 sign_in_denied."""
     if error:
         raise BadRequest("Sign-in was cancelled or refused at the provider", code="sign_in_denied")
-    user = google_sign_in.finish(settings, db[OAUTH_STATES], code, state, binding)
-    token, expires_in = issue_token(settings, user.email, user.name)
+    identity = google_sign_in.finish(settings, db[OAUTH_STATES], code, state, binding)
+    user = users.sign_in(db, settings, identity, request_id)
+    token, expires_in = issue_token(settings, user["email"], user.get("name"))
     reply = SignInOut(token=token, expires_in=expires_in,
-                      user=UserOut(email=user.email, name=user.name, picture=user.picture))
+                      user=UserOut(email=user["email"], name=user.get("name"), picture=user.get("picture"),
+                                   role=user["role"]))
     if settings.frontend_url:
         fragment = urlencode({"token": token, "token_type": "bearer", "expires_in": expires_in})
         response = RedirectResponse(f"{settings.frontend_url}#{fragment}", status_code=302)

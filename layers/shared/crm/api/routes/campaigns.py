@@ -4,10 +4,12 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from bson import ObjectId
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from crm.api.deps import DEFAULT_LIMIT, CurrentUser, Cursor, IdempotencyKey, Limit, SettingsDep, current_user
+from crm.access.policy import EDITORS, EVERY_ROLE, Policy
+from crm.api.access import Audit, guarded_by
+from crm.api.deps import DEFAULT_LIMIT, Cursor, IdempotencyKey, Limit, SettingsDep
 from crm.api.storage import DbDep
 from crm.db import IDEMPOTENCY_KEYS
 from crm.models.campaigns import Campaign, CampaignDetail, CampaignIn, Log
@@ -16,21 +18,24 @@ from crm.services import campaign_jobs
 from crm.services import campaigns as service
 from crm.services.idempotency import run_once
 
-router = APIRouter(prefix="/api/campaigns", tags=["campaigns"], dependencies=[Depends(current_user)])
+router = APIRouter(prefix="/api/campaigns", tags=["campaigns"],
+                   dependencies=[guarded_by(Policy(read_roles=EVERY_ROLE, write_roles=EDITORS))])
 
 
 @router.post("", status_code=202, response_model=Campaign)
-def create_campaign(body: CampaignIn, db: DbDep, settings: SettingsDep, user: CurrentUser,
+def create_campaign(body: CampaignIn, db: DbDep, settings: SettingsDep, audit: Audit,
                     idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Stores the campaign and queues its fan-out; the audience is never read inside this request."""
     def queue_fan_out(campaign_id: ObjectId) -> None:
         campaign_jobs.queue_fan_out(settings, campaign_id, settings.fanout_start_delay_seconds)
 
     def create(campaign_id: ObjectId) -> tuple[int, dict]:
-        doc = service.create(db, campaign_id, body.name, body.segment_id, body.message, user.email, queue_fan_out)
+        doc = service.create(db, campaign_id, body.name, body.segment_id, body.message, audit.actor.email,
+                             queue_fan_out)
+        audit.once(f"campaign.create:{campaign_id}", "campaign.create", "campaign", str(campaign_id))
         return 202, service.to_campaign(doc).model_dump(mode="json")
 
-    status, reply = run_once(db[IDEMPOTENCY_KEYS], f"campaigns:{user.email}", idempotency_key,
+    status, reply = run_once(db[IDEMPOTENCY_KEYS], f"campaigns:{audit.actor.key}", idempotency_key,
                              body.model_dump(mode="json"), create)
     return JSONResponse(reply, status_code=status)
 

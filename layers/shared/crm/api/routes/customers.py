@@ -3,9 +3,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
-from crm.api.deps import DEFAULT_LIMIT, Cursor, Limit, current_user
+from crm.access.policy import EDITORS, EVERY_ROLE, Policy
+from crm.access.principals import Scope
+from crm.api.access import guarded_by
+from crm.api.deps import DEFAULT_LIMIT, Cursor, Limit
 from crm.api.ingest import IngestRoute
 from crm.api.storage import DbDep
 from crm.db import CUSTOMERS
@@ -13,7 +16,9 @@ from crm.models.common import CountParam, Email, IsoTime, MoneyParam, Page
 from crm.models.customers import MAX_BATCH, Customer, CustomerBatchIn, CustomerIn
 from crm.services import customers as service
 
-router = APIRouter(prefix="/api/customers", tags=["customers"], dependencies=[Depends(current_user)])
+POLICY = Policy(read_roles=EVERY_ROLE, write_roles=EDITORS, read_scopes=frozenset({Scope.CUSTOMERS_READ}),
+                write_scopes=frozenset({Scope.CUSTOMERS_WRITE}))
+router = APIRouter(prefix="/api/customers", tags=["customers"], dependencies=[guarded_by(POLICY)])
 IngestRoute(service.QUEUE_KIND, CustomerIn, CustomerBatchIn, MAX_BATCH, service.queue_records,
             lambda settings: settings.sqs_customer_queue_url).add_to(
     router, "Validates one customer or a batch and queues them; the consumer upserts by e-mail.")

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
-from crm.api.deps import DEFAULT_LIMIT, Cursor, Limit, current_user
+from crm.access.policy import EDITORS, EVERY_ROLE, Policy
+from crm.access.principals import Scope
+from crm.api.access import guarded_by
+from crm.api.deps import DEFAULT_LIMIT, Cursor, Limit
 from crm.api.ingest import IngestRoute
 from crm.api.storage import DbDep
 from crm.db import ORDERS
@@ -13,7 +16,9 @@ from crm.models.common import IsoTime, ObjectIdStr, Page
 from crm.models.orders import MAX_BATCH, Order, OrderBatchIn, OrderIn
 from crm.services import orders as service
 
-router = APIRouter(prefix="/api/orders", tags=["orders"], dependencies=[Depends(current_user)])
+POLICY = Policy(read_roles=EVERY_ROLE, write_roles=EDITORS, read_scopes=frozenset({Scope.ORDERS_READ}),
+                write_scopes=frozenset({Scope.ORDERS_WRITE}))
+router = APIRouter(prefix="/api/orders", tags=["orders"], dependencies=[guarded_by(POLICY)])
 IngestRoute(service.QUEUE_KIND, OrderIn, OrderBatchIn, MAX_BATCH, service.queue_records,
             lambda settings: settings.sqs_order_queue_url).add_to(
     router, "Validates one order or a batch and queues them; the consumer applies each order_id once.")

@@ -1,23 +1,25 @@
 """Segments: save rules, list and read them, preview an audience."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
 from crm import rules
-from crm.api.deps import DEFAULT_LIMIT, CurrentUser, Cursor, Limit, SettingsDep, current_user
+from crm.access.policy import EDITORS, EVERY_ROLE, Policy, reads_only
+from crm.api.access import Audit, guarded_by
+from crm.api.deps import DEFAULT_LIMIT, Cursor, Limit, SettingsDep
 from crm.api.storage import DbDep
 from crm.db import CUSTOMERS, SEGMENTS
 from crm.models.common import ObjectIdStr, Page
 from crm.models.segments import Preview, PreviewIn, Segment, SegmentIn
 from crm.services import segments as service
 
-router = APIRouter(prefix="/api/segments", tags=["segments"], dependencies=[Depends(current_user)])
+router = APIRouter(prefix="/api/segments", tags=["segments"],
+                   dependencies=[guarded_by(Policy(read_roles=EVERY_ROLE, write_roles=EDITORS))])
 
 
 @router.post("", status_code=201, response_model=Segment)
-def create_segment(body: SegmentIn, db: DbDep, user: CurrentUser, settings: SettingsDep) -> Segment:
-    node = rules.parse(body.rules)
-    return service.create(db[SEGMENTS], db[CUSTOMERS], body.name, body.description, node, user.email,
+def create_segment(body: SegmentIn, audit: Audit, settings: SettingsDep) -> Segment:
+    return service.create(audit, body.name, body.description, rules.parse(body.rules),
                           settings.audience_count_time_limit_ms)
 
 
@@ -28,6 +30,7 @@ def list_segments(db: DbDep, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
 
 
 @router.post("/preview", response_model=Preview)
+@reads_only
 def preview_rules(body: PreviewIn, db: DbDep, settings: SettingsDep) -> Preview:
     return service.preview(db[CUSTOMERS], rules.parse(body.rules), settings.audience_count_time_limit_ms)
 

@@ -1,0 +1,8 @@
+"""Lambda for /api/me and the admins' routes: users, API keys, the audit trail."""
+from mangum import Mangum
+
+from crm.api.app import create_app
+from crm.api.routes.access import routers
+
+app = create_app(*routers)
+handler = Mangum(app, lifespan="off")
