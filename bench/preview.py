@@ -98,6 +98,9 @@ def run(argv: list[str] | None = None) -> list[Row]:
               f"{time.perf_counter() - started - loaded:.0f} s), median of {args.repeats}", flush=True)
 
         handler = segments_handler()
+        # A token names a user, whose role the API reads: an analyst may preview.
+        customers.database.users.insert_one({"email": "bench@example.com", "role": "analyst", "disabled": False,
+                                             "created_at": utcnow()})
         token, _ = issue_token(get_settings(), "bench@example.com")
 
         def preview(raw: dict) -> dict:

@@ -75,6 +75,8 @@ def test_api_events(env, db, consumers, queues_sent_to):
         event["headers"]["authorization"] = bearer
         return event
 
+    assert _reply("access", with_token("access")) == (200, {"type": "user", "email": "ops@example.com",
+                                                            "name": "Ops", "role": "admin"})
     assert _reply("customers", with_token("customers")) == (202, {"accepted": 1})
     assert _reply("orders", with_token("orders")) == (200, {"items": [], "next_cursor": None})
     assert _reply("segments", with_token("segments")) == (200, {"audience_size": 0, "sample": []})
@@ -96,8 +98,9 @@ def test_api_events(env, db, consumers, queues_sent_to):
 def test_consumer_events_carry_a_customer_through_a_campaign(env, db, stack, monkeypatch, queues_sent_to):
     from crm import rules
     from crm.config import get_settings
-    from crm.db import CUSTOMERS, SEGMENTS
     from crm.services import campaigns
+    from crm.access.audit import Auditor
+    from crm.access.principals import USER, Principal, Role
     from crm.services.segments import create as create_segment
 
     _, runner = stack  # the vendor and the receipt URL, served over HTTP as in AWS
@@ -112,8 +115,9 @@ def test_consumer_events_carry_a_customer_through_a_campaign(env, db, stack, mon
     assert customer["spend"] == 120.5 + 42.0 and customer["visits"] == 1
 
     # The sample fan-out names a campaign: this one, to everyone who spent anything.
-    segment = create_segment(db[SEGMENTS], db[CUSTOMERS], "Spenders", None,
-                             rules.parse({"field": "spend", "op": ">", "value": 0}), "ops@example.com", 20_000)
+    ops = Principal(USER, str(ObjectId()), "ops@example.com", role=Role.MARKETER)
+    segment = create_segment(Auditor(db, ops, "sample"), "Spenders", None,
+                             rules.parse({"field": "spend", "op": ">", "value": 0}), 20_000)
     campaigns.create(db, SAMPLE_CAMPAIGN_ID, "Weekend", segment.id, "Hi {{first_name}}, 20% off this weekend!",
                      "ops@example.com", queue_fan_out=lambda _: None)
     assert _invoke("campaign_fanout", _event("campaign_fanout")) == no_failures

@@ -7,7 +7,6 @@ import json
 import re
 import time
 
-
 from crm.access.api_keys import LAST_USED_RESOLUTION
 from tests.helpers import assert_error, new_key, token_for
 
@@ -23,7 +22,7 @@ def test_a_key_is_shown_once_and_stored_as_its_hash(api, db, capsys):
     created = new_key(api, "customers:write", "customers:read", name="Shopify store")
     secret = created["key"]
     assert re.fullmatch(r"crm_[A-Za-z0-9_-]{43}", secret)
-    assert created["prefix"] == secret[:12] and created["scopes"] == ["customers:read", "customers:write"]
+    assert created["prefix"] == secret[:12] and created["scopes"] == ["customers:write", "customers:read"]
     assert created["created_by"] == "tester@example.com" and created["last_used_at"] is None
     listed = _listed(api, created["id"])
     assert "key" not in listed and "hash" not in listed and listed["prefix"] == created["prefix"]
@@ -45,7 +44,8 @@ def test_a_key_reaches_only_what_its_scopes_name(api, db):
     for method, path, body in [("GET", "/api/orders", None), ("GET", "/api/customers", None),
                                ("POST", "/api/customers", {"name": "A", "email": "a@example.com"}),
                                ("GET", "/api/segments", None), ("GET", "/api/campaigns", None),
-                               ("GET", "/api/users", None), ("POST", "/api/api-keys", {"name": "x", "scopes": ["orders:write"]}),
+                               ("GET", "/api/users", None),
+                               ("POST", "/api/api-keys", {"name": "x", "scopes": ["orders:write"]}),
                                ("GET", "/api/audit", None), ("POST", "/api/ai/rules", {"prompt": "spend > 5"})]:
         status, reply, _ = api.request(method, path, body, token=secret)
         assert status == 403, (method, path, status)

@@ -93,3 +93,12 @@ def test_each_operation_of_the_document_names_who_may_call_it(api):
         assert set(security["bearerAuth"]) == allowed_roles, (method, path)
         assert set(security.get("apiKeyAuth", [])) == allowed_scopes, (method, path)
         assert operation["description"].startswith("**Who may call:**"), (method, path)
+
+
+def test_the_readmes_permission_table_is_the_one_the_routers_declare():
+    from crm.api.permissions import table
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    written = readme.split("<!-- permissions:start -->\n", 1)[1].split("\n<!-- permissions:end -->", 1)[0]
+    assert written == table(), "README.md's table is stale: paste `python -m crm.api.permissions` into it"

@@ -41,7 +41,8 @@ def test_a_bad_invitation_is_422_and_writes_nothing(api, db, body, loc):
     assert db.users.count_documents({"email": body["email"]}) == 0
 
 
-@pytest.mark.parametrize("body, loc", [({"disabled": "yes"}, ["body", "disabled"]), ({"role": "root"}, ["body", "role"]),
+@pytest.mark.parametrize("body, loc", [({"disabled": "yes"}, ["body", "disabled"]),
+                                       ({"role": "root"}, ["body", "role"]),
                                        ({"email": "x@example.com"}, ["body", "email"])])
 def test_a_bad_change_is_422(api, body, loc):
     target = api.post("/api/users", {"email": "c@example.com", "role": "analyst"})[1]

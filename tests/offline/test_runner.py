@@ -62,7 +62,7 @@ def test_google_sign_in_through_the_runner(stack_env, queues, oidc_server, tmp_p
     config.write_text(json.dumps({"GOOGLE_CLIENT_SECRET": "local-secret"}))
     env = {**stack_env, "GOOGLE_CLIENT_ID": "crm-local", "CRM_CONFIG_FILE": str(config),
            "GOOGLE_CALLBACK_URL": f"http://127.0.0.1:{port}/api/auth/google/callback",
-           "GOOGLE_OIDC_ISSUER": oidc_server}
+           "GOOGLE_OIDC_ISSUER": oidc_server, "ADMIN_EMAILS": "ada@example.com"}
     runner = OfflineRunner(template.load(TEMPLATE, services.LOCAL_PARAMETERS, queues), queues, env, port=port,
                            reload=False, out=io.StringIO()).start()
     try:

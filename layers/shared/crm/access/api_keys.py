@@ -48,8 +48,9 @@ def principal_of(doc: dict[str, Any]) -> Principal:
 def create(audit: Auditor, name: str, scopes: list[Scope]) -> tuple[dict[str, Any], str]:
     """The key's document and its secret, which is returned this once and never stored."""
     secret = KEY_PREFIX + secrets.token_urlsafe(SECRET_BYTES)
-    doc = {"_id": ObjectId(), "name": name, "scopes": sorted({s.value for s in scopes}),
-           "prefix": secret[:SHOWN_LENGTH], "hash": digest(secret), "created_by": audit.actor.email, "created_at": utcnow(), "last_used_at": None}
+    doc = {"_id": ObjectId(), "name": name, "scopes": [scope.value for scope in Scope if scope in scopes],
+           "prefix": secret[:SHOWN_LENGTH], "hash": digest(secret), "created_by": audit.actor.email,
+           "created_at": utcnow(), "last_used_at": None}
     audit.write("api_key.create", "api_key", str(doc["_id"]),
                 lambda session: audit.db[API_KEYS].insert_one(doc, session=session), scopes=doc["scopes"])
     return doc, secret

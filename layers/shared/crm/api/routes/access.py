@@ -69,7 +69,7 @@ def revoke_key(key_id: ObjectIdStr, audit: Audit) -> Response:
     return Response(status_code=204)
 
 
-@audit_router.get("", response_model=Page[AuditEntry], response_model_exclude_none=True)
+@audit_router.get("", response_model=Page[AuditEntry])
 def list_audit(db: DbDep, actor: Annotated[str | None, Query(min_length=1, max_length=254)] = None,
                action: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
                after: Annotated[IsoTime | None, Query(alias="from")] = None,
