@@ -30,6 +30,8 @@ USERS = {
     "grace@corp.example": {"email": "grace@corp.example", "email_verified": True, "name": "Grace Hopper",
                            "hd": "corp.example"},
     "mallory@corp.example": {"email": "mallory@corp.example", "email_verified": True, "name": "Mallory"},
+    # The same address as Grace's Workspace account, on a personal Google account (no `hd`).
+    "grace-personal": {"email": "grace@corp.example", "email_verified": True, "name": "Grace Hopper"},
     "trudy@corp.example": {"email": "trudy@corp.example", "email_verified": True, "name": "Trudy",
                            "hd": "other.example"},
 }

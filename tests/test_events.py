@@ -97,10 +97,10 @@ def test_api_events(env, db, consumers, queues_sent_to):
 
 def test_consumer_events_carry_a_customer_through_a_campaign(env, db, stack, monkeypatch, queues_sent_to):
     from crm import rules
-    from crm.config import get_settings
-    from crm.services import campaigns
     from crm.access.audit import Auditor
     from crm.access.principals import USER, Principal, Role
+    from crm.config import get_settings
+    from crm.services import campaigns
     from crm.services.segments import create as create_segment
 
     _, runner = stack  # the vendor and the receipt URL, served over HTTP as in AWS
@@ -118,8 +118,8 @@ def test_consumer_events_carry_a_customer_through_a_campaign(env, db, stack, mon
     ops = Principal(USER, str(ObjectId()), "ops@example.com", role=Role.MARKETER)
     segment = create_segment(Auditor(db, ops, "sample"), "Spenders", None,
                              rules.parse({"field": "spend", "op": ">", "value": 0}), 20_000)
-    campaigns.create(db, SAMPLE_CAMPAIGN_ID, "Weekend", segment.id, "Hi {{first_name}}, 20% off this weekend!",
-                     "ops@example.com", queue_fan_out=lambda _: None)
+    campaigns.create(Auditor(db, ops, "sample"), SAMPLE_CAMPAIGN_ID, "Weekend", segment.id,
+                     "Hi {{first_name}}, 20% off this weekend!", queue_fan_out=lambda _: None)
     assert _invoke("campaign_fanout", _event("campaign_fanout")) == no_failures
     log = db.communication_logs.find_one_and_delete({"campaign_id": SAMPLE_CAMPAIGN_ID})
     assert log["message"] == "Hi Ada, 20% off this weekend!"

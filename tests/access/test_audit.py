@@ -103,3 +103,35 @@ def test_bad_filters_are_422_or_match_nothing(api, db, query, loc):
     else:
         assert status == 422
         assert_error(body, "validation_error", loc)
+
+
+def test_a_campaign_or_an_ingest_whose_entry_fails_is_not_made(api, db, consumers):
+    segment = api.post("/api/segments", SEGMENT)[1]
+    db.command("collMod", "audit_log", validator={"$expr": False}, validationAction="error")
+    status, _, _ = api.post("/api/campaigns", {"name": "Hi", "segment_id": segment["id"], "message": "Hi"})
+    assert status >= 500
+    assert db.campaigns.count_documents({}) == 0, "a stored campaign would have no entry"
+    status, _, _ = api.post("/api/customers", {"name": "A", "email": "a@example.com"})
+    assert status >= 500
+    assert consumers.messages("CustomerIngestQueue") == [], "queued customers would have no entry"
+
+
+def test_an_ingest_whose_queue_fails_leaves_no_entry(api, db, env, monkeypatch):
+    monkeypatch.setenv("SQS_CUSTOMER_QUEUE_URL", env["SQS_CUSTOMER_QUEUE_URL"] + "-gone")
+    from crm.config import get_settings
+
+    get_settings.cache_clear()
+    status, _, _ = api.post("/api/customers", {"name": "A", "email": "a@example.com"})
+    assert status >= 500
+    assert db.audit_log.count_documents({"action": "customers.ingest"}) == 0
+
+
+def test_a_user_with_a_role_this_version_does_not_know_has_no_rights(api, db):
+    from crm.auth import issue_token
+    from crm.config import get_settings
+
+    db.users.insert_one({"email": "odd@example.com", "role": "Admin", "disabled": False})
+    token, _ = issue_token(get_settings(), "odd@example.com")
+    status, body, _ = api.get("/api/me", token=token)
+    assert status == 401
+    assert_error(body, "unauthorized")

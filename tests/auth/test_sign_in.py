@@ -46,6 +46,42 @@ def test_a_workspace_domain_admits_its_people_with_the_default_role(browser, api
     assert browser.sign_in("grace@corp.example")[1]["user"]["role"] == "analyst"
 
 
+def test_a_person_admitted_by_their_domain_stays_admitted_only_through_its_accounts(browser, api, monkeypatch):
+    _configure(monkeypatch, ADMIN_EMAILS="", ALLOWED_EMAIL_DOMAINS="corp.example")
+    assert browser.sign_in("grace@corp.example")[0] == 200
+    status, body = browser.sign_in("grace-personal")
+    assert status == 403 and "token" not in body, "the same address on a personal account is not the domain's"
+    assert_error(body, "sign_in_denied")
+    grace = next(u for u in api.get("/api/users")[1]["items"] if u["email"] == "grace@corp.example")
+    assert api.request("PATCH", f"/api/users/{grace['id']}", {"role": "marketer"})[0] == 200
+    assert browser.sign_in("grace-personal")[0] == 403
+    assert browser.sign_in("grace@corp.example")[1]["user"]["role"] == "marketer"
+
+
+def test_concurrent_first_sign_ins_make_one_user_and_name_it_in_the_audit_trail(db, env, monkeypatch):
+    import threading
+
+    from crm.access import users
+
+    _configure(monkeypatch, ALLOWED_EMAIL_DOMAINS="corp.example")
+    barrier = threading.Barrier(4)
+
+    def sign_in() -> None:
+        barrier.wait()
+        users.sign_in(db, get_settings(), users.Identity("new@corp.example", "New", None, "corp.example"), "r")
+
+    threads = [threading.Thread(target=sign_in) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stored = list(db.users.find({"email": "new@corp.example"}))
+    assert len(stored) == 1
+    entries = list(db.audit_log.find({"action": "user.sign_in"}))
+    assert len(entries) == 4
+    assert {e["actor"]["id"] for e in entries} == {e["target"]["id"] for e in entries} == {str(stored[0]["_id"])}
+
+
 def test_an_hd_claim_naming_another_organisation_is_403(browser, monkeypatch):
     _configure(monkeypatch, ADMIN_EMAILS="", ALLOWED_EMAIL_DOMAINS="corp.example")
     status, body = browser.sign_in("trudy@corp.example")

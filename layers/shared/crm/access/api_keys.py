@@ -42,7 +42,10 @@ def to_key(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def principal_of(doc: dict[str, Any]) -> Principal:
-    return Principal(API_KEY, str(doc["_id"]), name=doc["name"], scopes=frozenset(Scope(s) for s in doc["scopes"]))
+    known = {scope.value for scope in Scope}
+    # A scope this version does not know (a document written by hand) grants nothing.
+    return Principal(API_KEY, str(doc["_id"]), name=doc["name"],
+                     scopes=frozenset(Scope(s) for s in doc["scopes"] if s in known))
 
 
 def create(audit: Auditor, name: str, scopes: list[Scope]) -> tuple[dict[str, Any], str]:

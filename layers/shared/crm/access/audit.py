@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Callable, TypeVar
 
 from bson import ObjectId
@@ -16,6 +16,7 @@ from crm.models.common import utcnow
 from crm.pagination import newest_first_page
 
 T = TypeVar("T")
+ONE_SECOND = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -33,24 +34,39 @@ class Auditor:
             doc["details"] = details
         return doc
 
+    def record_in(self, session: ClientSession, action: str, target_type: str, target_id: str | None,
+                  **details: Any) -> None:
+        """The entry of a change made in this transaction."""
+        self.db[AUDIT].insert_one(self.entry(action, target_type, target_id, **details), session=session)
+
     def write(self, action: str, target_type: str, target_id: str | None,
               change: Callable[[ClientSession], T], **details: Any) -> T:
         """The change and its entry in one transaction: both happen or neither does."""
         def both(session: ClientSession) -> T:
             result = change(session)
-            self.db[AUDIT].insert_one(self.entry(action, target_type, target_id, **details), session=session)
+            self.record_in(session, action, target_type, target_id, **details)
             return result
 
         with self.db.client.start_session() as session:
             return session.with_transaction(both)
 
-    def once(self, once: str, action: str, target_type: str, target_id: str | None, **details: Any) -> None:
-        """After a change that cannot share a transaction (a queue, or work an Idempotency-Key may repeat): `once`
-        names the change, so a retry that does it again records it once. A failure here fails the request."""
+    def before(self, once: str, action: str, target_type: str, target_id: str | None,
+               change: Callable[[], T], **details: Any) -> T:
+        """For a change that cannot share a transaction (a queue): its entry first, so no change goes unrecorded,
+        taken back if the change fails. `once` names the change: a retry under the same Idempotency-Key records
+        it once. A function that dies between the two leaves the entry of a change that may not have happened
+        (its retry with the key makes it happen); never a change with no entry."""
         try:
-            self.db[AUDIT].insert_one({**self.entry(action, target_type, target_id, **details), "once": once})
+            entry_id = self.db[AUDIT].insert_one(
+                {**self.entry(action, target_type, target_id, **details), "once": once}).inserted_id
         except DuplicateKeyError:
-            pass
+            entry_id = None  # an earlier try recorded it, and may have made the change: its entry stays
+        try:
+            return change()
+        except BaseException:
+            if entry_id is not None:
+                self.db[AUDIT].delete_one({"_id": entry_id})
+            raise
 
 
 def list_page(db: Database, actor: str | None, action: str | None, after: datetime | None,
@@ -60,7 +76,10 @@ def list_page(db: Database, actor: str | None, action: str | None, after: dateti
     if action:
         query["action"] = action
     if after or before:
+        # An entry's _id is made with its `at`, to the second: the _id bounds let the index read only the range.
         query["at"] = {**({"$gte": after} if after else {}), **({"$lte": before} if before else {})}
+        query["_id"] = {**({"$gte": ObjectId.from_datetime(after - ONE_SECOND)} if after else {}),
+                        **({"$lt": ObjectId.from_datetime(before + ONE_SECOND)} if before else {})}
     alternatives = [{**query, "actor.email": actor.lower()}, {**query, "actor.id": actor}] if actor else [query]
     docs, next_cursor = newest_first_page(db[AUDIT], alternatives, limit, cursor)
     return [to_entry(d) for d in docs], next_cursor

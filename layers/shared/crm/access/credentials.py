@@ -37,7 +37,10 @@ def authenticate(db: Database, settings: Settings, credential: str) -> Principal
                    lambda: db[USERS].find_one({"email": email}, {"email": 1, "name": 1, "role": 1, "disabled": 1}))
     if user is None or user.get("disabled"):
         raise Unauthorized("This account is disabled or unknown here")
-    return users.principal_of(user)
+    try:
+        return users.principal_of(user)
+    except ValueError as exc:
+        raise Unauthorized("This account has no role here") from exc
 
 
 def _cached(settings: Settings, key: tuple, read: Callable[[], dict[str, Any] | None]) -> dict[str, Any] | None:

@@ -21,6 +21,11 @@ from crm.observability import logger
 from crm.pagination import newest_first_page
 
 SIGN_IN_DENIED = "sign_in_denied"
+# How a user came to be: which allow-list admitted them at their first sign-in, an invitation, a development token.
+BY_ADMIN_EMAILS = "admin_emails"
+BY_DOMAIN = "domain"
+BY_INVITATION = "invitation"
+BY_DEVELOPMENT_TOKEN = "development_token"
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,7 @@ class Identity:
 
 
 def principal_of(doc: dict[str, Any]) -> Principal:
+    """Raises ValueError for a role this version does not know (a document written by hand): no rights."""
     return Principal(USER, str(doc["_id"]), doc["email"], doc.get("name"), Role(doc["role"]))
 
 
@@ -52,19 +58,23 @@ def refuse_open_sign_in(settings: Settings) -> None:
         raise ConfigError(message)
 
 
-def role_for_newcomer(settings: Settings, identity: Identity) -> Role | None:
-    """The role a first sign-in gets from the allow-lists; None when they admit no one of this address."""
+def role_for_newcomer(settings: Settings, identity: Identity) -> tuple[Role, str] | None:
+    """The role a first sign-in gets from the allow-lists, and which list admitted it; None when neither does."""
     if identity.email in settings.admin_email_set:
-        return Role.ADMIN
-    domain = identity.email.rsplit("@", 1)[1]
-    if domain not in settings.email_domains:
-        return None
+        return Role.ADMIN, BY_ADMIN_EMAILS
+    if identity.email.rsplit("@", 1)[1] in settings.email_domains and _domain_account(settings, identity):
+        return Role(settings.default_role), BY_DOMAIN
+    return None
+
+
+def _domain_account(settings: Settings, identity: Identity) -> bool:
+    """Whether the account is one the address's domain manages, as far as the `hd` claim says."""
     hosted = (identity.hosted_domain or "").lower()
-    if hosted and hosted != domain:
-        return None  # an account of another Workspace organisation, whatever its address says
-    if not hosted and settings.require_hosted_domain:
-        return None  # a personal account carrying the domain's address, not one the domain's organisation manages
-    return Role(settings.default_role)
+    if hosted:
+        # An account of another Workspace organisation is refused, whatever its address says.
+        return hosted == identity.email.rsplit("@", 1)[1]
+    # No `hd`: a personal account carrying the domain's address, which the domain's organisation does not manage.
+    return not settings.require_hosted_domain
 
 
 def sign_in(db: Database, settings: Settings, identity: Identity, request_id: str,
@@ -74,11 +84,12 @@ def sign_in(db: Database, settings: Settings, identity: Identity, request_id: st
     existing = users.find_one({"email": identity.email})
     if existing is not None and existing.get("disabled"):
         raise Forbidden("This account is disabled here", code=SIGN_IN_DENIED)
-    granted = role or (Role(existing["role"]) if existing else role_for_newcomer(settings, identity))
-    if granted is None:
+    admitted = None if existing or role else role_for_newcomer(settings, identity)
+    if role is None and (existing is None and admitted is None or existing is not None and (
+            existing.get("admitted_by") == BY_DOMAIN and not _domain_account(settings, identity))):
+        # A person admitted by their domain stays admitted only through an account that domain manages.
         raise Forbidden("This account may not sign in here; ask an admin for an invitation", code=SIGN_IN_DENIED)
     now = utcnow()
-    user_id = existing["_id"] if existing else ObjectId()
     changes: dict[str, Any] = {"last_sign_in_at": now}
     if identity.name:
         changes["name"] = identity.name
@@ -86,28 +97,31 @@ def sign_in(db: Database, settings: Settings, identity: Identity, request_id: st
         changes["picture"] = identity.picture
     if role is not None:
         changes["role"] = role.value
-    created = {"_id": user_id, "email": identity.email, "disabled": False, "created_at": now, "invited_by": None}
-    if role is None:
-        created["role"] = granted.value
+    created = {"email": identity.email, "disabled": False, "created_at": now, "invited_by": None,
+               "admitted_by": admitted[1] if admitted else BY_DEVELOPMENT_TOKEN}
+    if role is None and admitted:
+        created["role"] = admitted[0].value
 
-    def upsert(session: ClientSession) -> dict[str, Any] | None:
+    def upsert_and_record(session: ClientSession) -> dict[str, Any]:
         # Never re-enables a user an admin disabled meanwhile: the filter skips them and the insert then collides.
-        return users.find_one_and_update({"email": identity.email, "disabled": False},
-                                         {"$set": changes, "$setOnInsert": created}, upsert=True,
-                                         return_document=ReturnDocument.AFTER, session=session)
+        doc = users.find_one_and_update({"email": identity.email, "disabled": False},
+                                        {"$set": changes, "$setOnInsert": created}, upsert=True,
+                                        return_document=ReturnDocument.AFTER, session=session)
+        # Named by the stored user: of two first sign-ins at once, the second finds the first's document.
+        Auditor(db, principal_of(doc), request_id).record_in(session, "user.sign_in", "user", str(doc["_id"]))
+        return doc
 
-    auditor = Auditor(db, Principal(USER, str(user_id), identity.email, identity.name, granted), request_id)
     try:
-        doc = auditor.write("user.sign_in", "user", str(user_id), upsert)
+        with db.client.start_session() as session:
+            return session.with_transaction(upsert_and_record)
     except DuplicateKeyError as exc:
         raise Forbidden("This account is disabled here", code=SIGN_IN_DENIED) from exc
-    return doc
 
 
 def invite(audit: Auditor, email: str, role: Role, name: str | None) -> dict[str, Any]:
     now = utcnow()
     doc = {"_id": ObjectId(), "email": email, "name": name, "role": role.value, "disabled": False,
-           "created_at": now, "last_sign_in_at": None, "invited_by": audit.actor.email}
+           "created_at": now, "last_sign_in_at": None, "invited_by": audit.actor.email, "admitted_by": BY_INVITATION}
     try:
         audit.write("user.create", "user", str(doc["_id"]),
                     lambda session: audit.db[USERS].insert_one(doc, session=session), role=role.value)

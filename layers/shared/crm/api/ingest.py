@@ -46,9 +46,9 @@ class IngestRoute:
         def enqueue(ingest_id: ObjectId) -> tuple[int, dict[str, Any]]:
             # Queuing twice after a takeover is harmless: customers upsert and orders apply once per order_id.
             records = self.queue_records(valid)
-            queues.enqueue(self.queue_url(settings), self.kind, records, settings)
-            audit.once(f"{self.kind}.ingest:{ingest_id}", f"{self.kind}.ingest", self.kind, None,
-                       accepted=len(records))
+            audit.before(f"{self.kind}.ingest:{ingest_id}", f"{self.kind}.ingest", self.kind, None,
+                         lambda: queues.enqueue(self.queue_url(settings), self.kind, records, settings),
+                         accepted=len(records))
             return 202, {"accepted": len(records)}
 
         status, body = run_once(audit.db[IDEMPOTENCY_KEYS], f"{self.kind}:{audit.actor.key}", idempotency_key, payload,

@@ -61,7 +61,8 @@ class ApiKeyCreated(ApiKey):
 class Actor(BaseModel):
     type: Literal["user", "api_key"]
     id: str
-    email: str | None = None
+    email: str | None = Field(default=None, description="A person's; a key has none",
+                              exclude_if=lambda email: email is None)
 
 
 class Target(BaseModel):

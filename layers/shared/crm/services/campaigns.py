@@ -14,6 +14,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from crm import rules
+from crm.access.audit import Auditor
 from crm.db import CAMPAIGNS, CUSTOMERS, LOGS, SEGMENTS, find_by_id, only_duplicates
 from crm.models.campaigns import COMPLETED, PLACEHOLDERS, QUEUED, SENDING, Campaign, Log, Stats
 from crm.models.common import utcnow
@@ -35,23 +36,26 @@ def personalise(template: str, name: str) -> str:
     return PLACEHOLDERS.sub(lambda m: values[m.group(1)], template)
 
 
-def create(db: Database, campaign_id: ObjectId, name: str, segment_id: str, message: str, created_by: str,
+def create(audit: Auditor, campaign_id: ObjectId, name: str, segment_id: str, message: str,
            queue_fan_out: Callable[[ObjectId], None]) -> dict[str, Any]:
     """The campaign with this id, its audience the segment's rules at this moment; the same one when a retry
     of the request that chose the id finds it already made.
 
     The fan-out job is queued before the campaign is stored: a request that dies between the two leaves a job
-    that finds no campaign (and ends), never a stored campaign that nothing will send.
+    that finds no campaign (and ends), never a stored campaign that nothing will send. The campaign and its audit
+    entry are stored together.
     """
+    db = audit.db
     segment = get_segment(db[SEGMENTS], segment_id)
     now = utcnow()
     doc = {"_id": campaign_id, "name": name, "segment_id": segment["_id"], "message": message,
-           "rules": segment["rules"], "status": QUEUED, "created_by": created_by, "created_at": now,
+           "rules": segment["rules"], "status": QUEUED, "created_by": audit.actor.email, "created_at": now,
            "audience_at": now, "stats": Stats().model_dump(), "fanout": {"cursor": None, "done": False,
                                                                        "updated_at": now}}
     queue_fan_out(campaign_id)
     try:
-        db[CAMPAIGNS].insert_one(doc)
+        audit.write("campaign.create", "campaign", str(campaign_id),
+                    lambda session: db[CAMPAIGNS].insert_one(doc, session=session))
     except DuplicateKeyError:
         return db[CAMPAIGNS].find_one({"_id": campaign_id})
     return doc
