@@ -84,11 +84,7 @@ def sign_in(db: Database, settings: Settings, identity: Identity, request_id: st
     existing = users.find_one({"email": identity.email})
     if existing is not None and existing.get("disabled"):
         raise Forbidden("This account is disabled here", code=SIGN_IN_DENIED)
-    admitted = None if existing or role else role_for_newcomer(settings, identity)
-    if role is None and (existing is None and admitted is None or existing is not None and (
-            existing.get("admitted_by") == BY_DOMAIN and not _domain_account(settings, identity))):
-        # A person admitted by their domain stays admitted only through an account that domain manages.
-        raise Forbidden("This account may not sign in here; ask an admin for an invitation", code=SIGN_IN_DENIED)
+    granted, admitted_by = _admission(settings, identity, existing, role)
     now = utcnow()
     changes: dict[str, Any] = {"last_sign_in_at": now}
     if identity.name:
@@ -98,9 +94,9 @@ def sign_in(db: Database, settings: Settings, identity: Identity, request_id: st
     if role is not None:
         changes["role"] = role.value
     created = {"email": identity.email, "disabled": False, "created_at": now, "invited_by": None,
-               "admitted_by": admitted[1] if admitted else BY_DEVELOPMENT_TOKEN}
-    if role is None and admitted:
-        created["role"] = admitted[0].value
+               "admitted_by": admitted_by}
+    if role is None:
+        created["role"] = granted
 
     def upsert_and_record(session: ClientSession) -> dict[str, Any]:
         # Never re-enables a user an admin disabled meanwhile: the filter skips them and the insert then collides.
@@ -116,6 +112,22 @@ def sign_in(db: Database, settings: Settings, identity: Identity, request_id: st
             return session.with_transaction(upsert_and_record)
     except DuplicateKeyError as exc:
         raise Forbidden("This account is disabled here", code=SIGN_IN_DENIED) from exc
+
+
+def _admission(settings: Settings, identity: Identity, existing: dict[str, Any] | None,
+               role: Role | None) -> tuple[str, str]:
+    """The role a sign-in gets and how the person was admitted; 403 sign_in_denied for someone not admitted."""
+    if role is not None:
+        return role.value, BY_DEVELOPMENT_TOKEN
+    if existing is not None:
+        # A person admitted by their domain stays admitted only through an account that domain manages.
+        if existing.get("admitted_by") != BY_DOMAIN or _domain_account(settings, identity):
+            return existing["role"], existing.get("admitted_by") or BY_INVITATION
+    else:
+        admitted = role_for_newcomer(settings, identity)
+        if admitted is not None:
+            return admitted[0].value, admitted[1]
+    raise Forbidden("This account may not sign in here; ask an admin for an invitation", code=SIGN_IN_DENIED)
 
 
 def invite(audit: Auditor, email: str, role: Role, name: str | None) -> dict[str, Any]:
