@@ -89,6 +89,11 @@ def test_filters_by_actor_action_and_time(api, db):
     newest = segments[0]["at"]
     assert [e["id"] for e in _entries(api, f"?action=segment.create&from={newest}")] == [segments[0]["id"]]
     assert [e["id"] for e in _entries(api, f"?action=segment.create&to={segments[1]['at']}")] == [segments[1]["id"]]
+    # Times an ObjectId cannot hold (before 1970, after 2106) are times all the same.
+    assert len(_entries(api, "?from=0182-06-08T15:37:20Z")) == len(_entries(api))
+    assert len(_entries(api, "?to=9999-12-31T00:00:00Z")) == len(_entries(api))
+    assert _entries(api, "?to=1900-01-01T00:00:00Z") == _entries(api, "?from=2200-01-01T00:00:00Z") == []
+    assert len(_entries(api, "?from=0001-01-01T00:00:00Z&to=9999-12-31T23:59:59.999Z")) == len(_entries(api))
     page = api.get("/api/audit?limit=1")[1]
     assert len(page["items"]) == 1 and page["next_cursor"]
     assert api.get(f"/api/audit?limit=1&cursor={page['next_cursor']}")[1]["items"][0]["id"] != page["items"][0]["id"]

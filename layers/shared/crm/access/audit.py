@@ -1,8 +1,9 @@
 """The audit trail: one entry per write through the API, written with the write (or failing the request with it)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Callable, TypeVar
 
 from bson import ObjectId
@@ -16,7 +17,6 @@ from crm.models.common import utcnow
 from crm.pagination import newest_first_page
 
 T = TypeVar("T")
-ONE_SECOND = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -78,11 +78,18 @@ def list_page(db: Database, actor: str | None, action: str | None, after: dateti
     if after or before:
         # An entry's _id is made with its `at`, to the second: the _id bounds let the index read only the range.
         query["at"] = {**({"$gte": after} if after else {}), **({"$lte": before} if before else {})}
-        query["_id"] = {**({"$gte": ObjectId.from_datetime(after - ONE_SECOND)} if after else {}),
-                        **({"$lt": ObjectId.from_datetime(before + ONE_SECOND)} if before else {})}
+        query["_id"] = {**({"$gte": _id_at(after, -1)} if after else {}),
+                        **({"$lt": _id_at(before, +1)} if before else {})}
     alternatives = [{**query, "actor.email": actor.lower()}, {**query, "actor.id": actor}] if actor else [query]
     docs, next_cursor = newest_first_page(db[AUDIT], alternatives, limit, cursor)
     return [to_entry(d) for d in docs], next_cursor
+
+
+def _id_at(moment: datetime, shift_seconds: int) -> ObjectId:
+    """The smallest id made this many seconds from the moment; an ObjectId's four-byte time holds only 1970 to
+    2106 (and a datetime only years 1 to 9999, so the shift is not added to it)."""
+    seconds = min(max(math.floor(moment.timestamp()) + shift_seconds, 0), 2**32 - 1)
+    return ObjectId(seconds.to_bytes(4, "big") + bytes(8))
 
 
 def to_entry(doc: dict[str, Any]) -> dict[str, Any]:
