@@ -11,6 +11,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Iterator
 
+import boto3
 import httpx
 from pymongo import MongoClient
 
@@ -20,22 +21,30 @@ from offline.runner import OfflineRunner
 from tests.conftest import TEMPLATE
 
 
-def wait_until(check, timeout: float, what: str, interval: float = 0.2):
+def wait_until(check, timeout: float, what, interval: float = 0.2):
+    """`what` says what was awaited: text, or a function giving it (with figures read when the wait fails)."""
     deadline = time.monotonic() + timeout
     while not (value := check()):
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout:.0f} s"
+        assert time.monotonic() < deadline, \
+            f"{what() if callable(what) else what} did not happen within {timeout:.0f} s"
         time.sleep(interval)
     return value
 
 
+def _visible(sqs, url: str) -> str:
+    return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])[
+        "Attributes"]["ApproximateNumberOfMessages"]
+
+
 @contextlib.contextmanager
-def running(env: dict[str, str], queues, log: io.StringIO | None = None) -> Iterator[tuple[httpx.Client, int]]:
-    """The runner over env, failed messages visible again after 1 s; an HTTP client signed in to it."""
+def running(env: dict[str, str], queues, log: io.StringIO | None = None,
+            retry_delay_seconds: float = 1) -> Iterator[tuple[httpx.Client, int]]:
+    """The runner over env, failed messages visible again after retry_delay_seconds; an HTTP client signed in."""
     port = services.free_port()
     env = {"VENDOR_URL": f"http://127.0.0.1:{port}/api/mock-send",
            "RECEIPT_URL": f"http://127.0.0.1:{port}/_url/ReceiptsFunction/api/delivery-receipt", **env}
     runner = OfflineRunner(template.load(TEMPLATE, services.LOCAL_PARAMETERS, queues), queues, env, port=port,
-                           retry_delay_seconds=1, reload=False, out=log or io.StringIO()).start()
+                           retry_delay_seconds=retry_delay_seconds, reload=False, out=log or io.StringIO()).start()
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
             token = http.post("/api/auth/dev-token", json={"email": "ops@example.com"}).json()["token"]
@@ -51,7 +60,9 @@ def test_database_stopped_mid_ingest_loses_and_doubles_no_acknowledged_customer(
     acknowledged: set[str] = set()
     refused = 0
     try:
-        with running({**stack_env, "MONGO_URI": mongo.uri}, queues) as (http, _):
+        # Messages failing while the database is down come back after 5 s, not 1: their five receives (then the
+        # DLQ) outlast a restart that a loaded machine makes slow, as the template's 360 s visibility timeout does.
+        with running({**stack_env, "MONGO_URI": mongo.uri}, queues, retry_delay_seconds=5) as (http, _):
             for batch in range(10):
                 customers = [{"name": f"Customer {batch}-{i}", "email": f"c{batch:02d}-{i:04d}@example.com"}
                              for i in range(1000)]
@@ -70,7 +81,10 @@ def test_database_stopped_mid_ingest_loses_and_doubles_no_acknowledged_customer(
                     refused += 1
                     time.sleep(0.5)
             db = MongoClient(mongo.uri)[stack_env["MONGO_DB"]]
-            wait_until(lambda: db.customers.count_documents({}) >= len(acknowledged), 300, "every customer written")
+            dead = boto3.client("sqs", endpoint_url=stack_env["SQS_ENDPOINT_URL"], region_name="us-east-1")
+            wait_until(lambda: db.customers.count_documents({}) >= len(acknowledged), 300,
+                       lambda: f"every customer written ({db.customers.count_documents({})} of {len(acknowledged)}; "
+                               f"CustomerIngestDLQ holds {_visible(dead, queues['CustomerIngestDLQ'].url)})")
             time.sleep(2)  # anything still being redelivered would now show as a second document
             assert refused > 0, "the database was down while a batch was posted"
             assert db.customers.count_documents({}) == len(acknowledged) == 10_000
