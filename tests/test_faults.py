@@ -128,11 +128,10 @@ class FlakyVendor:
 
 
 def _audience(db, count: int) -> None:
-    from crm.db import CUSTOMERS
     from crm.models.common import to_iso, utcnow
     from crm.services.customers import upsert_customers
 
-    upsert_customers(db[CUSTOMERS], [{"name": f"Person {i:03d}", "email": f"p{i:03d}@example.com",
+    upsert_customers(db, [{"name": f"Person {i:03d}", "email": f"p{i:03d}@example.com",
                                       "spend": float(i), "accepted_at": to_iso(utcnow())} for i in range(count)])
 
 

@@ -7,7 +7,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from crm.db import CUSTOMERS
 from crm.models.common import to_iso, utcnow
 from crm.services.customers import upsert_customers
 
@@ -16,7 +15,7 @@ from crm.services.customers import upsert_customers
 def audience(db):
     """120 customers with spend 0..119; the segment `spend >= 0` selects them all."""
     now = to_iso(utcnow())
-    upsert_customers(db[CUSTOMERS], [{"name": f"Customer {i:03d}", "email": f"c{i:03d}@example.com",
+    upsert_customers(db, [{"name": f"Customer {i:03d}", "email": f"c{i:03d}@example.com",
                                       "spend": float(i), "accepted_at": now} for i in range(120)])
     return 120
 

@@ -16,11 +16,10 @@ from tests.conftest import TEMPLATE
 
 
 def test_campaign_to_a_few_hundred_customers_completes(stack_env, queues, db):
-    from crm.db import CUSTOMERS
     from crm.models.common import to_iso, utcnow
     from crm.services.customers import upsert_customers
 
-    upsert_customers(db[CUSTOMERS], [{"name": f"Person {i:03d}", "email": f"p{i:03d}@example.com",
+    upsert_customers(db, [{"name": f"Person {i:03d}", "email": f"p{i:03d}@example.com",
                                       "spend": float(i), "accepted_at": to_iso(utcnow())} for i in range(300)])
     port = services.free_port()
     env = {**stack_env, "VENDOR_URL": f"http://127.0.0.1:{port}/api/mock-send",

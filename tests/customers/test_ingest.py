@@ -28,7 +28,9 @@ def test_ingested_customers_become_visible(api, consumers, db):
     assert ada["last_active"] == "2026-10-01T07:00:00.000Z"
     assert bob["spend"] == 0 and bob["visits"] == 0 and bob["phone"] is None
     assert bob["last_active"] == bob["created_at"], "never active counts as active at creation"
-    assert set(ada) == {"id", "name", "email", "phone", "spend", "visits", "last_active", "created_at", "updated_at"}
+    assert set(ada) == {"id", "name", "email", "phone", "spend", "visits", "last_active", "created_at", "updated_at",
+                        "attributes", "tags", "subscribed"}
+    assert (ada["attributes"], ada["tags"], ada["subscribed"]) == ({}, [], True)
 
 
 def test_reingesting_an_email_updates_without_duplicating(api, consumers, db):

@@ -15,7 +15,7 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 def _seed(db, count: int) -> None:
     """Customers through the consumer's own write path, oldest first."""
     for i in range(count):
-        upsert_customers(db[CUSTOMERS], [{
+        upsert_customers(db, [{
             "name": f"{'Zed' if i % 2 else 'Amy'} {i:03d}", "email": f"user{i:03d}@example.com", "spend": float(i * 10),
             "visits": i % 7, "last_active": (NOW - timedelta(days=i)).isoformat(),
             "accepted_at": (NOW - timedelta(days=365)).isoformat(),

@@ -5,7 +5,6 @@ from datetime import timedelta
 
 import pytest
 
-from crm.db import CUSTOMERS
 from crm.models.common import utcnow
 from crm.services.customers import upsert_customers
 from tests.helpers import assert_error
@@ -18,7 +17,7 @@ API_EXAMPLE = {"and": [{"field": "inactive_days", "op": ">", "value": 180},
 def customers(db):
     """30 customers: spend 0..14500, last active 0..290 days ago."""
     now = utcnow()
-    upsert_customers(db[CUSTOMERS], [{
+    upsert_customers(db, [{
         "name": f"C{i}", "email": f"c{i:02d}@example.com", "spend": i * 500.0, "visits": i % 4,
         "last_active": (now - timedelta(days=i * 10, hours=1)).isoformat(), "accepted_at": now.isoformat(),
     } for i in range(30)])
@@ -102,22 +101,3 @@ def test_rule_errors_say_the_path_in_words(api):
                                                                            {"field": "spend", "op": "?", "value": 1}]}})
     assert status == 422
     assert "rules.and[1].op" in body["error"]["message"]
-
-
-def test_a_count_too_slow_for_a_request_is_503(api, db, monkeypatch):
-    from crm.config import get_settings
-
-    now = utcnow()
-    # In slices: one 20,000-document insert can outlast the socket timeout on a server the other tests load.
-    for start in range(0, 20_000, 2_000):
-        db[CUSTOMERS].insert_many([{"name": f"X {i}", "email": f"x{i}@example.com", "spend": i, "visits": 0,
-                                    "last_active": now, "created_at": now, "updated_at": now}
-                                   for i in range(start, start + 2_000)])
-    monkeypatch.setenv("AUDIENCE_COUNT_TIME_LIMIT_MS", "1")
-    get_settings.cache_clear()
-    # Whether the server stops the count at 1 ms or the request's deadline (0.1 s here) stops it in the client.
-    status, body, _ = api.post("/api/segments/preview", {"rules": {"field": "spend", "op": ">=", "value": 0}},
-                               seconds_left=1.6)
-    assert status == 503
-    assert_error(body, "dependency_unavailable")
-    assert "too long" in body["error"]["message"]

@@ -51,6 +51,20 @@ def test_the_same_request_with_time_to_spare_answers(api, many_customers):
     assert status == 200 and reply["audience_size"] == 10
 
 
+def test_a_count_too_slow_for_a_request_is_503(api, many_customers, monkeypatch):
+    """Here, not with the other segment tests: the count the client gives up on keeps the server busy a while."""
+    from crm.config import get_settings
+
+    monkeypatch.setenv("AUDIENCE_COUNT_TIME_LIMIT_MS", "1")
+    get_settings.cache_clear()
+    # Whether the server stops the count at 1 ms or the request's deadline (0.1 s here) stops it in the client.
+    status, body, _ = api.post("/api/segments/preview", {"rules": {"field": "spend", "op": ">=", "value": 0}},
+                               seconds_left=1.6)
+    assert status == 503
+    assert_error(body, "dependency_unavailable")
+    assert "too long" in body["error"]["message"]
+
+
 def test_a_database_that_cannot_be_reached_is_503_at_once_not_at_the_deadline(api, env, monkeypatch):
     import time
 

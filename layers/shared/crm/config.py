@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, JsonConfigSettingsSource, SettingsConfigDict
@@ -100,6 +101,9 @@ class Settings(BaseSettings):
     fanout_stall_seconds: int = 300
     # Counting an audience inside a request: past this the API answers 503 rather than hit API Gateway's 29 s.
     audience_count_time_limit_ms: int = 20_000
+
+    # "opt_out": everyone may be messaged unless they denied consent; "opt_in": only those who granted it.
+    consent_mode: Literal["opt_out", "opt_in"] = "opt_out"
 
     # "parser" (offline, the default) or "bedrock" (Amazon Bedrock's Converse API).
     ai_provider: str = "parser"

@@ -33,6 +33,7 @@ MIGRATIONS = "migrations"
 USERS = "users"
 API_KEYS = "api_keys"
 AUDIT = "audit_log"
+ATTRIBUTE_REGISTRY = "attribute_registry"
 DUPLICATE_KEY = 11000
 LAMBDA_MAX_TIMEOUT_SECONDS = 900
 MIN_DB_SECONDS = 0.1
@@ -44,6 +45,10 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("spend", ASCENDING)], name="spend"),
         IndexModel([("visits", ASCENDING)], name="visits"),
         IndexModel([("last_active", ASCENDING)], name="last_active"),
+        IndexModel([("created_at", ASCENDING)], name="created_at"),
+        # Rules v2: multikey indexes on the customer's tags and bought SKUs.
+        IndexModel([("tags", ASCENDING)], name="tags"),
+        IndexModel([("skus", ASCENDING)], name="skus"),
     ],
     ORDERS: [
         IndexModel([("order_id", ASCENDING)], unique=True, name="order_id_unique"),

@@ -8,6 +8,7 @@ from bson import ObjectId
 from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from pymongo.database import Database
 
 from crm import queues
 from crm.access.audit import Auditor
@@ -30,6 +31,9 @@ class IngestRoute:
     max_batch: int
     queue_records: Callable[[list[Any]], list[dict[str, Any]]]
     queue_url: Callable[[Settings], str]
+    # What the records must agree with beyond their own shape (the attribute registry's types): (db, records,
+    # whether the body was a batch); raises InvalidInput.
+    check: Callable[[Database, list[Any], bool], None] | None = None
 
     def add_to(self, router: APIRouter, description: str) -> None:
         """POST on the router's prefix: one object or a batch, answered 202 once queued."""
@@ -42,6 +46,8 @@ class IngestRoute:
 
     def accept(self, payload: Any, settings: Settings, audit: Auditor, idempotency_key: str | None) -> JSONResponse:
         valid = validate_one_or_batch(payload, self.model, self.kind, self.max_batch)
+        if self.check is not None:
+            self.check(audit.db, valid, isinstance(payload, dict) and self.kind in payload)
 
         def enqueue(ingest_id: ObjectId) -> tuple[int, dict[str, Any]]:
             # Queuing twice after a takeover is harmless: customers upsert and orders apply once per order_id.

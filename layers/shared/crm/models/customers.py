@@ -1,12 +1,59 @@
 """Customer shapes of API.md."""
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints, WithJsonSchema
 
 from crm.models.common import Count, Email, InputModel, IsoTime, Money
 
 MAX_BATCH = 1000
 MAX_NAME_LENGTH = 200
+MAX_ATTRIBUTES = 50
+MAX_TAGS = 50
+MAX_ATTRIBUTE_TEXT = 200
+# Attribute numbers are bounded as money is, so a comparison with them stays exact in a double.
+MAX_ATTRIBUTE_NUMBER = 1e15
+ATTRIBUTE_KEY = r"^[a-z][a-z0-9_]{0,39}$"
+TAG = r"^[a-z0-9][a-z0-9_-]{0,39}$"
+# A tag as clients send it: compared and stored lower-cased.
+TAG_ANY_CASE = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$"
+# A time attribute is ISO 8601 text with a zone; any other text is a string attribute.
+TIME_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:\d{2})$")
+ATTRIBUTE_TYPES = ("string", "number", "boolean", "time")
+
+AttributeKey = Annotated[str, StringConstraints(pattern=ATTRIBUTE_KEY)]
+AttributeNumber = Annotated[float, Field(ge=-MAX_ATTRIBUTE_NUMBER, le=MAX_ATTRIBUTE_NUMBER, allow_inf_nan=False,
+                                         strict=True)]
+AttributeText = Annotated[str, StringConstraints(max_length=MAX_ATTRIBUTE_TEXT)]
+AttributeValue = Union[StrictBool, AttributeNumber, AttributeText]
+Tag = Annotated[str, BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v),
+                StringConstraints(pattern=TAG), WithJsonSchema({"type": "string", "pattern": TAG_ANY_CASE})]
+
+
+def attribute_type(value: Any) -> str:
+    """The registry type of an ingested attribute value (None, which removes a key, has none)."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, datetime) or (isinstance(value, str) and TIME_TEXT.match(value) and _is_time(value)):
+        return "time"
+    return "string"
+
+
+def _is_time(text: str) -> bool:
+    try:
+        datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+def _unique_tags(tags: list[str] | None) -> list[str] | None:
+    return list(dict.fromkeys(tags)) if tags is not None else None
 
 
 EXAMPLE = {"name": "Ada Lovelace", "email": "ada@example.com", "phone": "+44 20 7946 0958", "spend": 5200,
@@ -22,6 +69,14 @@ class CustomerIn(InputModel):
     spend: Money | None = None
     visits: Count | None = None
     last_active: IsoTime | None = None
+    # Merged key by key; a null removes the key.
+    attributes: dict[AttributeKey, AttributeValue | None] | None = Field(default=None, max_length=MAX_ATTRIBUTES)
+    # Replace the stored tags; lower-cased, each once.
+    tags: Annotated[list[Tag] | None, Field(max_length=MAX_TAGS)] = None
+    email_consent: Literal["granted", "denied"] | None = None
+
+    def model_post_init(self, _context: Any) -> None:
+        self.tags = _unique_tags(self.tags)
 
 
 class CustomerBatchIn(InputModel):
@@ -40,3 +95,17 @@ class Customer(BaseModel):
     last_active: IsoTime
     created_at: IsoTime
     updated_at: IsoTime
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+    subscribed: bool = True
+
+
+class AttributeInfo(BaseModel):
+    key: str
+    type: Literal[ATTRIBUTE_TYPES]  # type: ignore[valid-type]
+    customers: int
+    examples: list[Any]
+
+
+class Attributes(BaseModel):
+    items: list[AttributeInfo]

@@ -8,15 +8,18 @@ from typing import Any
 from pydantic import ValidationError
 from pymongo import UpdateOne
 from pymongo.collection import Collection
+from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
-from crm.db import only_duplicates
+from crm.db import ATTRIBUTE_REGISTRY, CUSTOMERS, only_duplicates
 from crm.errors import InvalidInput
 from crm.models.common import first_problem, to_iso, utcnow
-from crm.models.customers import MAX_BATCH, Customer, CustomerIn
+from crm.models.customers import MAX_BATCH, Customer, CustomerIn, attribute_type
 from crm.pagination import newest_first_page
+from crm.services.attributes import register
 
 QUEUE_KIND = "customers"
+OPT_OUT, OPT_IN = "opt_out", "opt_in"
 
 
 def queue_records(customers: list[CustomerIn]) -> list[dict[str, Any]]:
@@ -27,8 +30,10 @@ def queue_records(customers: list[CustomerIn]) -> list[dict[str, Any]]:
             for i, c in enumerate(customers)]
 
 
-def upsert_customers(customers: Collection, records: list[Any]) -> None:
-    """Applies every valid record, then raises if any record was invalid (so the message is retried)."""
+def upsert_customers(db: Database, records: list[Any]) -> None:
+    """Applies every valid record and registers its attributes, then raises if any record was invalid (so the
+    message is retried)."""
+    customers = db[CUSTOMERS]
     valid, invalid = [], []
     for index, record in enumerate(records):
         try:
@@ -38,6 +43,7 @@ def upsert_customers(customers: Collection, records: list[Any]) -> None:
     ops = [_upsert_op(customer, accepted_at, version) for customer, accepted_at, version in valid]
     if ops:
         _bulk_upsert(customers, ops)
+        register(db[ATTRIBUTE_REGISTRY], customers, [customer for customer, _, _ in valid])
     if invalid:
         raise InvalidInput(f"{len(invalid)} of {len(records)} customer records are invalid",
                            [{"loc": ["records", i], "msg": first_problem(exc)} for i, exc in invalid])
@@ -65,7 +71,15 @@ def _newer(field: str, version: int) -> dict[str, Any]:
 
 
 # Where each field an ingest may carry is stored; spend and visits given at ingest are only the ingested part.
-STORED_AS = {"name": "name", "phone": "phone", "spend": "ingested.spend", "visits": "ingested.visits"}
+STORED_AS = {"name": "name", "phone": "phone", "spend": "ingested.spend", "visits": "ingested.visits",
+             "tags": "tags", "email_consent": "email_consent"}
+
+
+def stored_attribute(value: Any) -> Any:
+    """An attribute as stored: a time as a date (so rules compare instants), anything else as given."""
+    if attribute_type(value) == "time" and isinstance(value, str):
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return value
 
 
 def _upsert_op(customer: CustomerIn, accepted_at: datetime, version: int) -> UpdateOne:
@@ -82,6 +96,12 @@ def _upsert_op(customer: CustomerIn, accepted_at: datetime, version: int) -> Upd
         stored = STORED_AS.get(field, field)
         # $literal: a value is data, even one that looks like "$a.field.path".
         fields[stored] = {"$cond": [_newer(clock, version), {"$literal": value}, f"${stored}"]}
+        fields[f"versions.{clock}"] = {"$cond": [_newer(clock, version), version, f"$versions.{clock}"]}
+    # Attributes merge key by key, each with its own clock; a null removes the key.
+    for key, value in (customer.attributes or {}).items():
+        clock, stored = f"attributes.{key}", f"attributes.{key}"
+        new = "$$REMOVE" if value is None else {"$literal": stored_attribute(value)}
+        fields[stored] = {"$cond": [_newer(clock, version), new, f"${stored}"]}
         fields[f"versions.{clock}"] = {"$cond": [_newer(clock, version), version, f"$versions.{clock}"]}
     fields.update({
         "created_at": {"$min": ["$created_at", accepted_at]},
@@ -119,6 +139,7 @@ class CustomerFilters:
     max_visits: int | None = None
     active_after: datetime | None = None
     active_before: datetime | None = None
+    tag: str | None = None
 
     def to_queries(self) -> list[dict[str, Any]]:
         """Alternative queries, each answerable from one index: `q` matches a name or an e-mail prefix."""
@@ -130,6 +151,8 @@ class CustomerFilters:
     def _combine(self, clauses: list[dict[str, Any]]) -> dict[str, Any]:
         if self.email:
             clauses.append({"email": self.email.lower()})
+        if self.tag:
+            clauses.append({"tags": self.tag})
         for field, low, high in (("spend", self.min_spend, self.max_spend),
                                  ("visits", self.min_visits, self.max_visits),
                                  ("last_active", self.active_after, self.active_before)):
@@ -147,15 +170,24 @@ def _prefix_range(prefix: str) -> dict[str, str]:
 
 
 def list_customers(customers: Collection, filters: CustomerFilters, limit: int,
-                   cursor: str | None) -> tuple[list[Customer], str | None]:
+                   cursor: str | None, consent_mode: str = OPT_OUT) -> tuple[list[Customer], str | None]:
     docs, next_cursor = newest_first_page(customers, filters.to_queries(), limit, cursor)
-    return [to_customer(doc) for doc in docs], next_cursor
+    return [to_customer(doc, consent_mode) for doc in docs], next_cursor
 
 
-def to_customer(doc: dict[str, Any]) -> Customer:
+def subscribed(doc: dict[str, Any], consent_mode: str) -> bool:
+    """May be messaged: opt-out, everyone who has not denied consent; opt-in, only those who granted it."""
+    consent = doc.get("email_consent")
+    return consent == "granted" if consent_mode == OPT_IN else consent != "denied"
+
+
+def to_customer(doc: dict[str, Any], consent_mode: str = OPT_OUT) -> Customer:
     return Customer(
         id=str(doc["_id"]), name=doc["name"], email=doc["email"], phone=doc.get("phone"),
         spend=doc.get("spend", 0.0), visits=doc.get("visits", 0),
         last_active=doc.get("last_active") or doc["created_at"],
         created_at=doc["created_at"], updated_at=doc["updated_at"],
+        attributes={key: to_iso(value) if isinstance(value, datetime) else value
+                    for key, value in (doc.get("attributes") or {}).items()},
+        tags=doc.get("tags") or [], subscribed=subscribed(doc, consent_mode),
     )

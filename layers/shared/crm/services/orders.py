@@ -19,6 +19,8 @@ from crm.models.orders import Order, OrderIn
 from crm.pagination import newest_first_page
 
 QUEUE_KIND = "orders"
+# A customer's bought SKUs (rules' `skus`): the most recent this many distinct ones.
+MAX_SKUS = 200
 
 
 def queue_records(orders: list[OrderIn]) -> list[dict[str, Any]]:
@@ -124,15 +126,29 @@ def _order_doc(r: ResolvedOrder) -> dict[str, Any]:
 def _customer_updates(fresh: list[ResolvedOrder]) -> list[UpdateOne]:
     totals: dict[ObjectId, dict[str, Any]] = {}
     for r in fresh:
-        total = totals.setdefault(r.customer_id, {"spend": 0.0, "visits": 0, "last": r.order.date})
+        total = totals.setdefault(r.customer_id, {"spend": 0.0, "visits": 0, "last": r.order.date, "skus": {}})
         total["spend"] += r.order.amount
         total["visits"] += 1
         total["last"] = max(total["last"], r.order.date)
+        for item in r.order.items:
+            total["skus"].pop(item.sku, None)
+            total["skus"][item.sku] = True  # the latest order of a SKU places it last
     now = utcnow()
-    return [UpdateOne({"_id": cid}, {"$inc": {"spend": t["spend"], "visits": t["visits"],
-                                               "from_orders.spend": t["spend"], "from_orders.visits": t["visits"]},
-                                      "$max": {"last_active": t["last"]}, "$set": {"updated_at": now}})
-            for cid, t in totals.items()]
+    return [UpdateOne({"_id": cid}, [{"$set": {
+        **{field: {"$add": [{"$ifNull": [f"${field}", 0]}, t[key]]}
+           for field, key in (("spend", "spend"), ("visits", "visits"), ("from_orders.spend", "spend"),
+                              ("from_orders.visits", "visits"))},
+        "last_active": {"$max": ["$last_active", t["last"]]},
+        "skus": _bought(list(t["skus"])),
+        "updated_at": now}}]) for cid, t in totals.items()]
+
+
+def _bought(skus: list[str]) -> dict[str, Any]:
+    """The customer's bought SKUs with these appended (moved to the end if there already), the most recent
+    MAX_SKUS kept."""
+    earlier = {"$filter": {"input": {"$ifNull": ["$skus", []]},
+                           "cond": {"$not": [{"$in": ["$$this", {"$literal": skus}]}]}}}
+    return {"$slice": [{"$concatArrays": [earlier, {"$literal": skus}]}, -MAX_SKUS]}
 
 
 @dataclass(frozen=True)

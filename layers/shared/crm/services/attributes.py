@@ -1,0 +1,96 @@
+"""The attribute registry: each attribute key ingested so far, its type, how many customers have it and a few of
+its values. Kept by the ingest consumer in bulk; read by the API to refuse a key sent with another type, by the
+rule parser to check a rule fits its attribute, and by GET /api/customers/attributes."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from pymongo import UpdateOne
+from pymongo.collection import Collection
+from pymongo.errors import BulkWriteError
+
+from crm.db import only_duplicates
+from crm.errors import InvalidInput
+from crm.models.common import utcnow
+from crm.models.customers import AttributeInfo, CustomerIn, attribute_type
+
+EXAMPLES = 5
+# How often one key's count of customers is taken again (a count reads the key's index entries).
+RECOUNT_EVERY = timedelta(minutes=1)
+NEVER = datetime(1970, 1, 1, tzinfo=timezone.utc)
+MAX_LISTED = 1000
+
+
+def types_of(registry: Collection, keys: set[str] | None = None) -> dict[str, str]:
+    """Each registered key's type (of these keys only, when given): one indexed read."""
+    query = {"_id": {"$in": sorted(keys)}} if keys is not None else {}
+    return {doc["_id"]: doc["type"] for doc in registry.find(query, {"type": 1}).limit(MAX_LISTED)}
+
+
+def check_types(registry: Collection, customers: list[CustomerIn], batch: bool) -> None:
+    """422 for a key sent with a type other than the one it has (in the registry, or earlier in this batch)."""
+    keys = {key for c in customers for key, value in (c.attributes or {}).items() if value is not None}
+    if not keys:
+        return
+    known = types_of(registry, keys)
+    details = []
+    for index, customer in enumerate(customers):
+        for key, value in (customer.attributes or {}).items():
+            if value is None:
+                continue
+            sent = attribute_type(value)
+            known.setdefault(key, sent)
+            if known[key] != sent:
+                where = ["body", "customers", index, "attributes", key] if batch else ["body", "attributes", key]
+                details.append({"loc": where, "msg": f"attribute {key} is a {known[key]}, not a {sent}"})
+    if details:
+        raise InvalidInput(f"Invalid input: {details[0]['msg']}", details[:50])
+
+
+def register(registry: Collection, customers: Collection, ingested: list[CustomerIn]) -> None:
+    """Adds this batch's keys, types and example values, then recounts the keys not counted for a minute."""
+    seen: dict[str, tuple[str, list[Any]]] = {}
+    for customer in ingested:
+        for key, value in (customer.attributes or {}).items():
+            if value is None:
+                continue
+            kind, examples = seen.setdefault(key, (attribute_type(value), []))
+            if attribute_type(value) == kind and value not in examples and len(examples) < EXAMPLES:
+                examples.append(value)
+    if not seen:
+        return
+    now = utcnow()
+    ops = [UpdateOne({"_id": key}, [{"$set": {
+        # The first type a key was stored with stays its type.
+        "type": {"$ifNull": ["$type", kind]},
+        "examples": {"$cond": [{"$in": [{"$ifNull": ["$type", kind]}, [kind]]},
+                               {"$slice": [{"$setUnion": [{"$ifNull": ["$examples", []]}, {"$literal": examples}]},
+                                           EXAMPLES]},
+                               "$examples"]},
+        "customers": {"$ifNull": ["$customers", 0]},
+        "counted_at": {"$ifNull": ["$counted_at", NEVER]},
+        "changed_at": now}}], upsert=True) for key, (kind, examples) in seen.items()]
+    try:
+        registry.bulk_write(ops, ordered=False)
+    except BulkWriteError as exc:
+        if not only_duplicates(exc):
+            raise
+        registry.bulk_write([ops[e["index"]] for e in exc.details["writeErrors"]], ordered=False)
+    recount(registry, customers, set(seen), now)
+
+
+def recount(registry: Collection, customers: Collection, keys: set[str], now: datetime) -> None:
+    """Counts each key's customers, at most once a minute per key across consumers (a count is claimed first)."""
+    for doc in registry.find({"_id": {"$in": sorted(keys)}, "counted_at": {"$lt": now - RECOUNT_EVERY}},
+                             {"counted_at": 1}):
+        claimed = registry.update_one({"_id": doc["_id"], "counted_at": doc["counted_at"]},
+                                      {"$set": {"counted_at": now}})
+        if claimed.modified_count:
+            count = customers.count_documents({f"attributes.{doc['_id']}": {"$exists": True}})
+            registry.update_one({"_id": doc["_id"]}, {"$set": {"customers": count}})
+
+
+def listed(registry: Collection) -> list[AttributeInfo]:
+    return [AttributeInfo(key=d["_id"], type=d["type"], customers=d.get("customers", 0), examples=d.get("examples", []))
+            for d in registry.find({}).sort("_id", 1).limit(MAX_LISTED)]
