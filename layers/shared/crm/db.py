@@ -49,6 +49,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         # Rules v2: multikey indexes on the customer's tags and bought SKUs.
         IndexModel([("tags", ASCENDING)], name="tags"),
         IndexModel([("skus", ASCENDING)], name="skus"),
+        # Any attribute a rule names (keys are the brand's own, so one wildcard index serves them all).
+        IndexModel([("attributes.$**", ASCENDING)], name="attributes_wildcard"),
     ],
     ORDERS: [
         IndexModel([("order_id", ASCENDING)], unique=True, name="order_id_unique"),

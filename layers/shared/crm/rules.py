@@ -1,27 +1,49 @@
-"""Segment rules: parsed and validated as API.md defines them, compiled to an index-friendly Mongo filter.
+"""Segment rules (API.md "Rules v2"): parsed and validated, compiled to an index-friendly Mongo filter, and
+evaluated in plain Python as the reference the filter must agree with.
 
-The one definition used by previews, saved segments and campaign audiences.
+The one definition used by previews, saved segments, campaign audiences and the AI's answers.
 """
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Union
+from datetime import datetime, timedelta, timezone
+from typing import Any, Mapping, Union
 
 from crm.errors import InvalidInput
 
-FIELDS = ("spend", "visits", "inactive_days")
-OPERATORS = (">", ">=", "<", "<=", "==", "!=")
+NUMBER_FIELDS = ("spend", "visits", "inactive_days", "signup_days")
+LIST_FIELDS = ("tags", "skus")
+BOOLEAN_FIELDS = ("subscribed",)
+FIELDS = (*NUMBER_FIELDS, *LIST_FIELDS, *BOOLEAN_FIELDS)
+ATTRIBUTE_PREFIX = "attributes."
+ATTRIBUTE_FIELD = re.compile(r"^attributes\.[a-z][a-z0-9_]{0,39}$")
+COMPARISONS = (">", ">=", "<", "<=", "==", "!=")
+NUMBER_OPS = (*COMPARISONS, "between")
+STRING_OPS = ("==", "!=", "in", "not_in", "starts_with")
+TIME_OPS = ("before", "after", "between")
+BOOLEAN_OPS = ("==",)
+LIST_OPS = ("has_any", "has_all", "has_none")
+EXISTS = "exists"
+OPERATORS = tuple(dict.fromkeys((*NUMBER_OPS, *STRING_OPS, *TIME_OPS, *LIST_OPS, EXISTS)))
+OPS_BY_TYPE = {"number": NUMBER_OPS, "string": STRING_OPS, "time": TIME_OPS, "boolean": BOOLEAN_OPS,
+               "list": LIST_OPS}
 GROUP_KINDS = ("and", "or")
+NOT = "not"
 MAX_DEPTH = 5
-MAX_RULES = 100
+MAX_RULES = 50
+MAX_VALUES = 100
+MAX_TEXT = 200
 MAX_VALUE = 1e12
+MAX_ATTRIBUTE_NUMBER = 1e15
 # A century: `now - inactive_days` must stay a date (past about 739,000 days it is before year 1).
 MAX_INACTIVE_DAYS = 36_600
-WHOLE_NUMBER_FIELDS = {"visits", "inactive_days"}
+DAY_FIELDS = {"inactive_days": "last_active", "signup_days": "created_at"}
+WHOLE_NUMBER_FIELDS = {"visits", "inactive_days", "signup_days"}
 DAY = timedelta(days=1)
 _MONGO_OPERATORS = {">": "$gt", ">=": "$gte", "<": "$lt", "<=": "$lte"}
+OPT_OUT, OPT_IN = "opt_out", "opt_in"
 
 Loc = tuple[Union[str, int], ...]
 
@@ -30,28 +52,49 @@ Loc = tuple[Union[str, int], ...]
 class Rule:
     field: str
     op: str
-    value: float | int
+    value: Any
+    type: str  # number | string | time | boolean | list | any (exists)
 
     def to_json(self) -> dict[str, Any]:
-        return {"field": self.field, "op": self.op, "value": self.value}
+        return {"field": self.field, "op": self.op, "value": _json_value(self.value)}
+
+
+@dataclass(frozen=True)
+class Not:
+    child: Rule | Group | Not
+
+    def to_json(self) -> dict[str, Any]:
+        return {NOT: self.child.to_json()}
 
 
 @dataclass(frozen=True)
 class Group:
     kind: str
-    children: tuple[Rule | Group, ...]
+    children: tuple[Rule | Group | Not, ...]
 
     def to_json(self) -> dict[str, Any]:
         return {self.kind: [child.to_json() for child in self.children]}
 
 
-Node = Union[Rule, Group]
+Node = Union[Rule, Group, Not]
 
 
-def parse(raw: Any, loc: Loc = ("body", "rules")) -> Node:
-    """A rule or group from JSON; every problem is reported with its path, e.g. rules.and[1].op."""
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    if isinstance(value, tuple):
+        return [_json_value(v) for v in value]
+    return value
+
+
+def parse(raw: Any, loc: Loc = ("body", "rules"), attributes: Mapping[str, str] | None = None) -> Node:
+    """A rule or group from JSON; every problem is reported with its path, e.g. rules.and[1].op.
+
+    `attributes` (the registry's key → type) makes a rule on an attribute the registry does not know, or of
+    another type, a 422; without it (rules saved earlier) an attribute rule's type is read from its op and value.
+    """
     errors: list[dict[str, Any]] = []
-    node = _parse(raw, loc, 1, errors)
+    node = _parse(raw, loc, 1, errors, attributes)
     count = _count_rules(node) if node is not None else 0
     if not errors and count > MAX_RULES:
         errors.append({"loc": list(loc), "msg": f"at most {MAX_RULES} rules"})
@@ -72,56 +115,172 @@ def path(loc: list[str | int] | Loc) -> str:
     return text
 
 
-def _parse(raw: Any, loc: Loc, depth: int, errors: list[dict[str, Any]]) -> Node | None:
+def _parse(raw: Any, loc: Loc, depth: int, errors: list[dict[str, Any]],
+           attributes: Mapping[str, str] | None) -> Node | None:
     if not isinstance(raw, dict):
-        errors.append({"loc": list(loc), "msg": "must be a rule or an and/or group"})
+        errors.append({"loc": list(loc), "msg": "must be a rule, an and/or group or a not"})
         return None
-    kinds = [k for k in GROUP_KINDS if k in raw]
-    if kinds:
-        return _parse_group(raw, kinds, loc, depth, errors)
-    return _parse_rule(raw, loc, errors)
-
-
-def _parse_group(raw: dict, kinds: list[str], loc: Loc, depth: int, errors: list[dict[str, Any]]) -> Group | None:
+    kinds = [k for k in (*GROUP_KINDS, NOT) if k in raw]
+    if not kinds:
+        return _parse_rule(raw, loc, errors, attributes)
     if len(raw) != 1:
         extra = sorted(set(raw) - {kinds[0]}, key=str)[0]
-        errors.append({"loc": [*loc, extra], "msg": "a group holds exactly one of 'and' or 'or'"})
+        errors.append({"loc": [*loc, extra], "msg": "a group holds exactly one of 'and', 'or' or 'not'"})
         return None
     kind = kinds[0]
     if depth > MAX_DEPTH:
         errors.append({"loc": [*loc, kind], "msg": f"groups nest at most {MAX_DEPTH} deep"})
         return None
+    if kind == NOT:
+        child = _parse(raw[NOT], (*loc, NOT), depth + 1, errors, attributes)
+        return Not(child) if child is not None else None
     items = raw[kind]
     if not isinstance(items, list) or not items:
         errors.append({"loc": [*loc, kind], "msg": "must be a non-empty list"})
         return None
-    children = [_parse(item, (*loc, kind, i), depth + 1, errors) for i, item in enumerate(items)]
+    if len(items) > MAX_RULES:
+        errors.append({"loc": [*loc, kind], "msg": f"at most {MAX_RULES} rules"})
+        return None
+    children = [_parse(item, (*loc, kind, i), depth + 1, errors, attributes) for i, item in enumerate(items)]
     if any(child is None for child in children):
         return None
     return Group(kind, tuple(children))  # type: ignore[arg-type]
 
 
-def _parse_rule(raw: dict, loc: Loc, errors: list[dict[str, Any]]) -> Rule | None:
+def _parse_rule(raw: dict, loc: Loc, errors: list[dict[str, Any]],
+                attributes: Mapping[str, str] | None) -> Rule | None:
     before = len(errors)
     for key in sorted(set(raw) - {"field", "op", "value"}, key=str):
         errors.append({"loc": [*loc, key], "msg": "unexpected key; a rule has field, op and value"})
     field, op, value = _name(raw.get("field")), _name(raw.get("op")), raw.get("value")
-    if field not in FIELDS:
-        errors.append({"loc": [*loc, "field"], "msg": f"must be one of {', '.join(FIELDS)}"})
+    if field is None or not (field in FIELDS or ATTRIBUTE_FIELD.match(field)):
+        errors.append({"loc": [*loc, "field"], "msg": f"must be one of {', '.join(FIELDS)} or attributes.<key>"})
+        return None
     if op not in OPERATORS:
         errors.append({"loc": [*loc, "op"], "msg": f"must be one of {' '.join(OPERATORS)}"})
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        errors.append({"loc": [*loc, "value"], "msg": "must be a number"})
-    elif not 0 <= value <= (MAX_INACTIVE_DAYS if field == "inactive_days" else MAX_VALUE):
-        limit = f"{MAX_INACTIVE_DAYS} (a century)" if field == "inactive_days" else f"{MAX_VALUE:.0e}"
-        errors.append({"loc": [*loc, "value"], "msg": f"must be between 0 and {limit}"})
-    elif field in WHOLE_NUMBER_FIELDS and value != int(value):
-        errors.append({"loc": [*loc, "value"], "msg": f"{field} compares with a whole number"})
+        return None
+    kind = _field_type(field, op, value)
+    if field.startswith(ATTRIBUTE_PREFIX) and attributes is not None:
+        key = field[len(ATTRIBUTE_PREFIX):]
+        if key not in attributes:
+            errors.append({"loc": [*loc, "field"], "msg": f"no customer has attribute {key} yet"})
+            return None
+        if kind not in ("any", attributes[key]):
+            errors.append({"loc": [*loc, "value"], "msg": f"attribute {key} is a {attributes[key]}; "
+                                                          f"this rule compares a {kind}"})
+            return None
+    if kind != "any" and op not in OPS_BY_TYPE[kind]:
+        errors.append({"loc": [*loc, "op"], "msg": f"{field} ({kind}) takes {' '.join(OPS_BY_TYPE[kind])}"})
+        return None
+    checked = _value(field, op, value, kind, [*loc, "value"], errors)
     if len(errors) > before:
         return None
-    if field in WHOLE_NUMBER_FIELDS or value == int(value):
-        value = int(value)
-    return Rule(field, op, value)
+    return Rule(field, op, checked, kind)
+
+
+def _field_type(field: str, op: str, value: Any) -> str:
+    """number | string | time | boolean | list, or "any" for exists. An attribute's type is read from the rule."""
+    if field in NUMBER_FIELDS:
+        return "number"
+    if field in LIST_FIELDS:
+        return "list"
+    if field in BOOLEAN_FIELDS:
+        return "boolean"
+    if op == EXISTS:
+        return "any"
+    if op in ("before", "after"):
+        return "time"
+    sample = value[0] if op == "between" and isinstance(value, list) and value else value
+    if op == "between":
+        return "time" if isinstance(sample, str) else "number"
+    if op in ("in", "not_in", "starts_with"):
+        return "string"
+    if isinstance(sample, bool):
+        return "boolean"
+    if isinstance(sample, (int, float)):
+        return "number"
+    return "string"
+
+
+def _value(field: str, op: str, value: Any, kind: str, loc: list, errors: list[dict[str, Any]]) -> Any:
+    def bad(msg: str) -> None:
+        errors.append({"loc": loc, "msg": msg})
+
+    if op == EXISTS:
+        return value if isinstance(value, bool) else bad("must be true or false")
+    if kind == "boolean":
+        return value if isinstance(value, bool) else bad("must be true or false")
+    if kind == "list":
+        return _strings(value, bad, lower=field == "tags")
+    if kind == "string":
+        if op in ("in", "not_in"):
+            return _strings(value, bad)
+        if not isinstance(value, str) or len(value) > MAX_TEXT or (op == "starts_with" and not value):
+            return bad(f"must be text of {'1' if op == 'starts_with' else '0'} to {MAX_TEXT} characters")
+        return value
+    if kind == "time":
+        if op == "between":
+            pair = _pair(value, _time, bad)
+            return pair
+        return _time(value) or bad("must be an ISO 8601 time with a zone, such as 2026-11-25T10:00:00Z")
+    if op == "between":
+        return _pair(value, lambda v: _number(field, v), bad)
+    number = _number(field, value)
+    if number is None:
+        return bad(_number_problem(field))
+    return number
+
+
+def _strings(value: Any, bad, lower: bool = False) -> Any:
+    if (not isinstance(value, list) or not 1 <= len(value) <= MAX_VALUES
+            or not all(isinstance(v, str) and 0 < len(v) <= MAX_TEXT for v in value)):
+        return bad(f"must be a list of 1 to {MAX_VALUES} texts")
+    return tuple(dict.fromkeys(v.lower() if lower else v for v in value))
+
+
+def _pair(value: Any, convert, bad) -> Any:
+    if not isinstance(value, list) or len(value) != 2:
+        return bad("must be [low, high]")
+    low, high = convert(value[0]), convert(value[1])
+    if low is None or high is None:
+        return bad("must be [low, high] of the field's kind")
+    if low > high:
+        return bad("low must not be above high")
+    return (low, high)
+
+
+def _number(field: str, value: Any) -> float | int | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    if field.startswith(ATTRIBUTE_PREFIX):
+        low, high = -MAX_ATTRIBUTE_NUMBER, MAX_ATTRIBUTE_NUMBER
+    else:
+        low, high = 0, (MAX_INACTIVE_DAYS if field in DAY_FIELDS else MAX_VALUE)
+    if not low <= value <= high or (field in WHOLE_NUMBER_FIELDS and value != int(value)):
+        return None
+    return int(value) if value == int(value) and abs(value) < 2**53 else value
+
+
+def _number_problem(field: str) -> str:
+    if field.startswith(ATTRIBUTE_PREFIX):
+        return f"must be a number between {-MAX_ATTRIBUTE_NUMBER:.0e} and {MAX_ATTRIBUTE_NUMBER:.0e}"
+    if field in DAY_FIELDS:
+        return f"must be a whole number between 0 and {MAX_INACTIVE_DAYS} (a century)"
+    if field in WHOLE_NUMBER_FIELDS:
+        return f"{field} compares with a whole number between 0 and {MAX_VALUE:.0e}"
+    return f"must be a number between 0 and {MAX_VALUE:.0e}"
+
+
+TIME_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:\d{2})$")
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not TIME_TEXT.match(value):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        return None
 
 
 def _name(value: Any) -> str | None:
@@ -130,62 +289,163 @@ def _name(value: Any) -> str | None:
 
 
 def _count_rules(node: Node) -> int:
-    return 1 if isinstance(node, Rule) else sum(_count_rules(child) for child in node.children)
+    if isinstance(node, Rule):
+        return 1
+    if isinstance(node, Not):
+        return _count_rules(node.child)
+    return sum(_count_rules(child) for child in node.children)
 
 
-def to_filter(node: Node, now: datetime) -> dict[str, Any]:
-    """The Mongo filter selecting the customers the rules select, as ranges on indexed fields.
+def to_filter(node: Node, now: datetime, consent_mode: str = OPT_OUT) -> dict[str, Any]:
+    """The Mongo filter selecting the customers the rules select, as ranges and equalities on indexed fields.
 
     `inactive_days` is whole days since `last_active`: floor((now - last_active) / 1 day). So
-    `inactive_days > N` is `last_active <= now - (N+1) days`, and `== N` a one-day window.
+    `inactive_days > N` is `last_active <= now - (N+1) days`, and `== N` a one-day window; `signup_days`
+    likewise on `created_at`.
     """
     if isinstance(node, Group):
-        return {f"${node.kind}": [to_filter(child, now) for child in node.children]}
-    if node.field != "inactive_days":
-        if node.op == "==":
-            return {node.field: node.value}
-        if node.op == "!=":
-            return {node.field: {"$ne": node.value}}
-        return {node.field: {_MONGO_OPERATORS[node.op]: node.value}}
-    days = int(node.value)
-    active_before = {  # last_active <= now - k days  <=>  inactive_days >= k
-        ">": days + 1, ">=": days,
-    }
-    active_after = {  # last_active > now - k days  <=>  inactive_days < k
-        "<": days, "<=": days + 1,
-    }
-    if node.op in active_before:
-        return {"last_active": {"$lte": now - active_before[node.op] * DAY}}
-    if node.op in active_after:
-        return {"last_active": {"$gt": now - active_after[node.op] * DAY}}
-    if node.op == "==":
-        return {"last_active": {"$gt": now - (days + 1) * DAY, "$lte": now - days * DAY}}
-    return {"$or": [{"last_active": {"$gt": now - days * DAY}}, {"last_active": {"$lte": now - (days + 1) * DAY}}]}
+        return {f"${node.kind}": [to_filter(child, now, consent_mode) for child in node.children]}
+    if isinstance(node, Not):
+        return {"$nor": [to_filter(node.child, now, consent_mode)]}
+    field, op, value = node.field, node.op, node.value
+    if field in DAY_FIELDS:
+        return _days_filter(DAY_FIELDS[field], op, value, now)
+    if field == "subscribed":
+        granted = {"email_consent": "granted"} if consent_mode == OPT_IN else {"email_consent": {"$ne": "denied"}}
+        denied = {"email_consent": {"$ne": "granted"}} if consent_mode == OPT_IN else {"email_consent": "denied"}
+        return granted if value else denied
+    if op == EXISTS:
+        return {field: {"$exists": value}}
+    if op in ("==", "!="):
+        return {field: value} if op == "==" else {field: {"$ne": value}}
+    if op in _MONGO_OPERATORS:
+        return {field: {_MONGO_OPERATORS[op]: value}}
+    if op == "between":
+        return {field: {"$gte": value[0], "$lte": value[1]}}
+    if op == "before":
+        return {field: {"$lt": value}}
+    if op == "after":
+        return {field: {"$gt": value}}
+    if op == "starts_with":
+        # A prefix as an index range; anchored regexes do not use the index on every server.
+        return {field: {"$gte": value, "$lt": value + "\U0010ffff"}}
+    return {field: {{"in": "$in", "not_in": "$nin", "has_any": "$in", "has_all": "$all",
+                     "has_none": "$nin"}[op]: list(value)}}
 
 
-def matches(node: Node, customer: dict[str, Any], now: datetime) -> bool:
-    """Plain-Python evaluation of the rules for one customer: the reference the filter must agree with."""
+def _days_filter(stored: str, op: str, value: Any, now: datetime) -> dict[str, Any]:
+    """Whole days since `stored` compared with value, as a range of `stored`."""
+    if op == "between":
+        low, high = value
+        return {stored: {"$gt": now - (high + 1) * DAY, "$lte": now - low * DAY}}
+    days = int(value)
+    at_least = {">": days + 1, ">=": days}  # stored <= now - k days  <=>  days since >= k
+    below = {"<": days, "<=": days + 1}  # stored > now - k days  <=>  days since < k
+    if op in at_least:
+        return {stored: {"$lte": now - at_least[op] * DAY}}
+    if op in below:
+        return {stored: {"$gt": now - below[op] * DAY}}
+    if op == "==":
+        return {stored: {"$gt": now - (days + 1) * DAY, "$lte": now - days * DAY}}
+    return {"$or": [{stored: {"$gt": now - days * DAY}}, {stored: {"$lte": now - (days + 1) * DAY}}]}
+
+
+_MISSING = object()
+
+
+def matches(node: Node, customer: dict[str, Any], now: datetime, consent_mode: str = OPT_OUT) -> bool:
+    """Plain-Python evaluation of the rules for one customer: the reference the filter must agree with. A customer
+    without an attribute matches only exists: false, !=, not_in and has_none on it."""
     if isinstance(node, Group):
-        results = (matches(child, customer, now) for child in node.children)
+        results = (matches(child, customer, now, consent_mode) for child in node.children)
         return all(results) if node.kind == "and" else any(results)
-    if node.field == "inactive_days":
-        actual: float = math.floor((now - customer["last_active"]) / DAY)
+    if isinstance(node, Not):
+        return not matches(node.child, customer, now, consent_mode)
+    field, op, value = node.field, node.op, node.value
+    if field == "subscribed":
+        consent = customer.get("email_consent")
+        return (consent == "granted" if consent_mode == OPT_IN else consent != "denied") == value
+    if field in DAY_FIELDS:
+        actual: Any = math.floor((now - customer[DAY_FIELDS[field]]) / DAY)
+    elif field.startswith(ATTRIBUTE_PREFIX):
+        actual = (customer.get("attributes") or {}).get(field[len(ATTRIBUTE_PREFIX):], _MISSING)
     else:
-        actual = customer[node.field]
-    return {">": actual > node.value, ">=": actual >= node.value, "<": actual < node.value,
-            "<=": actual <= node.value, "==": actual == node.value, "!=": actual != node.value}[node.op]
+        actual = customer.get(field, _MISSING)
+    if op == EXISTS:
+        return (actual is not _MISSING) == value
+    if node.type == "list":
+        present = set(actual) if isinstance(actual, list) else set()
+        return {"has_any": bool(present & set(value)), "has_all": set(value) <= present,
+                "has_none": not present & set(value)}[op]
+    if op == "!=":
+        return actual is _MISSING or not _same(actual, value)
+    if op == "not_in":
+        return actual is _MISSING or not any(_same(actual, v) for v in value)
+    if actual is _MISSING or not _comparable(actual, value if not isinstance(value, tuple) else value[0]):
+        return False
+    if op == "==":
+        return _same(actual, value)
+    if op == "in":
+        return any(_same(actual, v) for v in value)
+    if op == "starts_with":
+        return actual.startswith(value)
+    if op == "between":
+        return value[0] <= actual <= value[1]
+    return {">": actual > value, ">=": actual >= value, "<": actual < value, "<=": actual <= value,
+            "before": actual < value, "after": actual > value}[op]
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, datetime):
+        return "time"
+    return "string" if isinstance(value, str) else "other"
+
+
+def _comparable(actual: Any, value: Any) -> bool:
+    """MongoDB compares values of one kind only: a number never matches a text, nor a boolean a number."""
+    return _kind(actual) == _kind(value)
+
+
+def _same(actual: Any, value: Any) -> bool:
+    return _comparable(actual, value) and actual == value
 
 
 def describe(node: Node) -> str:
     """Rules in words, for explanations and campaign screens."""
     if isinstance(node, Group):
         parts = [describe(child) for child in node.children]
-        joined = f" {node.kind} ".join(f"({p})" if " and " in p or " or " in p else p for p in parts)
-        return joined
+        return f" {node.kind} ".join(f"({p})" if " and " in p or " or " in p else p for p in parts)
+    if isinstance(node, Not):
+        return f"not ({describe(node.child)})"
     words = {">": "more than", ">=": "at least", "<": "less than", "<=": "at most", "==": "exactly",
-             "!=": "other than"}[node.op]
-    if node.field == "inactive_days":
-        return f"have been inactive for {words} {node.value} days"
-    if node.field == "visits":
-        return f"visited {words} {node.value} times"
-    return f"spent {words} {node.value:g}"
+             "!=": "other than", "between": "between"}
+    value = node.value
+    shown = (f"{_json_value(value[0])} and {_json_value(value[1])}" if node.op == "between"
+             else _json_value(value))
+    if node.field == "inactive_days" and node.op in words:
+        return f"have been inactive for {words[node.op]} {shown} days"
+    if node.field == "signup_days" and node.op in words:
+        return f"signed up {words[node.op]} {shown} days ago"
+    if node.field == "visits" and node.op in words:
+        return f"visited {words[node.op]} {shown} times"
+    if node.field == "spend" and node.op in words:
+        return f"spent {words[node.op]} {value:g}" if node.op != "between" else f"spent between {shown}"
+    if node.field == "subscribed":
+        return "are subscribed" if value else "are not subscribed"
+    if node.op in ("has_any", "has_all", "has_none"):
+        what = "tagged" if node.field == "tags" else "bought"
+        joined = {"has_any": " or ", "has_all": " and ", "has_none": " or "}[node.op].join(value)
+        return f"{'not ' if node.op == 'has_none' else ''}{what} {joined}"
+    key = node.field[len(ATTRIBUTE_PREFIX):]
+    if node.op == EXISTS:
+        return f"{'have' if value else 'have no'} {key}"
+    if node.op in ("in", "not_in"):
+        return f"{key} {'is' if node.op == 'in' else 'is not'} one of {', '.join(map(str, value))}"
+    phrase = {"==": "is", "!=": "is not", "starts_with": "starts with", "before": "is before", "after": "is after",
+              ">": "is more than", ">=": "is at least", "<": "is less than", "<=": "is at most",
+              "between": "is between"}[node.op]
+    return f"{key} {phrase} {shown}"

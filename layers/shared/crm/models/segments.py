@@ -11,46 +11,44 @@ from crm.models.customers import Customer
 
 # The rule language as the OpenAPI document states it, built from crm.rules' own names and bounds. These models only
 # describe: crm.rules.parse validates, so its errors name the path of each bad part (rules.and[1].op). What a schema
-# cannot say, parse alone checks: groups nest at most rules.MAX_DEPTH deep and hold at most rules.MAX_RULES rules.
+# cannot say, parse alone checks: which operators and values fit which field (and which type an attribute has),
+# groups nest at most rules.MAX_DEPTH deep and hold at most rules.MAX_RULES rules.
 Operator = Literal[rules.OPERATORS]  # type: ignore[valid-type]
-NumberField = Literal[tuple(f for f in rules.FIELDS if f not in rules.WHOLE_NUMBER_FIELDS)]  # type: ignore[misc]
-WholeNumberField = Literal[tuple(f for f in rules.FIELDS  # type: ignore[misc]
-                                 if f in rules.WHOLE_NUMBER_FIELDS and f != "inactive_days")]
+FieldName = Annotated[str, Field(pattern=f"^(?:{'|'.join(rules.FIELDS)}|attributes\\.[a-z][a-z0-9_]{{0,39}})$")]
+Text = Annotated[str, Field(max_length=rules.MAX_TEXT)]
+Values = Annotated[list[Union[float, Text]], Field(min_length=1, max_length=rules.MAX_VALUES)]
+RuleValue = Union[bool, float, Text, Values]
 
 
 class _Rule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class NumberRule(_Rule):
-    field: NumberField
+class RuleSchema(_Rule):
+    """A number (spend, visits, inactive_days, signup_days, a number attribute) with > >= < <= == != or between
+    [low, high]; text with == != in not_in starts_with; a time with before after between; a boolean with ==;
+    tags and skus with has_any has_all has_none; any attribute with exists true/false."""
+    field: FieldName
     op: Operator
-    value: float = Field(ge=0, le=rules.MAX_VALUE)
-
-
-class WholeNumberRule(_Rule):
-    field: WholeNumberField
-    op: Operator
-    value: int = Field(ge=0, le=rules.MAX_VALUE)
-
-
-class InactiveDaysRule(_Rule):
-    field: Literal["inactive_days"]
-    op: Operator
-    value: int = Field(ge=0, le=rules.MAX_INACTIVE_DAYS)
+    value: RuleValue
 
 
 class AndGroup(_Rule):
-    and_: list[RuleNode] = Field(alias="and", min_length=1)
+    and_: list[RuleNode] = Field(alias="and", min_length=1, max_length=rules.MAX_RULES)
 
 
 class OrGroup(_Rule):
-    or_: list[RuleNode] = Field(alias="or", min_length=1)
+    or_: list[RuleNode] = Field(alias="or", min_length=1, max_length=rules.MAX_RULES)
 
 
-RuleNode = Union[NumberRule, WholeNumberRule, InactiveDaysRule, AndGroup, OrGroup]
+class NotGroup(_Rule):
+    not_: RuleNode = Field(alias="not")
+
+
+RuleNode = Union[RuleSchema, AndGroup, OrGroup, NotGroup]
 AndGroup.model_rebuild()
 OrGroup.model_rebuild()
+NotGroup.model_rebuild()
 
 
 def _an_object(value: Any) -> dict[str, Any]:

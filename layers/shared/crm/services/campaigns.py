@@ -37,7 +37,7 @@ def personalise(template: str, name: str) -> str:
 
 
 def create(audit: Auditor, campaign_id: ObjectId, name: str, segment_id: str, message: str,
-           queue_fan_out: Callable[[ObjectId], None]) -> dict[str, Any]:
+           queue_fan_out: Callable[[ObjectId], None], consent_mode: str = rules.OPT_OUT) -> dict[str, Any]:
     """The campaign with this id, its audience the segment's rules at this moment; the same one when a retry
     of the request that chose the id finds it already made.
 
@@ -49,7 +49,8 @@ def create(audit: Auditor, campaign_id: ObjectId, name: str, segment_id: str, me
     segment = get_segment(db[SEGMENTS], segment_id)
     now = utcnow()
     doc = {"_id": campaign_id, "name": name, "segment_id": segment["_id"], "message": message,
-           "rules": segment["rules"], "status": QUEUED, "created_by": audit.actor.email, "created_at": now,
+           "rules": segment["rules"], "consent_mode": consent_mode, "status": QUEUED,
+           "created_by": audit.actor.email, "created_at": now,
            "audience_at": now, "stats": Stats().model_dump(), "fanout": {"cursor": None, "done": False,
                                                                        "updated_at": now}}
     queue_fan_out(campaign_id)
@@ -93,7 +94,8 @@ def fan_out(db: Database, campaign_id: ObjectId, send: SendRecords, continue_lat
     campaign = db[CAMPAIGNS].find_one({"_id": campaign_id})
     if campaign is None:
         return True  # the request creating it died before storing it: there is nothing to send
-    audience = {"$and": [rules.to_filter(rules.parse(campaign["rules"]), campaign["audience_at"]),
+    audience = {"$and": [rules.to_filter(rules.parse(campaign["rules"]), campaign["audience_at"],
+                                         campaign.get("consent_mode", rules.OPT_OUT)),
                          {"created_at": {"$lte": campaign["audience_at"]}}]}
     while not campaign["fanout"]["done"]:
         # One query per run, read a page at a time: a query per page would have the server find its

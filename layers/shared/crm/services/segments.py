@@ -20,26 +20,29 @@ from crm.services.customers import to_customer
 SAMPLE_SIZE = 10
 
 
-def audience_size(customers: Collection, node: rules.Node, now: datetime, time_limit_ms: int) -> int:
+def audience_size(customers: Collection, node: rules.Node, now: datetime, time_limit_ms: int,
+                  consent_mode: str = rules.OPT_OUT) -> int:
     try:
-        return customers.count_documents(rules.to_filter(node, now), maxTimeMS=time_limit_ms)
+        return customers.count_documents(rules.to_filter(node, now, consent_mode), maxTimeMS=time_limit_ms)
     except PyMongoError as exc:
         if not exc.timeout:  # past maxTimeMS on the server, or past the request's deadline in the client
             raise
         raise DependencyUnavailable("Counting this audience took too long; narrow the rules") from exc
 
 
-def preview(customers: Collection, node: rules.Node, time_limit_ms: int) -> Preview:
+def preview(customers: Collection, node: rules.Node, time_limit_ms: int, consent_mode: str = rules.OPT_OUT
+            ) -> Preview:
     now = utcnow()
     # Unsorted on purpose: any ten matches will do, and sorting would read the whole audience.
-    sample = customers.find(rules.to_filter(node, now)).limit(SAMPLE_SIZE)
-    return Preview(audience_size=audience_size(customers, node, now, time_limit_ms),
-                   sample=[to_customer(d) for d in sample])
+    sample = customers.find(rules.to_filter(node, now, consent_mode)).limit(SAMPLE_SIZE)
+    return Preview(audience_size=audience_size(customers, node, now, time_limit_ms, consent_mode),
+                   sample=[to_customer(d, consent_mode) for d in sample])
 
 
-def create(audit: Auditor, name: str, description: str | None, node: rules.Node, time_limit_ms: int) -> Segment:
+def create(audit: Auditor, name: str, description: str | None, node: rules.Node, time_limit_ms: int,
+           consent_mode: str = rules.OPT_OUT) -> Segment:
     now = utcnow()
-    size = audience_size(audit.db[CUSTOMERS], node, now, time_limit_ms)
+    size = audience_size(audit.db[CUSTOMERS], node, now, time_limit_ms, consent_mode)
     doc = {"_id": ObjectId(), "name": name, "description": description, "rules": node.to_json(),
            "created_by": audit.actor.email, "created_at": now, "audience_size": size}
     audit.write("segment.create", "segment", str(doc["_id"]),

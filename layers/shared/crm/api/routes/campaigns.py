@@ -30,7 +30,8 @@ def create_campaign(body: CampaignIn, db: DbDep, settings: SettingsDep, audit: A
         campaign_jobs.queue_fan_out(settings, campaign_id, settings.fanout_start_delay_seconds)
 
     def create(campaign_id: ObjectId) -> tuple[int, dict]:
-        doc = service.create(audit, campaign_id, body.name, body.segment_id, body.message, queue_fan_out)
+        doc = service.create(audit, campaign_id, body.name, body.segment_id, body.message, queue_fan_out,
+                             settings.consent_mode)
         return 202, service.to_campaign(doc).model_dump(mode="json")
 
     status, reply = run_once(db[IDEMPOTENCY_KEYS], f"campaigns:{audit.actor.key}", idempotency_key,
