@@ -66,6 +66,9 @@ def test_a_late_redelivery_of_an_older_ingest_does_not_bring_back_old_attributes
     ({"tags": [f"t{i}" for i in range(51)]}, ["body", "customers", 1, "tags"]),
     ({"tags": [{"$ne": 1}]}, ["body", "customers", 1, "tags", 0]),
     ({"email_consent": "yes"}, ["body", "customers", 1, "email_consent"]),
+    # A valid ISO time that no stored date can hold: refused here, not dead-lettered by the consumer.
+    ({"attributes": {"d": "9999-12-31T23:00:00-05:00"}}, ["body", "customers", 1, "attributes"]),
+    ({"attributes": {"d": "0001-01-01T00:30:00+01:00"}}, ["body", "customers", 1, "attributes"]),
 ])
 def test_a_batch_with_one_bad_customer_is_422_naming_its_index_and_key(api, consumers, db, customer, loc):
     status, body, _ = api.post("/api/customers", {"customers": [

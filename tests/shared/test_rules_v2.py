@@ -169,6 +169,10 @@ def test_the_property_catches_an_off_by_one_compiler(db, mutant, leaf):
     ({"not": {"field": "spend", "op": "~", "value": 1}}, "rules.not.op", "must be one of"),
     ({"not": [{"field": "spend", "op": ">", "value": 1}]}, "rules.not", "must be a rule"),
     ({"and": [{"field": "spend", "op": ">", "value": i} for i in range(51)]}, "rules.and", "at most 50"),
+    ({"field": "spend", "op": ">", "value": 10**400}, "rules.value", "between"),
+    ({"field": "attributes.age", "op": "between", "value": [0, 10**400]}, "rules.value", "[low, high]"),
+    ({"field": "tags", "op": "has_any", "value": ["\ud800"]}, "rules.value", "texts"),
+    ({"field": "attributes.city", "op": "==", "value": "\ud800"}, "rules.value", "text"),
     ({"not": {"not": {"not": {"not": {"not": {"not": {"field": "spend", "op": ">", "value": 1}}}}}}},
      "rules.not.not.not.not.not.not", "nest at most"),
 ])
@@ -200,3 +204,32 @@ def test_v2_rules_use_indexes(db, rule):
                                for i in range(60)])
     plan = db[CUSTOMERS].find(rules.to_filter(rules.parse(rule), NOW)).explain()["queryPlanner"]["winningPlan"]
     assert uses_index(plan), plan
+
+
+def test_a_tree_of_too_many_rules_is_refused_without_reading_it_all():
+    leaf = {"field": "spend", "op": ">", "value": 1}
+    huge = {"or": [{"and": [leaf] * 50}] * 50}  # 2,500 rules, each group within its own limit
+    with pytest.raises(InvalidInput) as caught:
+        rules.parse(huge)
+    assert caught.value.details == [{"loc": ["body", "rules"], "msg": "at most 50 rules"}]
+    bad = {"or": [{"and": [{}] * 50}] * 50}
+    with pytest.raises(InvalidInput) as caught:
+        rules.parse(bad)
+    assert len(caught.value.details) <= rules.MAX_ERRORS
+
+
+@pytest.mark.parametrize("rule, stored", [
+    ({"field": "attributes.city", "op": "starts_with", "value": "ab"}, "ab\U0010ffffz"),
+    ({"field": "attributes.city", "op": "starts_with", "value": "a\U0010ffff"}, "a\U0010ffff\U0010ffff"),
+    ({"field": "attributes.joined", "op": "before", "value": "2026-01-01T00:00:00.0005Z"},
+     datetime(2026, 1, 1, tzinfo=timezone.utc)),
+    ({"field": "attributes.joined", "op": "between", "value": ["2026-01-01T00:00:00.0005Z", "2026-01-02T00:00:00Z"]},
+     datetime(2026, 1, 1, 0, 0, 0, 900, tzinfo=timezone.utc)),
+])
+def test_edges_of_text_and_time_agree_with_the_database(db, rule, stored):
+    key = rule["field"].split(".")[1]
+    collection = db["rules_v2_edges"]
+    collection.insert_one({"_id": 1, "attributes": {key: stored}})
+    kept = collection.find_one({"_id": 1})  # as the database keeps it: times to the millisecond
+    node = rules.parse(rule)
+    assert (collection.count_documents(rules.to_filter(node, NOW)) == 1) == rules.matches(node, kept, NOW)

@@ -34,6 +34,7 @@ NOT = "not"
 MAX_DEPTH = 5
 MAX_RULES = 50
 MAX_VALUES = 100
+MAX_ERRORS = 50
 MAX_TEXT = 200
 MAX_VALUE = 1e12
 MAX_ATTRIBUTE_NUMBER = 1e15
@@ -94,15 +95,35 @@ def parse(raw: Any, loc: Loc = ("body", "rules"), attributes: Mapping[str, str] 
     another type, a 422; without it (rules saved earlier) an attribute rule's type is read from its op and value.
     """
     errors: list[dict[str, Any]] = []
-    node = _parse(raw, loc, 1, errors, attributes)
-    count = _count_rules(node) if node is not None else 0
-    if not errors and count > MAX_RULES:
-        errors.append({"loc": list(loc), "msg": f"at most {MAX_RULES} rules"})
+    # Counted while parsing: a body of half a million rules stops at the 51st, not after reading them all.
+    budget = [MAX_RULES]
+    node = _parse(raw, loc, 1, errors, attributes, budget)
+    if budget[0] < 0:
+        errors = [{"loc": list(loc), "msg": f"at most {MAX_RULES} rules"}]
     if errors:
+        errors = errors[:MAX_ERRORS]
         summary = "; ".join(f"{path(e['loc'])}: {e['msg']}" for e in errors[:3])
         raise InvalidInput(f"Invalid {summary}", errors)
     assert node is not None
     return node
+
+
+def attribute_keys(raw: Any) -> set[str]:
+    """The attribute keys a rule tree names, read before it is parsed (to look only those up in the registry);
+    at most the first MAX_RULES rules' worth, as parse reads no more."""
+    keys: set[str] = set()
+    pending, seen = [raw], 0
+    while pending and seen < MAX_RULES * MAX_DEPTH * 2:
+        node = pending.pop()
+        seen += 1
+        if isinstance(node, dict):
+            field = node.get("field")
+            if isinstance(field, str) and ATTRIBUTE_FIELD.match(field):
+                keys.add(field[len(ATTRIBUTE_PREFIX):])
+            pending.extend(v for k, v in node.items() if k in (*GROUP_KINDS, NOT))
+        elif isinstance(node, list):
+            pending.extend(node[:MAX_RULES])
+    return keys
 
 
 def path(loc: list[str | int] | Loc) -> str:
@@ -116,13 +137,16 @@ def path(loc: list[str | int] | Loc) -> str:
 
 
 def _parse(raw: Any, loc: Loc, depth: int, errors: list[dict[str, Any]],
-           attributes: Mapping[str, str] | None) -> Node | None:
+           attributes: Mapping[str, str] | None, budget: list[int]) -> Node | None:
+    if budget[0] < 0 or len(errors) >= MAX_ERRORS:
+        return None
     if not isinstance(raw, dict):
         errors.append({"loc": list(loc), "msg": "must be a rule, an and/or group or a not"})
         return None
     kinds = [k for k in (*GROUP_KINDS, NOT) if k in raw]
     if not kinds:
-        return _parse_rule(raw, loc, errors, attributes)
+        budget[0] -= 1
+        return _parse_rule(raw, loc, errors, attributes) if budget[0] >= 0 else None
     if len(raw) != 1:
         extra = sorted(set(raw) - {kinds[0]}, key=str)[0]
         errors.append({"loc": [*loc, extra], "msg": "a group holds exactly one of 'and', 'or' or 'not'"})
@@ -132,7 +156,7 @@ def _parse(raw: Any, loc: Loc, depth: int, errors: list[dict[str, Any]],
         errors.append({"loc": [*loc, kind], "msg": f"groups nest at most {MAX_DEPTH} deep"})
         return None
     if kind == NOT:
-        child = _parse(raw[NOT], (*loc, NOT), depth + 1, errors, attributes)
+        child = _parse(raw[NOT], (*loc, NOT), depth + 1, errors, attributes, budget)
         return Not(child) if child is not None else None
     items = raw[kind]
     if not isinstance(items, list) or not items:
@@ -141,7 +165,7 @@ def _parse(raw: Any, loc: Loc, depth: int, errors: list[dict[str, Any]],
     if len(items) > MAX_RULES:
         errors.append({"loc": [*loc, kind], "msg": f"at most {MAX_RULES} rules"})
         return None
-    children = [_parse(item, (*loc, kind, i), depth + 1, errors, attributes) for i, item in enumerate(items)]
+    children = [_parse(item, (*loc, kind, i), depth + 1, errors, attributes, budget) for i, item in enumerate(items)]
     if any(child is None for child in children):
         return None
     return Group(kind, tuple(children))  # type: ignore[arg-type]
@@ -215,7 +239,7 @@ def _value(field: str, op: str, value: Any, kind: str, loc: list, errors: list[d
     if kind == "string":
         if op in ("in", "not_in"):
             return _strings(value, bad)
-        if not isinstance(value, str) or len(value) > MAX_TEXT or (op == "starts_with" and not value):
+        if not _text(value, 1 if op == "starts_with" else 0):
             return bad(f"must be text of {'1' if op == 'starts_with' else '0'} to {MAX_TEXT} characters")
         return value
     if kind == "time":
@@ -231,9 +255,19 @@ def _value(field: str, op: str, value: Any, kind: str, loc: list, errors: list[d
     return number
 
 
+def _text(value: Any, min_length: int = 0) -> bool:
+    """Text of the allowed length that the database can store (a lone surrogate cannot be UTF-8)."""
+    if not isinstance(value, str) or not min_length <= len(value) <= MAX_TEXT:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _strings(value: Any, bad, lower: bool = False) -> Any:
-    if (not isinstance(value, list) or not 1 <= len(value) <= MAX_VALUES
-            or not all(isinstance(v, str) and 0 < len(v) <= MAX_TEXT for v in value)):
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_VALUES or not all(_text(v, 1) for v in value):
         return bad(f"must be a list of 1 to {MAX_VALUES} texts")
     return tuple(dict.fromkeys(v.lower() if lower else v for v in value))
 
@@ -250,7 +284,10 @@ def _pair(value: Any, convert, bad) -> Any:
 
 
 def _number(field: str, value: Any) -> float | int | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    # An integer beyond a double (10**400) is out of range too, not an OverflowError.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or abs(value) > MAX_ATTRIBUTE_NUMBER:
+        return None
+    if not math.isfinite(value):
         return None
     if field.startswith(ATTRIBUTE_PREFIX):
         low, high = -MAX_ATTRIBUTE_NUMBER, MAX_ATTRIBUTE_NUMBER
@@ -278,22 +315,16 @@ def _time(value: Any) -> datetime | None:
     if not isinstance(value, str) or not TIME_TEXT.match(value):
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(timezone.utc)
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(timezone.utc)
     except (ValueError, OverflowError):
         return None
+    # The database keeps milliseconds: a rule's time is compared at the same precision as the stored ones.
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def _name(value: Any) -> str | None:
     """A field or operator name is a string; an operator object or a list names nothing (and is no dict key)."""
     return value if isinstance(value, str) else None
-
-
-def _count_rules(node: Node) -> int:
-    if isinstance(node, Rule):
-        return 1
-    if isinstance(node, Not):
-        return _count_rules(node.child)
-    return sum(_count_rules(child) for child in node.children)
 
 
 def to_filter(node: Node, now: datetime, consent_mode: str = OPT_OUT) -> dict[str, Any]:
@@ -328,9 +359,20 @@ def to_filter(node: Node, now: datetime, consent_mode: str = OPT_OUT) -> dict[st
         return {field: {"$gt": value}}
     if op == "starts_with":
         # A prefix as an index range; anchored regexes do not use the index on every server.
-        return {field: {"$gte": value, "$lt": value + "\U0010ffff"}}
+        return {field: {"$gte": value, **_below_every_extension(value)}}
     return {field: {{"in": "$in", "not_in": "$nin", "has_any": "$in", "has_all": "$all",
                      "has_none": "$nin"}[op]: list(value)}}
+
+
+def _below_every_extension(prefix: str) -> dict[str, str]:
+    """The bound under which every text starting with prefix sorts: the prefix with its last character moved up
+    one (none when every character is already the last one)."""
+    stem = prefix.rstrip("\U0010ffff")
+    if not stem:
+        return {}
+    following = ord(stem[-1]) + 1
+    # Surrogates are no characters of stored text: after U+D7FF comes U+E000.
+    return {"$lt": stem[:-1] + chr(0xE000 if following == 0xD800 else following)}
 
 
 def _days_filter(stored: str, op: str, value: Any, now: datetime) -> dict[str, Any]:

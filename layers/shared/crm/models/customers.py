@@ -2,10 +2,19 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 from crm.models.common import Count, Email, InputModel, IsoTime, Money
 
@@ -52,6 +61,17 @@ def _is_time(text: str) -> bool:
     return True
 
 
+def _times_in_range(attributes: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A time attribute must be an instant of years 1 to 9999 in UTC, as a stored date is."""
+    for value in (attributes or {}).values():
+        if attribute_type(value) == "time":
+            try:
+                datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(timezone.utc)
+            except OverflowError as exc:
+                raise ValueError("a time attribute must be between years 1 and 9999 in UTC") from exc
+    return attributes
+
+
 def _unique_tags(tags: list[str] | None) -> list[str] | None:
     return list(dict.fromkeys(tags)) if tags is not None else None
 
@@ -70,7 +90,8 @@ class CustomerIn(InputModel):
     visits: Count | None = None
     last_active: IsoTime | None = None
     # Merged key by key; a null removes the key.
-    attributes: dict[AttributeKey, AttributeValue | None] | None = Field(default=None, max_length=MAX_ATTRIBUTES)
+    attributes: Annotated[dict[AttributeKey, AttributeValue | None] | None, AfterValidator(_times_in_range)] = Field(
+        default=None, max_length=MAX_ATTRIBUTES)
     # Replace the stored tags; lower-cased, each once.
     tags: Annotated[list[Tag] | None, Field(max_length=MAX_TAGS)] = None
     email_consent: Literal["granted", "denied"] | None = None

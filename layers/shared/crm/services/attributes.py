@@ -24,8 +24,9 @@ MAX_LISTED = 1000
 
 def types_of(registry: Collection, keys: set[str] | None = None) -> dict[str, str]:
     """Each registered key's type (of these keys only, when given): one indexed read."""
-    query = {"_id": {"$in": sorted(keys)}} if keys is not None else {}
-    return {doc["_id"]: doc["type"] for doc in registry.find(query, {"type": 1}).limit(MAX_LISTED)}
+    if keys is not None:
+        return {doc["_id"]: doc["type"] for doc in registry.find({"_id": {"$in": sorted(keys)}}, {"type": 1})}
+    return {doc["_id"]: doc["type"] for doc in registry.find({}, {"type": 1}).limit(MAX_LISTED)}
 
 
 def check_types(registry: Collection, customers: list[CustomerIn], batch: bool) -> None:

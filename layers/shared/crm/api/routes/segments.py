@@ -52,4 +52,4 @@ def preview_segment(segment_id: ObjectIdStr, db: DbDep, settings: SettingsDep) -
 
 def _parsed(raw: dict, db: Database) -> rules.Node:
     """Rules sent now: each attribute they name must be known, with the type the rule compares."""
-    return rules.parse(raw, attributes=attributes.types_of(db[ATTRIBUTE_REGISTRY]))
+    return rules.parse(raw, attributes=attributes.types_of(db[ATTRIBUTE_REGISTRY], rules.attribute_keys(raw)))
