@@ -153,3 +153,26 @@ def test_orders_add_their_skus_once_most_recent_last_and_bounded(api, consumers,
     api.post("/api/orders", _order("o-3", "$where"))
     consumers.drain(ORDER_QUEUE)
     assert db.customers.find_one({"email": "ada@example.com"})["skus"] == ["CUP", "TEA", "$where"]
+
+
+def test_a_count_that_cannot_finish_leaves_the_figure_and_fails_no_batch(db):
+    """The count runs in the consumer after the batch is written; past the invocation's time it is skipped."""
+    import pymongo
+
+    from crm.models.common import utcnow
+    from crm.services.attributes import recount, register
+
+    register(db.attribute_registry, db.customers, [])
+    db.attribute_registry.insert_one({"_id": "city", "type": "string", "examples": [], "customers": 3,
+                                      "counted_at": utcnow().replace(year=2000), "changed_at": utcnow()})
+    db.customers.insert_many([{"email": f"c{i}@example.com", "attributes": {"city": "x"}} for i in range(2000)])
+
+    class SlowCustomers:
+        """The customers collection, its count past the invocation's deadline (the server's own refusal)."""
+
+        def count_documents(self, query):
+            with pymongo.timeout(0.000_001):
+                return db.customers.count_documents(query)
+
+    recount(db.attribute_registry, SlowCustomers(), {"city"}, utcnow())
+    assert db.attribute_registry.find_one({"_id": "city"})["customers"] == 3

@@ -8,12 +8,13 @@ from typing import Any
 
 from pymongo import UpdateOne
 from pymongo.collection import Collection
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, PyMongoError
 
 from crm.db import only_duplicates
 from crm.errors import InvalidInput
 from crm.models.common import utcnow
 from crm.models.customers import AttributeInfo, CustomerIn, attribute_type
+from crm.observability import logger
 
 EXAMPLES = 5
 # How often one key's count of customers is taken again (a count reads the key's index entries).
@@ -87,9 +88,16 @@ def recount(registry: Collection, customers: Collection, keys: set[str], now: da
                              {"counted_at": 1}):
         claimed = registry.update_one({"_id": doc["_id"], "counted_at": doc["counted_at"]},
                                       {"$set": {"counted_at": now}})
-        if claimed.modified_count:
+        if not claimed.modified_count:
+            continue
+        try:
             count = customers.count_documents({f"attributes.{doc['_id']}": {"$exists": True}})
-            registry.update_one({"_id": doc["_id"]}, {"$set": {"customers": count}})
+        except PyMongoError:
+            # A count is a figure for people, not part of the ingest: one that cannot finish in this invocation is
+            # left as it was (taken again in a minute), rather than failing a batch already written.
+            logger.warning("attribute count not taken", extra={"key": doc["_id"]})
+            continue
+        registry.update_one({"_id": doc["_id"]}, {"$set": {"customers": count}})
 
 
 def listed(registry: Collection) -> list[AttributeInfo]:
