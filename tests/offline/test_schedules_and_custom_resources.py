@@ -65,7 +65,10 @@ def test_a_schedule_invokes_its_function_at_the_scaled_rate_and_a_failure_stops_
     small.start(time_scale=120)  # rate(1 minute) every 0.5 s, rate(2 minutes) every 1 s
     ticks = wait_for(lambda: len(got := records(small.record_file("ticker"))) >= 4 and got, 15, what="four ticks")
     gaps = [b["at"] - a["at"] for a, b in zip(ticks, ticks[1:])]
-    assert all(0.3 <= gap <= 0.8 for gap in gaps), gaps
+    # Ticks keep to the rate: one started late on a loaded machine is followed by one on time, so a single gap
+    # may shrink by the lateness; on average they are the rate's 0.5 s.
+    assert all(0.15 <= gap <= 0.85 for gap in gaps), gaps
+    assert 0.4 <= sum(gaps) / len(gaps) <= 0.65, gaps
     event = ticks[0]["event"]
     assert event["detail-type"] == "Scheduled Event" and event["source"] == "aws.events"
     assert event["version"] == "0" and event["region"] == "us-east-1" and event["detail"] == {}
