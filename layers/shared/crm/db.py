@@ -149,6 +149,17 @@ def only_duplicates(exc: BulkWriteError) -> bool:
     return bool(errors) and all(e.get("code") == DUPLICATE_KEY for e in errors)
 
 
+def bulk_upsert(collection: Collection, ops: list) -> None:
+    """Upserts in bulk, ordered=False. Two consumers inserting the same new key at once: the loser's upsert now finds
+    the winner's document, so running it again turns it into an update."""
+    try:
+        collection.bulk_write(ops, ordered=False)
+    except BulkWriteError as exc:
+        if not only_duplicates(exc):
+            raise
+        collection.bulk_write([ops[e["index"]] for e in exc.details["writeErrors"]], ordered=False)
+
+
 def time_budget(remaining_seconds: float, margin_seconds: float) -> float:
     """Seconds an invocation's database work may take (for pymongo.timeout): what is left of the invocation
     (Lambda allows 15 minutes at most) less a margin to answer in; never nothing."""

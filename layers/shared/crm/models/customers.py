@@ -1,7 +1,6 @@
 """Customer shapes of API.md."""
 from __future__ import annotations
 
-import re
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, Union
 
@@ -16,6 +15,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from crm import rules
 from crm.models.common import Count, Email, InputModel, IsoTime, Money
 
 MAX_BATCH = 1000
@@ -29,8 +29,8 @@ ATTRIBUTE_KEY = r"^[a-z][a-z0-9_]{0,39}$"
 TAG = r"^[a-z0-9][a-z0-9_-]{0,39}$"
 # A tag as clients send it: compared and stored lower-cased.
 TAG_ANY_CASE = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$"
-# A time attribute is ISO 8601 text with a zone; any other text is a string attribute.
-TIME_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:\d{2})$")
+# A time attribute is ISO 8601 text with a zone (the rules' own time text); any other text is a string attribute.
+TIME_TEXT = rules.TIME_TEXT
 ATTRIBUTE_TYPES = ("string", "number", "boolean", "time")
 
 AttributeKey = Annotated[str, StringConstraints(pattern=ATTRIBUTE_KEY)]

@@ -8,9 +8,9 @@ from typing import Any
 
 from pymongo import UpdateOne
 from pymongo.collection import Collection
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import PyMongoError
 
-from crm.db import only_duplicates
+from crm.db import bulk_upsert
 from crm.errors import InvalidInput
 from crm.models.common import utcnow
 from crm.models.customers import AttributeInfo, CustomerIn, attribute_type
@@ -73,12 +73,7 @@ def register(registry: Collection, customers: Collection, ingested: list[Custome
         "customers": {"$ifNull": ["$customers", 0]},
         "counted_at": {"$ifNull": ["$counted_at", NEVER]},
         "changed_at": now}}], upsert=True) for key, (kind, examples) in seen.items()]
-    try:
-        registry.bulk_write(ops, ordered=False)
-    except BulkWriteError as exc:
-        if not only_duplicates(exc):
-            raise
-        registry.bulk_write([ops[e["index"]] for e in exc.details["writeErrors"]], ordered=False)
+    bulk_upsert(registry, ops)
     recount(registry, customers, set(seen), now)
 
 

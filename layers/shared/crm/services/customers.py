@@ -9,17 +9,16 @@ from pydantic import ValidationError
 from pymongo import UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError
 
-from crm.db import ATTRIBUTE_REGISTRY, CUSTOMERS, only_duplicates
+from crm.db import ATTRIBUTE_REGISTRY, CUSTOMERS, bulk_upsert
 from crm.errors import InvalidInput
 from crm.models.common import first_problem, to_iso, utcnow
 from crm.models.customers import MAX_BATCH, Customer, CustomerIn, attribute_type
 from crm.pagination import newest_first_page
+from crm.rules import OPT_IN, OPT_OUT
 from crm.services.attributes import register
 
 QUEUE_KIND = "customers"
-OPT_OUT, OPT_IN = "opt_out", "opt_in"
 
 
 def queue_records(customers: list[CustomerIn]) -> list[dict[str, Any]]:
@@ -42,7 +41,7 @@ def upsert_customers(db: Database, records: list[Any]) -> None:
             invalid.append((index, exc))
     ops = [_upsert_op(customer, accepted_at, version) for customer, accepted_at, version in valid]
     if ops:
-        _bulk_upsert(customers, ops)
+        bulk_upsert(customers, ops)
         register(db[ATTRIBUTE_REGISTRY], customers, [customer for customer, _, _ in valid])
     if invalid:
         raise InvalidInput(f"{len(invalid)} of {len(records)} customer records are invalid",
@@ -116,17 +115,6 @@ def _upsert_op(customer: CustomerIn, accepted_at: datetime, version: int) -> Upd
                                                            {"$ifNull": [f"$from_orders.{field}", 0]}]}]},
         {"$ifNull": [f"$from_orders.{field}", 0]}]} for field in ("spend", "visits")}
     return UpdateOne({"email": customer.email}, [{"$set": fields}, {"$set": totals}], upsert=True)
-
-
-def _bulk_upsert(customers: Collection, ops: list[UpdateOne]) -> None:
-    try:
-        customers.bulk_write(ops, ordered=False)
-    except BulkWriteError as exc:
-        # Two consumers inserting the same new e-mail at once: the loser's upsert now finds the
-        # winner's document, so running it again turns it into an update.
-        if not only_duplicates(exc):
-            raise
-        customers.bulk_write([ops[e["index"]] for e in exc.details["writeErrors"]], ordered=False)
 
 
 @dataclass(frozen=True)
