@@ -5,18 +5,20 @@ from typing import Protocol
 
 from crm import rules
 from crm.config import Settings
+from crm.services.attributes import KnownAttributes
 
 
 class RulesProvider(Protocol):
-    def rules_from_prompt(self, prompt: str) -> tuple[rules.Node, str]:
-        """Validated rules and an explanation in words; InvalidInput when the prompt cannot be mapped."""
+    def rules_from_prompt(self, prompt: str, known: KnownAttributes) -> tuple[rules.Node, str]:
+        """Validated rules and an explanation in words; InvalidInput when the prompt cannot be mapped. `known`
+        is what the attribute registry holds: the keys a rule may name and the values words may stand for."""
 
 
 class ParserRulesProvider:
-    def rules_from_prompt(self, prompt: str) -> tuple[rules.Node, str]:
+    def rules_from_prompt(self, prompt: str, known: KnownAttributes) -> tuple[rules.Node, str]:
         from crm.ai.rules_parser import parse_prompt
 
-        return parse_prompt(prompt)
+        return parse_prompt(prompt, known)
 
 
 def message_suggestions(settings: Settings, goal: str, count: int) -> list[str]:

@@ -86,7 +86,7 @@ class Clause:
     text: list[str] = field(default_factory=list)
 
 
-def parse_prompt(prompt: str) -> tuple[rules.Node, str]:
+def parse_prompt(prompt: str, known=None) -> tuple[rules.Node, str]:
     """Rules and an explanation for a prompt; InvalidInput naming the words it could not map."""
     tokens = _tokens(prompt)
     unknown = [t.text for t in tokens if t.kind == "unknown"]

@@ -3,6 +3,7 @@ its values. Kept by the ingest consumer in bulk; read by the API to refuse a key
 rule parser to check a rule fits its attribute, and by GET /api/customers/attributes."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -17,10 +18,32 @@ from crm.models.customers import AttributeInfo, CustomerIn, attribute_type
 from crm.observability import logger
 
 EXAMPLES = 5
+# The string values kept per key for the rule parser ("in Mumbai"): categories such as a city or a plan have few;
+# a free-text key fills the list and its later values are not kept.
+KNOWN_VALUES = 100
+KNOWN_VALUE_LENGTH = 60
 # How often one key's count of customers is taken again (a count reads the key's index entries).
 RECOUNT_EVERY = timedelta(minutes=1)
 NEVER = datetime(1970, 1, 1, tzinfo=timezone.utc)
 MAX_LISTED = 1000
+
+
+@dataclass(frozen=True)
+class KnownAttributes:
+    """What the registry knows, for turning words into rules: each key's type and its known string values."""
+
+    types: dict[str, str] = field(default_factory=dict)
+    values: dict[str, list[str]] = field(default_factory=dict)
+
+
+def known(registry: Collection) -> KnownAttributes:
+    """Every registered key with its type and known values: one read of at most MAX_LISTED small documents."""
+    types, values = {}, {}
+    for doc in registry.find({}, {"type": 1, "values": 1}).limit(MAX_LISTED):
+        types[doc["_id"]] = doc["type"]
+        if doc.get("values"):
+            values[doc["_id"]] = list(doc["values"])
+    return KnownAttributes(types, values)
 
 
 def types_of(registry: Collection, keys: set[str] | None = None) -> dict[str, str]:
@@ -52,29 +75,38 @@ def check_types(registry: Collection, customers: list[CustomerIn], batch: bool) 
 
 def register(registry: Collection, customers: Collection, ingested: list[CustomerIn]) -> None:
     """Adds this batch's keys, types and example values, then recounts the keys not counted for a minute."""
-    seen: dict[str, tuple[str, list[Any]]] = {}
+    seen: dict[str, tuple[str, list[Any], set[str]]] = {}
     for customer in ingested:
         for key, value in (customer.attributes or {}).items():
             if value is None:
                 continue
-            kind, examples = seen.setdefault(key, (attribute_type(value), []))
-            if attribute_type(value) == kind and value not in examples and len(examples) < EXAMPLES:
+            kind, examples, values = seen.setdefault(key, (attribute_type(value), [], set()))
+            if attribute_type(value) != kind:
+                continue
+            if value not in examples and len(examples) < EXAMPLES:
                 examples.append(value)
+            if kind == "string" and len(value) <= KNOWN_VALUE_LENGTH and len(values) < KNOWN_VALUES:
+                values.add(value)
     if not seen:
         return
     now = utcnow()
     ops = [UpdateOne({"_id": key}, [{"$set": {
         # The first type a key was stored with stays its type.
         "type": {"$ifNull": ["$type", kind]},
-        "examples": {"$cond": [{"$in": [{"$ifNull": ["$type", kind]}, [kind]]},
-                               {"$slice": [{"$setUnion": [{"$ifNull": ["$examples", []]}, {"$literal": examples}]},
-                                           EXAMPLES]},
-                               "$examples"]},
+        "examples": _added_if_same_type(kind, "$examples", examples, EXAMPLES),
+        "values": _added_if_same_type(kind, "$values", sorted(values), KNOWN_VALUES),
         "customers": {"$ifNull": ["$customers", 0]},
         "counted_at": {"$ifNull": ["$counted_at", NEVER]},
-        "changed_at": now}}], upsert=True) for key, (kind, examples) in seen.items()]
+        "changed_at": now}}], upsert=True) for key, (kind, examples, values) in seen.items()]
     bulk_upsert(registry, ops)
     recount(registry, customers, set(seen), now)
+
+
+def _added_if_same_type(kind: str, stored: str, added: list[Any], limit: int) -> dict:
+    """The stored list with these values added, up to `limit` (an update pipeline expression)."""
+    return {"$cond": [{"$eq": [{"$ifNull": ["$type", kind]}, kind]},
+                      {"$slice": [{"$setUnion": [{"$ifNull": [stored, []]}, {"$literal": added}]}, limit]},
+                      {"$ifNull": [stored, []]}]}
 
 
 def recount(registry: Collection, customers: Collection, keys: set[str], now: datetime) -> None:

@@ -12,9 +12,10 @@ from crm.ai import message_suggestions, rules_provider
 from crm.api.access import guarded_by
 from crm.api.deps import SettingsDep
 from crm.api.storage import DbDep
+from crm.db import ATTRIBUTE_REGISTRY
 from crm.models.campaigns import Stats
 from crm.models.common import InputModel, ObjectIdStr, WholeNumber
-from crm.services import campaigns
+from crm.services import attributes, campaigns
 from crm.services.summary import summarise
 
 # Drafting rules and messages is a marketer's work; a summary reads a campaign, as analysts do.
@@ -35,9 +36,10 @@ class RulesOut(BaseModel):
 
 
 @router.post("/rules", response_model=RulesOut)
-def rules_from_prompt(body: RulesPromptIn, settings: SettingsDep) -> RulesOut:
+def rules_from_prompt(body: RulesPromptIn, settings: SettingsDep, db: DbDep) -> RulesOut:
     """Rules for a description such as "inactive for 6 months and spent > ₹5K"; 422 names what it did not understand."""
-    node, explanation = rules_provider(settings).rules_from_prompt(body.prompt)
+    known = attributes.known(db[ATTRIBUTE_REGISTRY])
+    node, explanation = rules_provider(settings).rules_from_prompt(body.prompt, known)
     group = node if isinstance(node, rules.Group) else rules.Group("and", (node,))
     return RulesOut(rules=group.to_json(), explanation=explanation)
 
