@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from crm.ai.rules_parser import parse_prompt
+from crm.services.attributes import KnownAttributes
 from tests.helpers import assert_error
 
 
@@ -41,7 +42,7 @@ EXAMPLES = [
     ("visited more than 3 times", AND(r("visits", ">", 3))),
     ("visits at least 10", AND(r("visits", ">=", 10))),
     ("came fewer than 2 times", AND(r("visits", "<", 2))),
-    ("visited exactly once", None),  # "once" is not a number it knows: refused, not guessed
+    ("visited exactly once", AND(r("visits", "==", 1))),
     ("visited exactly one time", AND(r("visits", "==", 1))),
     ("placed more than 4 orders", AND(r("visits", ">", 4))),
     ("visits no more than 2", AND(r("visits", "<=", 2))),
@@ -71,16 +72,15 @@ EXAMPLES = [
 ]
 
 
-@pytest.mark.parametrize("prompt, expected", [e for e in EXAMPLES if e[1] is not None])
+@pytest.mark.parametrize("prompt, expected", EXAMPLES)
 def test_prompt_gives_rules(prompt, expected):
-    group, explanation = parse_prompt(prompt)
+    group, explanation = parse_prompt(prompt, KnownAttributes())
     assert group.to_json() == expected
     assert explanation.startswith("Customers who")
 
 
 REFUSED = [
     ("people who like cats", ["like", "cats"]),
-    ("visited exactly once", ["once"]),
     ("spent lots", ["lots"]),
     ("spent more than", ["no number"]),
     ("spent 500", ["comparison"]),

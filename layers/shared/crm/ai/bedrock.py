@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timezone
 from typing import Any
 
 import boto3
@@ -13,15 +14,92 @@ from botocore.exceptions import BotoCoreError, ClientError
 from crm import rules
 from crm.config import Settings
 from crm.errors import DependencyUnavailable, InvalidInput
+from crm.services.attributes import KnownAttributes
 
-SYSTEM_PROMPT = """You turn a marketer's description of a customer audience into rules for a CRM.
-A rule is {"field": F, "op": O, "value": N} with F one of "spend" (total money spent), "visits" (number of
-visits or orders), "inactive_days" (whole days since the customer was last active); O one of > >= < <= == !=;
-N a non-negative number (whole for visits and inactive_days; months are 30 days, years 365).
-A group is {"and": [...]} or {"or": [...]} of rules and groups, at most 5 deep.
-Answer with JSON only: {"rules": <group>, "explanation": "<one sentence>"}.
-If any part of the description cannot be expressed with these fields, answer {"error": "<the words you
-could not map>"} instead of guessing."""
+TOOL_NAME = "segment_rules"
+# The registry's part of the system text stays bounded however many keys and values customers bring.
+MAX_KEYS = 200
+MAX_SHOWN_VALUES = 5
+MAX_SHOWN_LENGTH = 60
+MAX_ERROR_WORDS = 200
+# Bedrock accepts a forced tool choice for these model families only; others choose the tool themselves.
+FORCED_TOOL_MODELS = ("anthropic.", "amazon.nova")
+
+_NODE = {"anyOf": [
+    {"type": "object", "required": ["field", "op", "value"], "additionalProperties": False, "properties": {
+        "field": {"anyOf": [{"enum": list(rules.FIELDS)},
+                            {"type": "string", "pattern": rules.ATTRIBUTE_FIELD.pattern}]},
+        "op": {"enum": list(rules.OPERATORS)},
+        "value": {"anyOf": [
+            {"type": ["number", "string", "boolean"]},
+            {"type": "array", "minItems": 1, "maxItems": rules.MAX_VALUES, "items": {"type": ["number", "string"]}},
+        ]}}},
+    *({"type": "object", "required": [kind], "additionalProperties": False, "properties": {kind: {
+        "type": "array", "minItems": 1, "maxItems": rules.MAX_RULES, "items": {"$ref": "#/$defs/node"}}}}
+      for kind in rules.GROUP_KINDS),
+    {"type": "object", "required": [rules.NOT], "additionalProperties": False,
+     "properties": {rules.NOT: {"$ref": "#/$defs/node"}}},
+]}
+TOOL = {
+    "name": TOOL_NAME,
+    "description": "The segment rules for the audience described, or the words that could not be mapped.",
+    "inputSchema": {"json": {
+        "type": "object", "$defs": {"node": _NODE},
+        # Either rules and explanation or error; not a top-level oneOf, which some models' tool schemas refuse.
+        "properties": {
+            "rules": {"$ref": "#/$defs/node"},
+            "explanation": {"type": "string", "description": "the rules in one sentence"},
+            "error": {"type": "string", "description": "instead of rules: the words that could not be mapped"},
+        },
+    }},
+}
+
+LANGUAGE = f"""You turn a marketer's description of a customer audience into segment rules for a CRM, and answer \
+only by calling the {TOOL_NAME} tool.
+A rule is {{"field": F, "op": O, "value": V}}. Fields and their operators:
+- spend (total money spent), visits (visits or orders), inactive_days (whole days since last active), signup_days \
+(whole days since signing up): > >= < <= == != with a number of 0 or more, or between [low, high] (inclusive). \
+Visits and days are whole numbers; a month is 30 days, a year 365.
+- tags, skus (every product SKU the customer has bought): has_any, has_all, has_none with a list of 1-100 texts.
+- subscribed (may receive email): == true or false.
+- attributes.<key>, only for a key listed below, by its type. number: as above, any sign. string: == != \
+starts_with with a text; in, not_in with a list of 1-100 texts. time: before, after with an ISO 8601 time with a \
+zone such as 2026-01-31T00:00:00Z; between [from, to]. boolean: == true or false. Any key: exists true or false.
+A customer without an attribute matches only exists false, !=, not_in and has_none on it.
+Groups: {{"and": [...]}} and {{"or": [...]}} of 1 or more rules or groups, {{"not": <rule or group>}}; nesting at \
+most {rules.MAX_DEPTH} deep, at most {rules.MAX_RULES} rules in all.
+Call the tool with {{"rules": <rule or group>, "explanation": "<one sentence>"}}.
+A text from the description may be the == != in or not_in value of a string attribute only if it is one of that \
+key's known values below. If any part of the description cannot be expressed with these fields, keys and values, \
+call the tool with {{"error": "<the words you could not map>"}} instead: refuse rather than guess."""
+
+
+def system_prompt(prompt: str, known: KnownAttributes, today: datetime) -> str:
+    """The rule language, today's date and the registry's keys, the ones the prompt mentions first."""
+    words = prompt.casefold()
+
+    def mentioned(text: str) -> bool:
+        return bool(text) and text.casefold() in words
+
+    def values(key: str) -> list[str]:
+        # A cut value would be one no customer has; an over-long one is left out instead.
+        listed = known.values.get(key, []) if known.types[key] == "string" else []
+        return [v for v in listed if isinstance(v, str) and 0 < len(v) <= MAX_SHOWN_LENGTH]
+
+    def key_line(key: str) -> str:
+        # The values the prompt names come first, so the model can map them even when a key has many.
+        shown = sorted(values(key), key=lambda v: not mentioned(v))[:MAX_SHOWN_VALUES]
+        # JSON quoting, so a value's quotes or line breaks cannot pass for instructions.
+        listed = f"; known values {', '.join(map(json.dumps, shown))}" if shown else ""
+        return f"- {key}: {known.types[key]}{listed}"
+
+    def unmentioned(key: str) -> bool:
+        return not (mentioned(key.replace("_", " ")) or any(map(mentioned, values(key))))
+
+    keys = sorted((k for k in known.types if rules.ATTRIBUTE_FIELD.fullmatch(rules.ATTRIBUTE_PREFIX + k)),
+                  key=lambda k: (unmentioned(k), k))
+    registry = "\n".join(key_line(key) for key in keys[:MAX_KEYS]) or "(none yet: refuse any attribute)"
+    return f"{LANGUAGE}\nToday is {today:%Y-%m-%d} (UTC).\nAttribute keys:\n{registry}"
 
 
 def _refusal(message: str) -> InvalidInput:
@@ -39,36 +117,45 @@ class BedrockRulesProvider:
             connect_timeout=5, read_timeout=settings.bedrock_timeout_seconds, retries={"max_attempts": 2}))
         return cls(client, settings.bedrock_model_id)
 
-    def rules_from_prompt(self, prompt: str) -> tuple[rules.Node, str]:
-        answer = self._ask(prompt)
-        if "error" in answer:
-            raise _refusal(f"Did not understand: {answer['error']}")
+    def rules_from_prompt(self, prompt: str, known: KnownAttributes) -> tuple[rules.Node, str]:
+        system = system_prompt(prompt, known, datetime.now(timezone.utc))
+        answer = converse_json(self.client, self.model_id, system, prompt, temperature=0, tool=TOOL, max_tokens=2000)
+        if answer is None:
+            raise _refusal("The model did not answer with rules; rephrase the prompt")
+        if answer.get("error"):
+            raise _refusal(f"Did not understand: {str(answer['error'])[:MAX_ERROR_WORDS]}")
         try:
-            node = rules.parse(answer.get("rules"), loc=("model", "rules"))
+            node = rules.parse(answer.get("rules"), loc=("model", "rules"), attributes=known.types)
         except InvalidInput as exc:
             raise _refusal(f"The model's rules were not valid ({exc.message}); rephrase the prompt") from exc
         explanation = answer.get("explanation")
         return node, explanation if isinstance(explanation, str) and explanation else rules.describe(node)
 
-    def _ask(self, prompt: str) -> dict[str, Any]:
-        answer = converse_json(self.client, self.model_id, SYSTEM_PROMPT, prompt, temperature=0)
-        if answer is None:
-            raise _refusal("The model did not answer with rules; rephrase the prompt")
-        return answer
 
-
-def converse_json(client: Any, model_id: str, system: str, prompt: str, temperature: float) -> dict[str, Any] | None:
-    """The JSON object in the model's answer, or None when it gave none; 503 when Bedrock fails."""
+def converse_json(client: Any, model_id: str, system: str, prompt: str, temperature: float,
+                  tool: dict[str, Any] | None = None, max_tokens: int = 800) -> dict[str, Any] | None:
+    """The model's JSON answer (the tool's input, or the object in its text); None when it gave none; 503 when
+    Bedrock fails."""
+    request: dict[str, Any] = {
+        "modelId": model_id,
+        "system": [{"text": system}],
+        "messages": [{"role": "user", "content": [{"text": prompt}]}],
+        "inferenceConfig": {"maxTokens": max_tokens, "temperature": temperature},
+    }
+    if tool:
+        request["toolConfig"] = {"tools": [{"toolSpec": tool}]}
+        if any(family in model_id for family in FORCED_TOOL_MODELS):
+            request["toolConfig"]["toolChoice"] = {"tool": {"name": tool["name"]}}
     try:
-        reply = client.converse(
-            modelId=model_id,
-            system=[{"text": system}],
-            messages=[{"role": "user", "content": [{"text": prompt}]}],
-            inferenceConfig={"maxTokens": 800, "temperature": temperature},
-        )
+        reply = client.converse(**request)
     except (BotoCoreError, ClientError) as exc:
         raise DependencyUnavailable("The AI provider is unavailable") from exc
-    text = "".join(block.get("text", "") for block in reply["output"]["message"]["content"])
+    content = reply["output"]["message"]["content"]
+    for block in content:
+        use = block.get("toolUse")
+        if tool and use and use.get("name") == tool["name"]:
+            return use.get("input") if isinstance(use.get("input"), dict) else None
+    text = "".join(block.get("text", "") for block in content)
     match = re.search(r"\{.*\}", text, re.DOTALL)  # models sometimes wrap JSON in prose or fences
     try:
         answer = json.loads(match.group(0)) if match else None

@@ -7,13 +7,21 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 
 from crm.models.common import InputModel, IsoTime, ObjectIdStr, Page
-from crm.models.customers import MAX_NAME_LENGTH
+from crm.models.customers import ATTRIBUTE_KEY, MAX_ATTRIBUTE_TEXT, MAX_NAME_LENGTH
 
 QUEUED, SENT, FAILED = "QUEUED", "SENT", "FAILED"
 SENDING, COMPLETED = "SENDING", "COMPLETED"
 # The longest message the vendor takes.
 MAX_MESSAGE_LENGTH = 2000
-PLACEHOLDERS = re.compile(r"\{\{(name|first_name)\}\}")
+# {{name}}, {{first_name}} and {{attributes.<key>}} (group "key"); any other {{...}} is text like the rest.
+PLACEHOLDERS = re.compile(r"\{\{(name|first_name|attributes\.(?P<key>%s))\}\}"
+                          % ATTRIBUTE_KEY.removeprefix("^").removesuffix("$"))
+# The longest text an attribute value becomes in a message: a string is at most MAX_ATTRIBUTE_TEXT; a number
+# (|n| <= 1e15, at most 17 significant digits) at most 24, as "-1.2345678901234567e-300"; a time 24, as
+# "2026-11-25T10:00:00.000Z"; a boolean 5, "false".
+LONGEST_NUMBER_TEXT = 24
+LONGEST_TIME_TEXT = len("2026-11-25T10:00:00.000Z")
+LONGEST_ATTRIBUTE_TEXT = max(MAX_ATTRIBUTE_TEXT, LONGEST_NUMBER_TEXT, LONGEST_TIME_TEXT)
 
 
 class CampaignIn(InputModel):
@@ -24,10 +32,14 @@ class CampaignIn(InputModel):
     @field_validator("message")
     @classmethod
     def _fits_once_personalised(cls, message: str) -> str:
-        """Every recipient's message must reach the vendor: each placeholder may become a name of full length."""
-        longest = len(PLACEHOLDERS.sub("", message)) + MAX_NAME_LENGTH * len(PLACEHOLDERS.findall(message))
+        """Every recipient's message must reach the vendor: each placeholder may become a name, or an attribute's
+        text, of full length."""
+        placeholders = list(PLACEHOLDERS.finditer(message))
+        longest = len(PLACEHOLDERS.sub("", message)) + sum(
+            LONGEST_ATTRIBUTE_TEXT if m["key"] else MAX_NAME_LENGTH for m in placeholders)
         if longest > MAX_MESSAGE_LENGTH:
-            raise ValueError(f"may reach {longest} characters once personalised (names are up to {MAX_NAME_LENGTH}); "
+            raise ValueError(f"may reach {longest} characters once personalised (names are up to {MAX_NAME_LENGTH} "
+                             f"characters, attribute values up to {LONGEST_ATTRIBUTE_TEXT}); "
                              f"the vendor takes {MAX_MESSAGE_LENGTH}")
         return message
 

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import itertools
+import re
 import time
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from bson import ObjectId
 from pymongo import ReturnDocument
@@ -17,7 +18,7 @@ from crm import rules
 from crm.access.audit import Auditor
 from crm.db import CAMPAIGNS, CUSTOMERS, LOGS, SEGMENTS, find_by_id, only_duplicates
 from crm.models.campaigns import COMPLETED, PLACEHOLDERS, QUEUED, SENDING, Campaign, Log, Stats
-from crm.models.common import utcnow
+from crm.models.common import to_iso, utcnow
 from crm.pagination import newest_first_page
 from crm.services.delivery import complete_in
 from crm.services.segments import get as get_segment
@@ -29,11 +30,39 @@ PAGE_SIZE = 1000
 SendRecords = Callable[[list[dict[str, Any]]], None]
 
 
-def personalise(template: str, name: str) -> str:
-    """One pass over the template, so a name that itself reads "{{first_name}}" is left as it is."""
+def personalise(template: str, name: str, attributes: Mapping[str, Any] | None = None) -> str:
+    """One pass over the template, so a name or attribute that itself reads "{{first_name}}" is left as it is."""
     first_name = name.split()[0] if name.split() else name
     values = {"name": name, "first_name": first_name}
-    return PLACEHOLDERS.sub(lambda m: values[m.group(1)], template)
+    attributes = attributes or {}
+
+    def fill(match: re.Match[str]) -> str:
+        key = match["key"]
+        return attribute_text(attributes.get(key)) if key else values[match.group(1)]
+
+    return PLACEHOLDERS.sub(fill, template)
+
+
+def attribute_text(value: Any) -> str:
+    """An attribute as a message shows it: a string as it is; a number as written, whole ones without ".0"; a
+    boolean "true" or "false", as in JSON; a time in ISO 8601, UTC. A missing attribute is empty; no value
+    is longer than LONGEST_ATTRIBUTE_TEXT, which the creation check counts on."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, datetime):
+        return to_iso(value)
+    return ""  # missing; ingest stores no other type
+
+
+def message_attribute_keys(template: str) -> set[str]:
+    """The attribute keys a message names."""
+    return {m["key"] for m in PLACEHOLDERS.finditer(template) if m["key"]}
 
 
 def create(audit: Auditor, campaign_id: ObjectId, name: str, segment_id: str, message: str,
@@ -100,7 +129,8 @@ def fan_out(db: Database, campaign_id: ObjectId, send: SendRecords, continue_lat
     while not campaign["fanout"]["done"]:
         # One query per run, read a page at a time: a query per page would have the server find its
         # place in the audience again for every page.
-        with _audience_after(db, audience, campaign["fanout"]["cursor"]) as recipients:
+        with _audience_after(db, audience, campaign["fanout"]["cursor"],
+                             message_attribute_keys(campaign["message"])) as recipients:
             while not campaign["fanout"]["done"]:
                 page = list(itertools.islice(recipients, PAGE_SIZE))
                 campaign, logs = _record_page(db, campaign, page, utcnow() + send_timeout)
@@ -114,9 +144,12 @@ def fan_out(db: Database, campaign_id: ObjectId, send: SendRecords, continue_lat
     return True
 
 
-def _audience_after(db: Database, audience: dict[str, Any], cursor: ObjectId | None) -> Cursor:
+def _audience_after(db: Database, audience: dict[str, Any], cursor: ObjectId | None,
+                    attributes: set[str]) -> Cursor:
+    """The recipients after the cursor, with what their logs need: only the attributes the message names."""
     query = audience if cursor is None else {"$and": [audience, {"_id": {"$gt": cursor}}]}
-    return db[CUSTOMERS].find(query, {"name": 1, "email": 1, "phone": 1}).sort("_id", 1).batch_size(PAGE_SIZE)
+    fields = {"name": 1, "email": 1, "phone": 1, **{f"attributes.{key}": 1 for key in sorted(attributes)}}
+    return db[CUSTOMERS].find(query, fields).sort("_id", 1).batch_size(PAGE_SIZE)
 
 
 class _Overtaken(Exception):
@@ -162,7 +195,7 @@ def _record_page(db: Database, campaign: dict[str, Any], page: list[dict[str, An
 def _new_logs(campaign: dict[str, Any], customers: list[dict[str, Any]], send_by: datetime) -> list[dict[str, Any]]:
     now = utcnow()
     return [{"_id": ObjectId(), "campaign_id": campaign["_id"], "customer_id": c["_id"], "status": QUEUED,
-             "message": personalise(campaign["message"], c["name"]),
+             "message": personalise(campaign["message"], c["name"], c.get("attributes")),
              "to": {"name": c["name"], "email": c["email"], "phone": c.get("phone")},
              "vendor_message_id": None, "sent_at": None, "reason": None, "send_attempts": 0,
              "due_at": send_by, "created_at": now, "updated_at": now} for c in customers]
