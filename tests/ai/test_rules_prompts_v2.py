@@ -5,11 +5,16 @@ naming the words it could not map."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from crm import rules
+from crm.ai.prompt_words import DAYS_PER_UNIT, NUMBER_WORDS, PHRASES
 from crm.ai.rules_parser import parse_prompt
 from crm.errors import InvalidInput
 from crm.services.attributes import KnownAttributes
 from tests.ai.test_rules_from_prompts import AND, OR, r
+from tests.helpers import assert_error
 
 KNOWN = KnownAttributes(
     types={"city": "string", "plan": "string", "tier": "string", "source": "string", "age": "number",
@@ -262,3 +267,40 @@ def test_the_table_has_at_least_150_prompts():
     from tests.ai.test_rules_from_prompts import EXAMPLES, REFUSED
 
     assert len(EVERYDAY) + len(V2_FIELDS) + len(REFUSED_V2) + len(EXAMPLES) + len(REFUSED) >= 150
+
+
+def test_the_endpoint_knows_the_values_the_brand_has_ingested(api, consumers):
+    status, body, _ = api.post("/api/ai/rules", {"prompt": "customers in Mumbai who spent over 5k"})
+    assert status == 422 and "Mumbai" in body["error"]["message"], "no customer has a city yet"
+    api.post("/api/customers", {"customers": [
+        {"name": "Ada", "email": "ada@example.com", "attributes": {"city": "Mumbai", "plan": "gold"}},
+        {"name": "Bo", "email": "bo@example.com", "attributes": {"city": "Navi Mumbai", "plan": "silver"}}]})
+    consumers.drain("CustomerIngestQueue")
+    status, body, _ = api.post("/api/ai/rules", {"prompt": "customers in Mumbai who spent over 5k"})
+    assert status == 200, body
+    assert body["rules"] == AND(city("==", "Mumbai"), r("spend", ">", 5000))
+    status, body, _ = api.post("/api/ai/rules", {"prompt": "in navi mumbai or on the gold plan"})
+    assert status == 200, body
+    assert body["rules"] == OR(city("==", "Navi Mumbai"), r("attributes.plan", "==", "gold"))
+    status, body, _ = api.post("/api/ai/rules", {"prompt": "customers in Atlantis"})
+    assert status == 422
+    assert_error(body, "prompt_not_understood", ["body", "prompt"])
+    assert "Atlantis" in body["error"]["message"]
+    status, body, _ = api.post("/api/segments", {"name": "Mumbai", "rules": AND(city("==", "Mumbai"))})
+    assert status == 201 and body["audience_size"] == 1
+
+
+WORDS = sorted({" ".join(p) for p in PHRASES} | set(NUMBER_WORDS) | set(DAYS_PER_UNIT) | {
+    "5", "20k", "₹1.5 lakh", "SKU-1", "Mumbai", "New York", "gold", "plan", "age", "city", "is_student", "once", "a",
+    "dozen", "in", "customers", "who", "with", "tag", "zebra", "'", ":", "-", "!"})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(WORDS), min_size=1, max_size=10))
+def test_any_prompt_gives_valid_rules_or_a_refusal(words):
+    try:
+        group, _ = parse_prompt(" ".join(words), KNOWN)
+    except InvalidInput as refused:
+        assert refused.code == "prompt_not_understood" and refused.message
+        return
+    assert rules.parse(group.to_json(), attributes=KNOWN.types) == group

@@ -1,101 +1,99 @@
-"""The offline natural-language → rules parser: everyday words for the fields, comparisons, amounts and
-durations, joined by and/or. Whatever it cannot map is reported, never guessed.
-"""
+"""The offline natural-language → rules parser. A prompt is read as conditions joined by and/or (or simply one
+after another: "loyal customers with 20+ visits who haven't been active for 2 weeks"); each condition is a subject
+(spend, visits, recency, signup, tags, SKUs, consent, an attribute), maybe a negation, a comparison, a number
+and a duration, or a list of tags, SKUs or known attribute values. Whatever it cannot map is reported, never
+guessed."""
 from __future__ import annotations
 
-import re
+import difflib
 from dataclasses import dataclass, field
+from typing import Any
 
 from crm import rules
-from crm.errors import InvalidInput
-
-NUMBER_WORDS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-                "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12}
-MULTIPLIERS = {"k": 1e3, "thousand": 1e3, "m": 1e6, "mn": 1e6, "million": 1e6, "lakh": 1e5, "lakhs": 1e5,
-               "lac": 1e5, "lacs": 1e5, "crore": 1e7, "crores": 1e7, "cr": 1e7, "b": 1e9, "bn": 1e9, "billion": 1e9}
-CURRENCY_WORDS = {"rs", "inr", "usd", "eur", "gbp", "rupees", "rupee", "dollars", "dollar", "euros", "euro",
-                  "pounds", "bucks"}
-DAYS_PER_UNIT = {"day": 1, "days": 1, "week": 7, "weeks": 7, "month": 30, "months": 30, "year": 365, "years": 365,
-                 "yr": 365, "yrs": 365}
-
-# Longest phrase wins; each maps to (kind, meaning).
-PHRASES: dict[tuple[str, ...], tuple[str, str]] = {}
-
-
-def _add(kind: str, meaning: str, *phrases: str) -> None:
-    for phrase in phrases:
-        PHRASES[tuple(phrase.split())] = (kind, meaning)
-
-
-_add("field", "spend", "spent", "spend", "spends", "spending", "purchases", "purchase", "purchased", "bought",
-     "order value", "orders worth", "lifetime value", "ltv", "revenue", "paid")
-_add("field", "visits", "visits", "visit", "visited", "came", "come", "orders", "ordered", "placed")
-_add("field", "inactive", "inactive", "not active", "dormant", "lapsed", "haven't visited", "have not visited",
-     "hasn't visited", "has not visited", "not visited", "no visits", "no visit", "haven't come", "not come",
-     "haven't ordered", "have not ordered", "not ordered", "haven't purchased", "have not purchased",
-     "not purchased", "haven't bought", "not seen", "haven't been seen")
-_add("field", "last_active", "last active", "last seen", "last visit", "last visited", "last ordered",
-     "last purchase", "last purchased", "last order")
-_add("field", "active", "active", "seen")
-_add("op", ">", "more than", "over", "above", "greater than", "exceeding", "exceeds", "exceed", "beyond",
-     "longer than", "higher than", ">", "in excess of")
-_add("op", ">=", "at least", "minimum", "min", ">=", "≥", "no less than", "not less than")
-_add("op", "<", "less than", "under", "below", "fewer than", "lower than", "shorter than", "<", "within",
-     "in the last", "in the past", "in last", "in past", "during the last", "during the past")
-_add("op", "<=", "at most", "no more than", "not more than", "up to", "maximum", "max", "<=", "≤")
-_add("op", "==", "exactly", "equal to", "equals", "=", "==")
-_add("op", "!=", "not", "not exactly", "other than", "not equal to", "!=", "≠")
-_add("postfix", ">=", "or more", "or above", "or over", "and above", "and up", "or higher", "+")
-_add("postfix", "<=", "or less", "or fewer", "or below", "or under", "and below", "or lower")
-_add("join", "and", "and", "&", ",", "but", "as well as")
-_add("join", "or", "or", "either")
-_add("between", "between", "between")
-
-STOPWORDS = {
-    "users", "user", "customers", "customer", "people", "shoppers", "shopper", "buyers", "clients", "members",
-    "folks", "everyone", "anyone", "those", "who", "whose", "that", "which", "have", "has", "had", "having", "been",
-    "be", "are", "is", "was", "were", "with", "for", "the", "of", "in", "on", "to", "by", "their", "they",
-    "them", "total", "than", "times", "time", "since", "ago", "show", "me", "find", "list", "get", "all", "segment",
-    "audience", "target", "want", "give", "select", "i", "please", "any", "amount", "worth", "value", "money",
-    "lifetime", "overall", "last", "past", "period", "so", "far", "store", "shop", "us", "our", "from",
-}
-PHRASE_LENGTH = max(len(p) for p in PHRASES)
-TOKEN = re.compile(
-    r"(?P<num>[₹$€£]?\s?\d+(?:,\d{2,3})*(?:\.\d+)?\s?(?:k|mn|m|bn|b|cr|lakhs?|lacs?|crores?|thousand|million|billion)?"
-    r"(?![a-z]))"
-    r"|(?P<sym>>=|<=|!=|==|[<>=≥≤≠&,+])"
-    r"|(?P<word>[a-z]+(?:'[a-z]+)?)"
-    r"|(?P<other>\S)"
+from crm.ai.prompt_words import (
+    ACTIVE,
+    COUNT,
+    INACTIVE,
+    LAST_ACTIVE,
+    MONEY,
+    ORDER,
+    PURCHASE,
+    SIGNUP,
+    SKUS,
+    SUBSCRIBED,
+    TAGS,
+    UNSUBSCRIBED,
+    BrandWords,
+    Token,
+    tokens,
+    vocabulary,
 )
+from crm.errors import InvalidInput
+from crm.services.attributes import KnownAttributes
 
-
-@dataclass
-class Token:
-    kind: str  # field | op | postfix | join | between | num | unit | currency | unknown
-    meaning: str = ""
-    value: float = 0.0
-    text: str = ""
+FLIPPED = {">": "<=", ">=": "<", "<": ">=", "<=": ">", "==": "!=", "!=": "=="}
+DAY_SUBJECTS = (ACTIVE, INACTIVE, LAST_ACTIVE, SIGNUP)
+CONSENT = (SUBSCRIBED, UNSUBSCRIBED)
+# Subjects that two words of one condition may share: "placed 4 orders", "purchases worth 2 lakh".
+SAME_SUBJECT = {frozenset((COUNT, ORDER)): COUNT, frozenset((MONEY, PURCHASE)): MONEY,
+                frozenset((PURCHASE, ORDER)): PURCHASE}
+FIELD_NAMES_IN_DAYS = {"inactive_days", "signup_days"}
+TAG_ITEMS = ("unknown", "code", "descriptor", "value")  # a tag may be any word: "tagged vip"
+SKU_ITEMS = ("unknown", "code")
 
 
 @dataclass
 class Clause:
     subject: str | None = None
+    weak: str | None = None  # from a noun such as "spenders": used only when nothing else names the subject
+    key: str | None = None
     op: str | None = None
+    window: bool = False  # "in the last 30 days", "within a week"
     value: float | None = None
-    days_per_unit: int | None = None
+    days: int | None = None
+    vague_unit: str | None = None  # "for months"
+    counted: bool = False  # "times", "once", or a noun after its number ("4 orders")
+    negated: bool = False
+    listed: Token | None = None
+    boolean: bool | None = None
+    descriptive: bool = False
+    named_in_days: bool = False  # by a field name counted in days: "inactive_days > 30"
     text: list[str] = field(default_factory=list)
 
+    @property
+    def said(self) -> str:
+        return " ".join(self.text)
 
-def parse_prompt(prompt: str, known=None) -> tuple[rules.Node, str]:
+    @property
+    def complete(self) -> bool:
+        return (self.value is not None or self.listed is not None or self.boolean is not None
+                or self.subject in CONSENT)
+
+    @property
+    def bare(self) -> bool:
+        """Words that describe customers but select none ("big spenders", "loyal")."""
+        return (self.subject is None and self.key is None and self.op is None and self.value is None
+                and self.listed is None and self.boolean is None and not self.negated and self.days is None)
+
+
+def parse_prompt(prompt: str, known: KnownAttributes | None = None) -> tuple[rules.Node, str]:
     """Rules and an explanation for a prompt; InvalidInput naming the words it could not map."""
-    tokens = _tokens(prompt)
-    unknown = [t.text for t in tokens if t.kind == "unknown"]
+    known = known or KnownAttributes()
+    brand = BrandWords.of(known)
+    words = _lists(_negated_numbers(tokens(prompt, brand)))
+    unknown = [t.text for t in words if t.kind == "unknown"]
     if unknown:
-        raise _refusal(f"Did not understand: {', '.join(repr(w) for w in unknown)}",
-                       [{"loc": ["body", "prompt"], "msg": f"unknown word {w!r}"} for w in unknown])
-    clauses, joins = _clauses(_expand_between(tokens))
-    rule_list = [_rule(clause, clauses[i - 1] if i else None) for i, clause in enumerate(clauses)]
-    group = _combine(rule_list, joins)
+        suggest = _suggester(brand)
+        named = [f"{w!r}{suggest(w)}" for w in unknown]
+        raise _refusal(f"Did not understand: {', '.join(named)}",
+                       [{"loc": ["body", "prompt"], "msg": f"unknown word {w}"} for w in named])
+    clauses, joins = _without_bare(*_clauses(_expand_between(words)))
+    rule_list: list[dict[str, Any]] = []
+    for i, clause in enumerate(clauses):
+        if i:
+            _inherit(clause, clauses[i - 1])
+        rule_list.append(_rule(clause, known))
+    group = _combine([_checked(rule, clause.said, known) for rule, clause in zip(rule_list, clauses)], joins)
     return group, f"Customers who {rules.describe(group)}."
 
 
@@ -103,148 +101,379 @@ def _refusal(message: str, details: list[dict] | None = None) -> InvalidInput:
     return InvalidInput(message, details or [{"loc": ["body", "prompt"], "msg": message}], code="prompt_not_understood")
 
 
-def _tokens(prompt: str) -> list[Token]:
-    text = prompt.lower().replace("’", "'").replace("‘", "'")
-    raw: list[Token] = []
-    for match in TOKEN.finditer(text):
-        if match.group("num"):
-            raw.append(Token("num", value=_amount(match.group("num")), text=match.group("num").strip()))
-        elif match.group("sym"):
-            raw.append(Token("word", text=match.group("sym")))
-        elif match.group("word"):
-            word = match.group("word")
-            if word.endswith("'s"):
-                word = word[:-2]
-            raw.append(Token("word", text=word))
-        elif match.group("other") not in {".", "?", "!", ":", ";", "(", ")", "'", '"'}:
-            raw.append(Token("unknown", text=match.group("other")))
-    return _phrases(raw)
+def _suggester(brand: BrandWords):
+    known_words = vocabulary(brand)
+
+    def suggest(word: str) -> str:
+        close = difflib.get_close_matches(word.lower(), list(known_words), n=1, cutoff=0.8)
+        return f" (did you mean {known_words[close[0]]!r}?)" if close else ""
+    return suggest
 
 
-def _amount(text: str) -> float:
-    match = re.fullmatch(r"[₹$€£]?\s?(\d+(?:,\d{2,3})*(?:\.\d+)?)\s?([a-z]*)", text.strip())
-    assert match is not None
-    number = float(match.group(1).replace(",", ""))
-    return number * MULTIPLIERS.get(match.group(2), 1) if match.group(2) else number
+def _negated_numbers(words: list[Token]) -> list[Token]:
+    """"spent not 0" compares: a negation right before a number is `!=`."""
+    return [Token("op", "!=", text=t.text) if t.kind == "neg" and i + 1 < len(words) and words[i + 1].kind == "num"
+            else t for i, t in enumerate(words)]
 
 
-def _phrases(raw: list[Token]) -> list[Token]:
+def _lists(words: list[Token]) -> list[Token]:
+    """Tags after "tagged" (or before "tag"), SKU codes and known attribute values become one list token each,
+    with the joins between their items ("tagged vip or gold", "in Mumbai, Delhi or Pune")."""
     out: list[Token] = []
     i = 0
-    while i < len(raw):
-        token = raw[i]
-        if token.kind != "word":
-            out.append(token)
-            i += 1
+    while i < len(words):
+        token = words[i]
+        if token.kind == "subject" and token.meaning in (TAGS, SKUS):
+            items = TAG_ITEMS if token.meaning == TAGS else SKU_ITEMS
+            if i + 1 < len(words) and words[i + 1].kind in items:
+                listed, i = _collect(words, i + 1, items, token.meaning)
+                listed.text = f"{token.text} {listed.text}"
+                out.append(listed)
+                continue
+            if token.meaning == TAGS and token.text.lower() in ("tag", "tags") and out and out[-1].kind in TAG_ITEMS:
+                item = out.pop()
+                out.append(Token("list", TAGS, text=f"{item.text} {token.text}", items=[item]))
+                i += 1
+                continue
+        if token.kind in ("code", "value"):
+            listed, i = _collect(words, i, (token.kind,), SKUS if token.kind == "code" else "value")
+            out.append(listed)
             continue
-        for length in range(PHRASE_LENGTH, 0, -1):
-            words = tuple(t.text for t in raw[i:i + length] if t.kind == "word")
-            if len(words) == length and words in PHRASES:
-                kind, meaning = PHRASES[words]
-                out.append(Token(kind, meaning, text=" ".join(words)))
-                i += length
-                break
-        else:
-            word = token.text
-            if word in MULTIPLIERS and out and out[-1].kind == "num":
-                out[-1].value *= MULTIPLIERS[word]
-            elif word in NUMBER_WORDS:
-                out.append(Token("num", value=NUMBER_WORDS[word], text=word))
-            elif word in DAYS_PER_UNIT:
-                out.append(Token("unit", value=DAYS_PER_UNIT[word], text=word))
-            elif word in CURRENCY_WORDS:
-                out.append(Token("currency", text=word))
-            elif word not in STOPWORDS:
-                out.append(Token("unknown", text=word))
-            i += 1
-    return out
-
-
-def _expand_between(tokens: list[Token]) -> list[Token]:
-    """`between 1k and 5k` is `at least 1k and at most 5k`."""
-    out: list[Token] = []
-    i = 0
-    while i < len(tokens):
-        if tokens[i].kind == "between":
-            try:
-                join = next(j for j in range(i + 1, len(tokens)) if tokens[j].kind == "join")
-            except StopIteration:
-                raise _refusal("'between' needs two amounts joined by 'and'") from None
-            out += [Token("op", ">="), *tokens[i + 1:join], Token("join", "and"), Token("op", "<=")]
-            i = join + 1
-            continue
-        out.append(tokens[i])
+        out.append(token)
         i += 1
     return out
 
 
-def _clauses(tokens: list[Token]) -> tuple[list[Clause], list[str]]:
+def _collect(words: list[Token], start: int, kinds: tuple[str, ...], meaning: str) -> tuple[Token, int]:
+    items, joined, i = [words[start]], set(), start + 1
+    while i + 1 < len(words) and words[i].kind == "join" and words[i + 1].kind in kinds:
+        if words[i].text != ",":
+            joined.add(words[i].meaning)
+        items.append(words[i + 1])
+        i += 2
+    text = " ".join(t.text for t in words[start:i])
+    return Token("list", meaning, text=text, items=items, joined=joined), i
+
+
+def _expand_between(words: list[Token]) -> list[Token]:
+    """`between 1k and 5k` is `at least 1k and at most 5k`."""
+    out: list[Token] = []
+    i = 0
+    while i < len(words):
+        if words[i].kind == "between":
+            try:
+                join = next(j for j in range(i + 1, len(words)) if words[j].kind == "join")
+            except StopIteration:
+                raise _refusal("'between' needs two amounts joined by 'and'") from None
+            out += [Token("op", ">=", text="at least"), *words[i + 1:join], Token("join", "and", text="and"),
+                    Token("op", "<=", text="at most")]
+            i = join + 1
+            continue
+        out.append(words[i])
+        i += 1
+    return out
+
+
+def _clauses(words: list[Token]) -> tuple[list[Clause], list[str]]:
     clauses, joins = [Clause()], []
-    for token in tokens:
+    previous: Token | None = None
+    for token in words:
         clause = clauses[-1]
+        if token.kind == "stop":
+            continue
         if token.kind == "join":
             if clause.text:
                 clauses.append(Clause())
                 joins.append(token.meaning)
+            previous = None
             continue
+        if _starts_another(clause, token, previous):
+            clause = Clause()
+            clauses.append(clause)
+            joins.append("and")
         clause.text.append(token.text)
-        if token.kind == "field":
-            if clause.subject and clause.subject != token.meaning:
-                raise _refusal(f"One condition names two things: {' '.join(clause.text)!r}; join them with and/or")
-            clause.subject = token.meaning
-        elif token.kind in ("op", "postfix"):
-            if clause.op and token.kind == "op":
-                raise _refusal(f"One condition has two comparisons: {' '.join(clause.text)!r}")
-            clause.op = token.meaning
-        elif token.kind == "num":
-            if clause.value is not None:
-                raise _refusal(f"One condition has two amounts: {' '.join(clause.text)!r}")
-            clause.value = token.value
-        elif token.kind == "unit":
-            clause.days_per_unit = int(token.value)
+        _take(clause, token, previous)
+        previous = token
     if not clauses[-1].text:
         raise _refusal("The prompt ends with 'and' or 'or'")
     return clauses, joins
 
 
-def _rule(clause: Clause, previous: Clause | None) -> rules.Rule:
-    said = " ".join(clause.text) or "(nothing)"
-    kind = clause.subject or (previous.subject if previous else None)
-    if kind is None:
-        raise _refusal(f"{said!r} does not say spend, visits or inactivity")
-    clause.subject = kind  # a following clause without a subject continues this one
+def _starts_another(clause: Clause, token: Token, previous: Token | None) -> bool:
+    """A condition that is already whole ends where a word begins another: "...20+ visits who haven't..."."""
+    if not clause.complete:
+        return False
+    if (token.kind == "subject" and previous is not None and previous.kind in ("num", "postfix")
+            and _shared_subject(clause.subject, token.meaning)):
+        return False  # "placed more than 4 orders"
+    if clause.subject in CONSENT and clause.op is None and token.kind in ("op", "bool"):
+        return False  # "subscribed == false"
+    if token.kind in ("subject", "weak") and clause.subject is None and clause.key is None and clause.listed is None:
+        return False  # the noun after its number: "20+ visits"
+    if token.kind == "key" and clause.listed is not None and clause.listed.meaning == "value":
+        return not all(token.meaning in item.candidates for item in clause.listed.items)  # "gold plan"
+    if token.kind in ("subject", "weak", "key", "list", "neg", "window", "today"):
+        return True
+    if token.kind == "num":
+        # "fourteen eleven" is two amounts in one condition, refused; "in Pune with 10+ visits" is two conditions.
+        return previous is None or previous.kind != "num"
+    return token.kind == "op"
+
+
+def _take(clause: Clause, token: Token, previous: Token | None) -> None:
+    kind, meaning = token.kind, token.meaning
+    if kind == "descriptor":
+        if previous is not None and previous.kind == "neg":
+            raise _refusal(f"'{previous.text} {token.text}' negates a description, which selects no one; "
+                           "say what it means, e.g. 'inactive for 90 days'")
+        clause.descriptive = True
+    elif kind == "subject":
+        _take_subject(clause, meaning, token.text.lower(), after_number=previous is not None
+                      and previous.kind in ("num", "postfix"))
+    elif kind == "weak":
+        clause.weak = clause.weak or meaning
+    elif kind == "key":
+        if clause.key and clause.key != meaning:
+            raise _refusal(f"One condition names two attributes: {clause.said!r}; join them with and/or")
+        clause.key = meaning
+    elif kind == "list":
+        if clause.listed is not None:
+            raise _refusal(f"One condition has two lists: {clause.said!r}; join them with and/or")
+        clause.listed = token
+    elif kind == "num":
+        if clause.value is not None:
+            raise _refusal(f"One condition has two amounts: {clause.said!r}")
+        clause.value = token.value
+        clause.counted = clause.counted or meaning == "times"
+    elif kind == "unit":
+        clause.days = int(token.value)
+        if clause.value is None:
+            if token.plural:
+                clause.vague_unit = token.text
+            else:
+                clause.value = 1  # "within the last week"
+    elif kind in ("op", "window"):
+        if clause.op is not None:
+            raise _refusal(f"One condition has two comparisons: {clause.said!r}")
+        clause.op, clause.window = meaning, kind == "window"
+    elif kind == "today":
+        if clause.op is not None or clause.value is not None:
+            raise _refusal(f"One condition has two comparisons: {clause.said!r}")
+        clause.op, clause.window, clause.value, clause.days = "<", True, 1, 1
+    elif kind == "postfix":
+        if clause.value is None or clause.op is not None:
+            raise _refusal(f"{clause.said!r}: {token.text!r} must follow a number without another comparison")
+        clause.op = meaning
+    elif kind == "neg":
+        if clause.negated:
+            raise _refusal(f"{clause.said!r} has two negations; say it without them")
+        clause.negated = True
+    elif kind == "times":
+        clause.counted = True
+    elif kind == "bool":
+        clause.boolean = meaning == "true"
+
+
+def _take_subject(clause: Clause, subject: str, word: str, after_number: bool) -> None:
+    if word in FIELD_NAMES_IN_DAYS:
+        clause.days, clause.named_in_days = clause.days or 1, True
+    if subject in (COUNT, ORDER, PURCHASE) and after_number:
+        clause.counted = True  # "4 orders", "3 purchases"
+    shared = _shared_subject(clause.subject, subject)
+    if shared is None:
+        raise _incomplete(clause) if not clause.complete else _refusal(
+            f"One condition names two things: {clause.said!r}; join them with and/or")
+    clause.subject = shared
+
+
+def _shared_subject(subject: str | None, other: str) -> str | None:
+    if subject is None or subject == other:
+        return other
+    return SAME_SUBJECT.get(frozenset((subject, other)))
+
+
+def _incomplete(clause: Clause) -> InvalidInput:
+    if clause.subject == SIGNUP:
+        return _refusal(f"{clause.said!r} needs a period, such as 'in the last 30 days' or 'more than a year ago'")
+    if clause.subject == TAGS:
+        return _refusal(f"{clause.said!r} names no tag")
+    return _refusal(f"{clause.said!r} has no number")
+
+
+def _without_bare(clauses: list[Clause], joins: list[str]) -> tuple[list[Clause], list[str]]:
+    """Drops conditions that only describe ("big spenders, spent over 75k"); refuses a prompt of nothing else."""
+    kept = [(i, c) for i, c in enumerate(clauses) if not c.bare]
+    if not kept:
+        weak = next((c for c in clauses if c.weak), None)
+        if weak is not None:
+            raise _refusal(f"{weak.said!r} has no number")
+        said = " ".join(c.said for c in clauses).strip() or "the prompt"
+        raise _refusal(f"{said!r} describes customers but gives no condition to select them by")
+    kept_joins = [joins[i - 1] for i, _ in kept[1:]]
+    return [c for _, c in kept], kept_joins
+
+
+def _inherit(clause: Clause, previous: Clause) -> None:
+    """A condition that names nothing continues the one before: "spent more than 1000 and less than 5000"."""
+    names_nothing = clause.subject is None and clause.key is None and clause.listed is None and clause.weak is None
+    if names_nothing and (clause.value is not None or clause.op is not None):
+        clause.subject, clause.key, clause.weak = previous.subject, previous.key, previous.weak
+        if previous.named_in_days and clause.days is None:
+            clause.days, clause.named_in_days = 1, True  # "inactive_days > 30 and < 60"
+
+
+def _rule(clause: Clause, known: KnownAttributes) -> dict[str, Any]:
+    if clause.listed is not None:
+        return _list_rule(clause)
+    if clause.key is not None:
+        return _attribute_rule(clause, known)
+    subject = clause.subject or clause.weak
+    if subject is None:
+        raise _refusal(f"{clause.said!r} does not say spend, visits or inactivity")
+    if clause.boolean is not None and subject not in CONSENT:
+        raise _refusal(f"{clause.said!r}: true/false fits only subscribed or a yes/no attribute")
+    if subject in CONSENT:
+        if clause.value is not None or clause.days or (clause.op or "==") not in ("==", "!=") or (
+                clause.op is not None and clause.boolean is None):
+            raise _refusal(f"{clause.said!r}: subscription is only true or false")
+        wanted = (subject == SUBSCRIBED) == (clause.boolean if clause.boolean is not None else True)
+        if clause.op == "!=":
+            wanted = not wanted
+        return {"field": "subscribed", "op": "==", "value": wanted != clause.negated}
+    if subject == TAGS:
+        raise _incomplete(clause)
+    if subject in (PURCHASE, ORDER, SKUS):
+        subject = _purchase_subject(clause, subject)
+    if subject == COUNT and (clause.days or clause.window):
+        subject = ACTIVE  # "visited in the last 30 days" is about recency, not a count
+    if subject in DAY_SUBJECTS:
+        return _days_rule(clause, subject)
+    return _amount_rule(clause, subject)
+
+
+def _purchase_subject(clause: Clause, subject: str) -> str:
+    if subject == SKUS:
+        raise _refusal(f"{clause.said!r} names no SKU, such as 'bought SKU-123'")
+    if clause.days or clause.window:
+        return ACTIVE
+    if clause.counted or (clause.value is None and clause.negated) or subject == ORDER:
+        return COUNT  # "purchased twice", "never purchased", "ordered more than 3"
+    return MONEY
+
+
+def _amount_rule(clause: Clause, subject: str) -> dict[str, Any]:
+    name = "spend" if subject == MONEY else "visits"
+    if subject == MONEY and clause.counted:
+        raise _refusal(f"{clause.said!r}: spend is an amount, not a number of times")
+    if clause.days or clause.window:
+        raise _refusal(f"{clause.said!r} mixes {name} with a duration; spend is counted over all time")
     if clause.value is None:
-        raise _refusal(f"{said!r} has no number")
-    if kind == "visits" and clause.days_per_unit:
-        kind = "active"  # "visited in the last 30 days" is about recency, not a count
-    if kind in ("spend", "visits"):
-        if clause.days_per_unit:
-            raise _refusal(f"{said!r} mixes {kind} with a duration")
-        if clause.op is None:
-            raise _refusal(f"{said!r} needs a comparison such as 'more than', 'at most' or 'exactly'")
-        return _checked(kind, clause.op, clause.value, said)
-    if not clause.days_per_unit:
-        raise _refusal(f"{said!r} needs a duration in days, weeks, months or years")
-    days = round(clause.value * clause.days_per_unit)
-    default_op = {"inactive": ">", "active": "<"}.get(kind)
-    op = clause.op or default_op
+        if clause.negated and clause.op is None:
+            return {"field": name, "op": "==", "value": 0}  # "never visited", "no orders"
+        raise _incomplete(clause)
+    op = clause.op or ("==" if subject == COUNT or clause.value == 0 else None)
     if op is None:
-        raise _refusal(f"{said!r} needs a comparison such as 'more than' or 'within'")
-    return _checked("inactive_days", op, days, said)
+        raise _refusal(f"{clause.said!r} needs a comparison such as 'more than', 'at most' or 'exactly'")
+    return {"field": name, "op": FLIPPED[op] if clause.negated else op, "value": clause.value}
 
 
-def _checked(field_name: str, op: str, value: float, said: str) -> rules.Rule:
+def _days_rule(clause: Clause, subject: str) -> dict[str, Any]:
+    if clause.vague_unit and clause.value is None:
+        raise _refusal(f"{clause.said!r}: {clause.vague_unit!r} needs a number")
+    if clause.value is None:
+        raise _incomplete(clause)
+    if not clause.days:
+        raise _refusal(f"{clause.said!r} needs a duration in days, weeks, months or years")
+    days = round(clause.value * clause.days)
+    field_name = "signup_days" if subject == SIGNUP else "inactive_days"
+    if subject == INACTIVE:
+        if clause.negated or clause.window:
+            raise _refusal(f"{clause.said!r} is unclear; say 'active in the last ...' or 'inactive for more than ...'")
+        return {"field": field_name, "op": clause.op or ">", "value": days}
+    if clause.window:
+        # "active in the last 30 days" < 30; its negation, "no purchase in the last 30 days", is the rest: >= 30.
+        return {"field": field_name, "op": ">=" if clause.negated else "<", "value": days}
+    if subject == ACTIVE and clause.negated:
+        return {"field": field_name, "op": clause.op or ">", "value": days}  # "haven't been active for 2 weeks"
+    op = clause.op or ("<" if subject == ACTIVE else None)
+    if op is None:
+        raise _refusal(f"{clause.said!r} needs a comparison such as 'in the last' or 'more than ... ago'")
+    return {"field": field_name, "op": FLIPPED[op] if clause.negated else op, "value": days}
+
+
+def _list_rule(clause: Clause) -> dict[str, Any]:
+    listed = clause.listed
+    assert listed is not None
+    if (clause.value is not None or clause.days or clause.subject not in (None, PURCHASE, ORDER, SKUS, TAGS)
+            or clause.boolean is not None or (clause.key is not None and listed.meaning != "value")):
+        raise _refusal(f"One condition names two things: {clause.said!r}; join them with and/or")
+    if clause.op is not None and (listed.meaning != "value" or clause.op not in ("==", "!=")):
+        raise _refusal(f"{clause.said!r}: {clause.op!r} does not fit a list of tags, SKUs or values")
+    if len(listed.joined) > 1:
+        raise _refusal(f"{listed.text!r} mixes 'and' with 'or'; write it as two conditions")
+    if listed.meaning == "value":
+        return _value_rule(clause, listed)
+    values = [item.text.lower() if listed.meaning == TAGS else item.text for item in listed.items]
+    op = "has_none" if clause.negated else "has_all" if listed.joined == {"and"} else "has_any"
+    return {"field": "tags" if listed.meaning == TAGS else "skus", "op": op, "value": values}
+
+
+def _value_rule(clause: Clause, listed: Token) -> dict[str, Any]:
+    keys = set.intersection(*(set(item.candidates) for item in listed.items))
+    if clause.key is not None:
+        if clause.key not in keys:
+            holders = sorted(set().union(*(item.candidates for item in listed.items)))
+            raise _refusal(f"{clause.said!r}: {listed.text!r} is a known {' or '.join(holders)}, not {clause.key}")
+        keys = {clause.key}
+    if not keys:
+        raise _refusal(f"{listed.text!r} are values of different attributes; join them with and/or")
+    if len(keys) > 1:
+        raise _refusal(f"{listed.text!r} could be {' or '.join(sorted(keys))}; say which, e.g. "
+                       f"'{listed.text} {sorted(keys)[0]}'")
+    key = keys.pop()
+    values = list(dict.fromkeys(item.candidates[key] for item in listed.items))
+    negated = clause.negated != (clause.op == "!=")
+    if clause.op not in (None, "==", "!="):
+        raise _refusal(f"{clause.said!r}: {key} is text; it can only be or not be a value")
+    if len(values) == 1:
+        return {"field": f"attributes.{key}", "op": "!=" if negated else "==", "value": values[0]}
+    if listed.joined == {"and"} and not negated:
+        raise _refusal(f"{clause.said!r}: a customer has one {key}; say {' or '.join(values)!r}")
+    return {"field": f"attributes.{key}", "op": "not_in" if negated else "in", "value": values}
+
+
+def _attribute_rule(clause: Clause, known: KnownAttributes) -> dict[str, Any]:
+    key = clause.key
+    assert key is not None
+    kind = known.types.get(key)
+    field_name = f"attributes.{key}"
+    if kind == "number" and clause.boolean is None and not clause.days:
+        if clause.value is None:
+            raise _incomplete(clause)
+        op = clause.op or "=="
+        return {"field": field_name, "op": FLIPPED[op] if clause.negated else op, "value": clause.value}
+    if kind == "boolean" and clause.boolean is not None and clause.value is None:
+        wanted = clause.boolean ^ clause.negated ^ (clause.op == "!=")
+        return {"field": field_name, "op": "==", "value": wanted}
+    if kind == "string":
+        examples = ", ".join(known.values.get(key, [])[:5]) or "none known yet"
+        raise _refusal(f"{clause.said!r}: {key} is text; name one of its known values ({examples})")
+    raise _refusal(f"{clause.said!r}: {key} is a {kind}; write this condition as a rule")
+
+
+def _checked(rule: dict[str, Any], said: str, known: KnownAttributes) -> rules.Node:
+    value = rule["value"]
+    if isinstance(value, float) and value == int(value):
+        rule = {**rule, "value": int(value)}
     try:
-        node = rules.parse({"field": field_name, "op": op, "value": int(value) if value == int(value) else value})
+        return rules.parse(rule, attributes=known.types)
     except InvalidInput as exc:
         raise _refusal(f"{said!r}: {exc.details[0]['msg']}") from exc
-    assert isinstance(node, rules.Rule)
-    return node
 
 
-def _combine(rule_list: list[rules.Rule], joins: list[str]) -> rules.Group:
+def _combine(rule_list: list[rules.Node], joins: list[str]) -> rules.Group:
     """`and` binds tighter than `or`, as people read it."""
-    groups: list[list[rules.Rule]] = [[rule_list[0]]]
+    groups: list[list[rules.Node]] = [[rule_list[0]]]
     for join, rule in zip(joins, rule_list[1:]):
         if join == "or":
             groups.append([rule])
