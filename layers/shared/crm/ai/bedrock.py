@@ -90,7 +90,7 @@ def system_prompt(prompt: str, known: KnownAttributes, today: datetime) -> str:
         # The values the prompt names come first, so the model can map them even when a key has many.
         shown = sorted(values(key), key=lambda v: not mentioned(v))[:MAX_SHOWN_VALUES]
         # JSON quoting, so a value's quotes or line breaks cannot pass for instructions.
-        listed = f"; known values {', '.join(map(json.dumps, shown))}" if shown else ""
+        listed = f"; known values {', '.join(json.dumps(v, ensure_ascii=False) for v in shown)}" if shown else ""
         return f"- {key}: {known.types[key]}{listed}"
 
     def unmentioned(key: str) -> bool:
