@@ -110,6 +110,16 @@ def test_a_campaign_on_v2_rules_reaches_its_audience_with_their_attributes(syste
     assert preview.json()["audience_size"] == 2
     assert {c["email"] for c in preview.json()["sample"]} == {"asha@example.com", "pooja@example.com"}
 
+    # The same audience in words: the registry knows the cities the customers were ingested with.
+    drafted = http.post("/api/ai/rules", json={"prompt": "tagged vip in Mumbai or Pune who never bought SKU-9"})
+    assert drafted.status_code == 200, drafted.text
+    assert drafted.json()["rules"] == {"and": [
+        {"field": "tags", "op": "has_any", "value": ["vip"]},
+        {"field": "attributes.city", "op": "in", "value": ["Mumbai", "Pune"]},
+        {"field": "skus", "op": "has_none", "value": ["SKU-9"]}]}
+    drafted_preview = http.post("/api/segments/preview", json={"rules": drafted.json()["rules"]}).json()
+    assert drafted_preview["audience_size"] == 2
+
     # The same audience, and the VIPs of no known city besides.
     rules = {"and": [{"or": [VIPS_OF_MUMBAI_AND_PUNE_WITHOUT_SKU_9["and"][0],
                              {"field": "attributes.city", "op": "exists", "value": False}]},
