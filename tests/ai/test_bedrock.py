@@ -9,6 +9,7 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
+from crm import rules
 from crm.ai import rules_provider
 from crm.ai.bedrock import MAX_KEYS, MAX_SHOWN_VALUES, TOOL, TOOL_NAME, BedrockRulesProvider, system_prompt
 from crm.config import Settings
@@ -66,12 +67,12 @@ def test_v2_tool_answer_becomes_rules_with_the_registry_in_context(bedrock):
     provider, stubber = bedrock
     prompt = "vip or gold customers in Mumbai who have not unsubscribed"
     _expect(stubber, prompt, {"text": "Calling the tool."},
-            _tool_use({"rules": V2_RULES, "explanation": "VIPs in Mumbai still subscribed."}),
+            _tool_use({"rules": V2_RULES, "explanation": "Everyone."}),
             system=SystemText("has_any", "attributes.<key>", '- city: string; known values "Mumbai", "Pune"',
                               "- age: number"))
     node, explanation = provider.rules_from_prompt(prompt, KNOWN)
     assert node.to_json() == V2_RULES
-    assert explanation == "VIPs in Mumbai still subscribed."
+    assert explanation == f"Customers who {rules.describe(node)}.", "explained from the rules, not the model's words"
 
 
 def test_text_json_answer_still_works(bedrock):
@@ -82,14 +83,14 @@ def test_text_json_answer_still_works(bedrock):
         {"rules": rules_json, "explanation": "Lapsed customers who spent a lot."}) + "\n```"})
     node, explanation = provider.rules_from_prompt("lapsed big spenders", KNOWN)
     assert node.to_json() == rules_json
-    assert explanation == "Lapsed customers who spent a lot."
+    assert explanation.startswith("Customers who") and "180" in explanation
 
 
-def test_missing_explanation_is_written_from_the_rules(bedrock):
+def test_the_explanation_is_written_from_the_rules(bedrock):
     provider, stubber = bedrock
     _expect(stubber, "people in Pune", _tool_use({"rules": {"field": "attributes.city", "op": "==", "value": "Pune"}}))
     _, explanation = provider.rules_from_prompt("people in Pune", KNOWN)
-    assert explanation == "city is Pune"
+    assert explanation == "Customers who city is Pune."
 
 
 @pytest.mark.parametrize("answer, reason", [

@@ -208,6 +208,9 @@ V2_FIELDS = [
     ("loyalty_points at least 1k in Delhi", AND(r("attributes.loyalty_points", ">=", 1000), city("==", "Delhi"))),
     ("is_student is true", AND(r("attributes.is_student", "==", True))),
     ("is student false", AND(r("attributes.is_student", "==", False))),
+    ("inactive for 60 days or fewer than 2 visits", OR(r("inactive_days", ">", 60), r("visits", "<", 2))),
+    ("visited one hundred and twenty times", AND(r("visits", "==", 120))),
+    ("age over -5", AND(r("attributes.age", ">", -5))),
 ]
 
 # Each prompt is refused; the message names these words (or says why).
@@ -238,6 +241,22 @@ REFUSED_V2 = [
     ("active recently", ["recently"]),
     ("birthday in May", ["May"]),
     ("customers in Mumbai around 5k", ["around"]),
+    # what a reviewer found read as something else, now refused
+    ("spend not between 1k and 5k", ["not between"]),
+    ("spent 5k or less than 2 visits", ["comparison"]),
+    ("haven't spent over 1k or visited more than 3 times", ["unclear"]),
+    ("visited more than 3 times this month", ["duration"]),
+    ("zero orders in the last 30 days", ["duration"]),
+    ("bought SKU-1 twice", ["two things"]),
+    ("bought SKU-1 for over 5k", ["does not say"]),
+    ("never bought SKU-1 in the last 30 days", ["duration"]),
+    ("visits age over 30", ["two things"]),
+    ("spent over 5,0000", ["5,0000"]),
+    ("b2b customers", ["b2b"]),
+    ("spent over 5k in Q1", ["Q1"]),
+    ("active for more than 30 days", ["unclear"]),
+    ("active 3 days ago", ["unclear"]),
+    ("spent over 1" + "0" * 400, ["too large"]),
 ]
 
 
@@ -304,3 +323,15 @@ def test_any_prompt_gives_valid_rules_or_a_refusal(words):
         assert refused.code == "prompt_not_understood" and refused.message
         return
     assert rules.parse(group.to_json(), attributes=KNOWN.types) == group
+
+
+def test_a_brands_words_do_not_take_over_everyday_ones_and_every_spelling_counts():
+    known = KnownAttributes(types={"blood_group": "string", "currency": "string", "channel": "string",
+                                   "total": "number", "city": "string"},
+                            values={"blood_group": ["A", "B"], "currency": ["USD"], "channel": ["store"],
+                                    "city": ["Mumbai", "mumbai", "MUMBAI"]})
+    for prompt in ("a list of people who spent over 5k", "spent over 5k usd", "spent over 5k in our store",
+                   "total spend over 5k"):
+        assert parse_prompt(prompt, known)[0].to_json() == AND(r("spend", ">", 5000)), prompt
+    assert parse_prompt("in Mumbai", known)[0].to_json() == AND(city("in", ["Mumbai", "mumbai", "MUMBAI"]))
+    assert parse_prompt("inactive for a month", known)[0].to_json() == AND(r("inactive_days", ">", 30))

@@ -111,6 +111,23 @@ def test_the_attribute_registry_lists_keys_types_counts_and_examples(api, consum
     assert items["age"]["type"] == "number" and items["member_since"]["type"] == "time"
 
 
+def test_the_registry_keeps_the_known_values_it_has_once_full(api, consumers, db):
+    from crm.services.attributes import KNOWN_VALUES
+
+    def ingest(cities):
+        api.post("/api/customers", {"customers": [
+            {"name": city, "email": f"{city.lower()}@example.com", "attributes": {"city": city}} for city in cities]})
+        consumers.drain(CUSTOMER_QUEUE)
+
+    first = [f"Town{chr(97 + i // 26)}{chr(97 + i % 26)}" for i in range(KNOWN_VALUES)]
+    ingest(first[:60])
+    ingest(first[60:])
+    ingest(["Aaa", "Mumbai", "Zeta", first[0]])
+    ingest(["Aaa"])  # a redelivery or a repeat adds nothing
+    values = db.attribute_registry.find_one({"_id": "city"})["values"]
+    assert sorted(values) == sorted(first), "a full list keeps the values it had, in any order of arrival"
+
+
 def test_customers_are_listed_by_tag(api, consumers, db):
     api.post("/api/customers", {"customers": [{"name": "A", "email": "a@example.com", "tags": ["vip"]},
                                               {"name": "B", "email": "b@example.com", "tags": ["new"]}]})

@@ -108,7 +108,7 @@ class Settings(BaseSettings):
     # "parser" (offline, the default) or "bedrock" (Amazon Bedrock's Converse API).
     ai_provider: str = "parser"
     bedrock_model_id: str = "amazon.nova-lite-v1:0"
-    bedrock_timeout_seconds: float = 20.0
+    bedrock_timeout_seconds: float = 18.0
 
     # In AWS the secrets themselves are not in the environment, only their names.
     mongo_uri_secret_name: str = ""

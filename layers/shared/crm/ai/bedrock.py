@@ -45,10 +45,9 @@ TOOL = {
     "description": "The segment rules for the audience described, or the words that could not be mapped.",
     "inputSchema": {"json": {
         "type": "object", "$defs": {"node": _NODE},
-        # Either rules and explanation or error; not a top-level oneOf, which some models' tool schemas refuse.
+        # Either rules or error; not a top-level oneOf, which some models' tool schemas refuse.
         "properties": {
             "rules": {"$ref": "#/$defs/node"},
-            "explanation": {"type": "string", "description": "the rules in one sentence"},
             "error": {"type": "string", "description": "instead of rules: the words that could not be mapped"},
         },
     }},
@@ -68,7 +67,7 @@ zone such as 2026-01-31T00:00:00Z; between [from, to]. boolean: == true or false
 A customer without an attribute matches only exists false, !=, not_in and has_none on it.
 Groups: {{"and": [...]}} and {{"or": [...]}} of 1 or more rules or groups, {{"not": <rule or group>}}; nesting at \
 most {rules.MAX_DEPTH} deep, at most {rules.MAX_RULES} rules in all.
-Call the tool with {{"rules": <rule or group>, "explanation": "<one sentence>"}}.
+Call the tool with {{"rules": <rule or group>}}.
 A text from the description may be the == != in or not_in value of a string attribute only if it is one of that \
 key's known values below. If any part of the description cannot be expressed with these fields, keys and values, \
 call the tool with {{"error": "<the words you could not map>"}} instead: refuse rather than guess."""
@@ -114,7 +113,8 @@ class BedrockRulesProvider:
     @classmethod
     def from_settings(cls, settings: Settings) -> BedrockRulesProvider:
         client = boto3.client("bedrock-runtime", region_name=settings.aws_region, config=Config(
-            connect_timeout=5, read_timeout=settings.bedrock_timeout_seconds, retries={"max_attempts": 2}))
+            # One attempt within the AI function's time: a retry after a slow answer would outlast it (503 instead).
+            connect_timeout=3, read_timeout=settings.bedrock_timeout_seconds, retries={"total_max_attempts": 1}))
         return cls(client, settings.bedrock_model_id)
 
     def rules_from_prompt(self, prompt: str, known: KnownAttributes) -> tuple[rules.Node, str]:
@@ -128,8 +128,8 @@ class BedrockRulesProvider:
             node = rules.parse(answer.get("rules"), loc=("model", "rules"), attributes=known.types)
         except InvalidInput as exc:
             raise _refusal(f"The model's rules were not valid ({exc.message}); rephrase the prompt") from exc
-        explanation = answer.get("explanation")
-        return node, explanation if isinstance(explanation, str) and explanation else rules.describe(node)
+        # Explained from the validated rules, never in the model's words, which could say something else.
+        return node, f"Customers who {rules.describe(node)}."
 
 
 def converse_json(client: Any, model_id: str, system: str, prompt: str, temperature: float,

@@ -91,10 +91,13 @@ STOPWORDS = {
     "we", "can", "anything", "something", "someone", "somebody", "basically", "just", "only", "who've", "did",
     "do", "does", "as", "at", "up", "ever", "yet", "still",
 }
+EVERYDAY_WORDS = (NUMBER_WORDS, TENS, TIMES_WORDS, MULTIPLIERS, CURRENCY_WORDS, DAYS_PER_UNIT, WEAK_SUBJECTS,
+                  STOPWORDS)
 PUNCTUATION = set(".?!:;()'\"“”—–-/[]{}*")
 TOKEN = re.compile(
-    r"(?P<num>[₹$€£]?\s?\d+(?:,\d{2,3})*(?:\.\d+)?\s?(?:k|mn|m|bn|b|cr|lakhs?|lacs?|crores?|thousand|million|billion)?"
-    r"(?![a-z0-9]))"
+    r"(?P<num>(?<![\w-])-?[₹$€£]?\s?\d+(?:,\d{2,3})*(?:\.\d+)?\s?"
+    r"(?:k|mn|m|bn|b|cr|lakhs?|lacs?|crores?|thousand|million|billion)?(?![a-z0-9]|[,.]\d))"
+    r"|(?P<badnum>-?[₹$€£]?\d[\d,.]*)"
     r"|(?P<code>[a-z](?=[a-z0-9_-]*\d)[a-z0-9]*(?:[-_][a-z0-9]+)*)"
     r"|(?P<sym>>=|<=|!=|==|[<>=≥≤≠&,+])"
     r"|(?P<word>[a-z]+(?:'[a-z]+)?(?:[-_.][a-z]+)*)"
@@ -110,7 +113,8 @@ class Token:
     value: float = 0.0
     text: str = ""
     plural: bool = False
-    candidates: dict[str, str] = field(default_factory=dict)  # a known value: attribute key → the value as stored
+    # A known value: attribute key → the value as stored, in each spelling ("Mumbai", "mumbai").
+    candidates: dict[str, list[str]] = field(default_factory=dict)
     items: list[Token] = field(default_factory=list)  # a list's tags, SKUs or known values
     joined: set[str] = field(default_factory=set)  # the joins between a list's items
 
@@ -130,8 +134,9 @@ class BrandWords:
             for value in values:
                 words = _plain_words(value)
                 if words:
-                    phrases.setdefault(words, Token("value", text=value)).candidates.setdefault(key, value)
-                    display[" ".join(words)] = value
+                    spellings = phrases.setdefault(words, Token("value", text=value)).candidates.setdefault(key, [])
+                    spellings.append(value)
+                    display.setdefault(" ".join(words), value)
         for key in known.types:
             for name in {key, key.replace("_", " "), f"attributes.{key}"}:
                 words = tuple(name.split())
@@ -163,6 +168,8 @@ def tokens(prompt: str, brand: BrandWords) -> list[Token]:
         text = match.group(0)
         if match.group("num"):
             raw.append(Token("num", value=amount(text), text=text.strip()))
+        elif match.group("badnum"):
+            raw.append(Token("unknown", text=text))  # "5,0000", "5.000,00": not a number as written here
         elif match.group("code"):
             raw.append(Token("code", text=text))
         elif match.group("sym") or match.group("word"):
@@ -173,10 +180,10 @@ def tokens(prompt: str, brand: BrandWords) -> list[Token]:
 
 
 def amount(text: str) -> float:
-    match = re.fullmatch(r"[₹$€£]?\s?(\d+(?:,\d{2,3})*(?:\.\d+)?)\s?([a-z]*)", text.strip().lower())
+    match = re.fullmatch(r"(-?)[₹$€£]?\s?(\d+(?:,\d{2,3})*(?:\.\d+)?)\s?([a-z]*)", text.strip().lower())
     assert match is not None
-    number = float(match.group(1).replace(",", ""))
-    return number * MULTIPLIERS[match.group(2)] if match.group(2) else number
+    number = float(match.group(2).replace(",", "")) * (-1 if match.group(1) else 1)
+    return number * MULTIPLIERS[match.group(3)] if match.group(3) else number
 
 
 def _phrases(raw: list[Token], brand: BrandWords) -> list[Token]:
@@ -193,9 +200,9 @@ def _phrases(raw: list[Token], brand: BrandWords) -> list[Token]:
             if len(words) != length:
                 continue
             built_in, own = PHRASES.get(words), brand.phrases.get(words)
-            if own and (built_in is None or built_in[0] in ("descriptor", "stop")):
+            if own and (built_in is None or built_in[0] in ("descriptor", "stop")) and not _everyday(words):
                 out.append(Token(own.kind, own.meaning, text=" ".join(t.text for t in raw[i:i + length]),
-                                 candidates=dict(own.candidates)))
+                                 candidates={key: list(values) for key, values in own.candidates.items()}))
             elif built_in:
                 out.append(Token(built_in[0], built_in[1], text=" ".join(t.text for t in raw[i:i + length])))
             elif length == 1:
@@ -205,6 +212,11 @@ def _phrases(raw: list[Token], brand: BrandWords) -> list[Token]:
             i += length
             break
     return out
+
+
+def _everyday(words: tuple[str, ...]) -> bool:
+    """A word whose everyday meaning a brand's value or key does not take over ("a", "total", "usd", "store")."""
+    return len(words) == 1 and any(words[0] in table for table in EVERYDAY_WORDS)
 
 
 def _word(token: Token, following: Token | None) -> Token:
@@ -236,6 +248,15 @@ def _numbers(tokens: list[Token]) -> list[Token]:
     out: list[Token] = []
     for i, token in enumerate(tokens):
         previous = out[-1] if out else None
+        if (token.kind == "join" and token.meaning == "and" and previous is not None and previous.kind == "num"
+                and previous.text.lower().endswith(("hundred", "thousand")) and i + 1 < len(tokens)
+                and tokens[i + 1].kind == "num" and tokens[i + 1].value < 100):
+            continue  # "one hundred and twenty"
+        if (token.kind == "num" and previous is not None and previous.kind == "num"
+                and previous.text.lower().endswith(("hundred", "thousand")) and token.value < 100):
+            previous.value += token.value
+            previous.text += f" {token.text}"
+            continue
         if token.kind == "multiplier":
             if previous is not None and previous.kind == "num":
                 previous.value *= token.value

@@ -38,6 +38,9 @@ CONSENT = (SUBSCRIBED, UNSUBSCRIBED)
 SAME_SUBJECT = {frozenset((COUNT, ORDER)): COUNT, frozenset((MONEY, PURCHASE)): MONEY,
                 frozenset((PURCHASE, ORDER)): PURCHASE}
 FIELD_NAMES_IN_DAYS = {"inactive_days", "signup_days"}
+# Suggestions are looked for among every known word and value; a prompt of many unknown words gets a few.
+SUGGESTED = 3
+PURCHASE_SUBJECTS = (PURCHASE, ORDER, SKUS)
 TAG_ITEMS = ("unknown", "code", "descriptor", "value")  # a tag may be any word: "tagged vip"
 SKU_ITEMS = ("unknown", "code")
 
@@ -80,14 +83,18 @@ def parse_prompt(prompt: str, known: KnownAttributes | None = None) -> tuple[rul
     """Rules and an explanation for a prompt; InvalidInput naming the words it could not map."""
     known = known or KnownAttributes()
     brand = BrandWords.of(known)
-    words = _lists(_negated_numbers(tokens(prompt, brand)))
+    words = _lists(_negated_numbers(_or_more_than(tokens(prompt, brand))))
     unknown = [t.text for t in words if t.kind == "unknown"]
     if unknown:
         suggest = _suggester(brand)
-        named = [f"{w!r}{suggest(w)}" for w in unknown]
+        named = [f"{w!r}{suggest(w) if i < SUGGESTED else ''}" for i, w in enumerate(unknown)]
         raise _refusal(f"Did not understand: {', '.join(named)}",
                        [{"loc": ["body", "prompt"], "msg": f"unknown word {w}"} for w in named])
+    for token in words:
+        if token.kind == "num" and not abs(token.value) <= rules.MAX_ATTRIBUTE_NUMBER:
+            raise _refusal(f"{token.text[:40]!r} is too large a number")
     clauses, joins = _without_bare(*_clauses(_expand_between(words)))
+    _refuse_unclear_negation(clauses, joins)
     rule_list: list[dict[str, Any]] = []
     for i, clause in enumerate(clauses):
         if i:
@@ -105,9 +112,24 @@ def _suggester(brand: BrandWords):
     known_words = vocabulary(brand)
 
     def suggest(word: str) -> str:
-        close = difflib.get_close_matches(word.lower(), list(known_words), n=1, cutoff=0.8)
+        word = word.lower()
+        alike = [w for w in known_words if abs(len(w) - len(word)) <= 2 and w != word]
+        close = difflib.get_close_matches(word, alike, n=1, cutoff=0.8)
         return f" (did you mean {known_words[close[0]]!r}?)" if close else ""
     return suggest
+
+
+def _or_more_than(words: list[Token]) -> list[Token]:
+    """"60 days or fewer than 2 visits" joins a second comparison; "or fewer" alone ends the first."""
+    out: list[Token] = []
+    for i, token in enumerate(words):
+        join, _, rest = token.text.lower().partition(" ")
+        if (token.kind == "postfix" and join in ("or", "and") and i + 1 < len(words)
+                and words[i + 1].text.lower() == "than"):
+            out += [Token("join", join, text=join), Token("op", token.meaning.rstrip("="), text=f"{rest} than")]
+        else:
+            out.append(token)
+    return out
 
 
 def _negated_numbers(words: list[Token]) -> list[Token]:
@@ -121,8 +143,11 @@ def _lists(words: list[Token]) -> list[Token]:
     with the joins between their items ("tagged vip or gold", "in Mumbai, Delhi or Pune")."""
     out: list[Token] = []
     i = 0
+    bought = False  # the last subject named was a purchase: "bought TEA-01 but never MUG-7"
     while i < len(words):
         token = words[i]
+        if token.kind == "subject":
+            bought = token.meaning in PURCHASE_SUBJECTS
         if token.kind == "subject" and token.meaning in (TAGS, SKUS):
             items = TAG_ITEMS if token.meaning == TAGS else SKU_ITEMS
             if i + 1 < len(words) and words[i + 1].kind in items:
@@ -135,10 +160,12 @@ def _lists(words: list[Token]) -> list[Token]:
                 out.append(Token("list", TAGS, text=f"{item.text} {token.text}", items=[item]))
                 i += 1
                 continue
-        if token.kind in ("code", "value"):
+        if token.kind == "value" or (token.kind == "code" and bought):
             listed, i = _collect(words, i, (token.kind,), SKUS if token.kind == "code" else "value")
             out.append(listed)
             continue
+        if token.kind == "code":
+            token = Token("unknown", text=token.text)  # "b2b", "Q1", "zone5": no purchase word makes it a SKU
         out.append(token)
         i += 1
     return out
@@ -161,6 +188,9 @@ def _expand_between(words: list[Token]) -> list[Token]:
     i = 0
     while i < len(words):
         if words[i].kind == "between":
+            since_join = next((j for j in range(i - 1, -1, -1) if words[j].kind == "join"), -1)
+            if any(w.kind == "neg" for w in words[since_join + 1:i]):
+                raise _refusal("'not between' is unclear; say 'under … or over …'")
             try:
                 join = next(j for j in range(i + 1, len(words)) if words[j].kind == "join")
             except StopIteration:
@@ -180,6 +210,7 @@ def _clauses(words: list[Token]) -> tuple[list[Clause], list[str]]:
     for token in words:
         clause = clauses[-1]
         if token.kind == "stop":
+            previous = token  # "in Pune with 10+ visits": the "with" parts two conditions
             continue
         if token.kind == "join":
             if clause.text:
@@ -212,11 +243,12 @@ def _starts_another(clause: Clause, token: Token, previous: Token | None) -> boo
         return False  # the noun after its number: "20+ visits"
     if token.kind == "key" and clause.listed is not None and clause.listed.meaning == "value":
         return not all(token.meaning in item.candidates for item in clause.listed.items)  # "gold plan"
-    if token.kind in ("subject", "weak", "key", "list", "neg", "window", "today"):
+    if token.kind in ("subject", "weak", "key", "list", "neg"):
         return True
     if token.kind == "num":
-        # "fourteen eleven" is two amounts in one condition, refused; "in Pune with 10+ visits" is two conditions.
-        return previous is None or previous.kind != "num"
+        # "fourteen eleven" or "bought SKU-1 twice" is refused as two amounts or two things in one condition;
+        # "in Pune with 10+ visits" is two conditions.
+        return previous is None or previous.kind not in ("num", "list")
     return token.kind == "op"
 
 
@@ -253,11 +285,14 @@ def _take(clause: Clause, token: Token, previous: Token | None) -> None:
             else:
                 clause.value = 1  # "within the last week"
     elif kind in ("op", "window"):
+        if kind == "window" and (clause.op is not None or clause.listed is not None or clause.counted):
+            raise _refusal(f"{clause.said!r} has a duration, which fits activity and signup only: spend, visits, "
+                           "tags and SKUs count over all time")
         if clause.op is not None:
             raise _refusal(f"One condition has two comparisons: {clause.said!r}")
         clause.op, clause.window = meaning, kind == "window"
     elif kind == "today":
-        if clause.op is not None or clause.value is not None:
+        if clause.op is not None or clause.value is not None or clause.listed is not None:
             raise _refusal(f"One condition has two comparisons: {clause.said!r}")
         clause.op, clause.window, clause.value, clause.days = "<", True, 1, 1
     elif kind == "postfix":
@@ -300,6 +335,15 @@ def _incomplete(clause: Clause) -> InvalidInput:
     return _refusal(f"{clause.said!r} has no number")
 
 
+def _refuse_unclear_negation(clauses: list[Clause], joins: list[str]) -> None:
+    """"haven't spent over 1k or visited more than 3 times" may mean neither: refused rather than half-negated."""
+    for clause, join, following in zip(clauses, joins, clauses[1:]):
+        if (clause.negated and join == "or" and not following.negated
+                and following.subject in (MONEY, COUNT, PURCHASE, ORDER)):
+            raise _refusal(f"'{clause.said} or {following.said}' is unclear: does the negation cover both? "
+                           "Say each condition on its own")
+
+
 def _without_bare(clauses: list[Clause], joins: list[str]) -> tuple[list[Clause], list[str]]:
     """Drops conditions that only describe ("big spenders, spent over 75k"); refuses a prompt of nothing else."""
     kept = [(i, c) for i, c in enumerate(clauses) if not c.bare]
@@ -316,7 +360,7 @@ def _without_bare(clauses: list[Clause], joins: list[str]) -> tuple[list[Clause]
 def _inherit(clause: Clause, previous: Clause) -> None:
     """A condition that names nothing continues the one before: "spent more than 1000 and less than 5000"."""
     names_nothing = clause.subject is None and clause.key is None and clause.listed is None and clause.weak is None
-    if names_nothing and (clause.value is not None or clause.op is not None):
+    if names_nothing and previous.listed is None and (clause.value is not None or clause.op is not None):
         clause.subject, clause.key, clause.weak = previous.subject, previous.key, previous.weak
         if previous.named_in_days and clause.days is None:
             clause.days, clause.named_in_days = 1, True  # "inactive_days > 30 and < 60"
@@ -326,6 +370,8 @@ def _rule(clause: Clause, known: KnownAttributes) -> dict[str, Any]:
     if clause.listed is not None:
         return _list_rule(clause)
     if clause.key is not None:
+        if clause.subject is not None:
+            raise _refusal(f"One condition names two things: {clause.said!r}; join them with and/or")
         return _attribute_rule(clause, known)
     subject = clause.subject or clause.weak
     if subject is None:
@@ -345,6 +391,8 @@ def _rule(clause: Clause, known: KnownAttributes) -> dict[str, Any]:
     if subject in (PURCHASE, ORDER, SKUS):
         subject = _purchase_subject(clause, subject)
     if subject == COUNT and (clause.days or clause.window):
+        if clause.counted:
+            raise _refusal(f"{clause.said!r}: visits count over all time, not over a period")
         subject = ACTIVE  # "visited in the last 30 days" is about recency, not a count
     if subject in DAY_SUBJECTS:
         return _days_rule(clause, subject)
@@ -354,7 +402,7 @@ def _rule(clause: Clause, known: KnownAttributes) -> dict[str, Any]:
 def _purchase_subject(clause: Clause, subject: str) -> str:
     if subject == SKUS:
         raise _refusal(f"{clause.said!r} names no SKU, such as 'bought SKU-123'")
-    if clause.days or clause.window:
+    if (clause.days or clause.window) and not clause.counted:
         return ACTIVE
     if clause.counted or (clause.value is None and clause.negated) or subject == ORDER:
         return COUNT  # "purchased twice", "never purchased", "ordered more than 3"
@@ -395,7 +443,10 @@ def _days_rule(clause: Clause, subject: str) -> dict[str, Any]:
         return {"field": field_name, "op": ">=" if clause.negated else "<", "value": days}
     if subject == ACTIVE and clause.negated:
         return {"field": field_name, "op": clause.op or ">", "value": days}  # "haven't been active for 2 weeks"
-    op = clause.op or ("<" if subject == ACTIVE else None)
+    if subject == ACTIVE:
+        # "active for more than 30 days" is not inactivity, and "active 3 days ago" names a day, not a period.
+        raise _refusal(f"{clause.said!r} is unclear; say 'active in the last …' or 'inactive for …'")
+    op = clause.op
     if op is None:
         raise _refusal(f"{clause.said!r} needs a comparison such as 'in the last' or 'more than ... ago'")
     return {"field": field_name, "op": FLIPPED[op] if clause.negated else op, "value": days}
@@ -404,8 +455,9 @@ def _days_rule(clause: Clause, subject: str) -> dict[str, Any]:
 def _list_rule(clause: Clause) -> dict[str, Any]:
     listed = clause.listed
     assert listed is not None
-    if (clause.value is not None or clause.days or clause.subject not in (None, PURCHASE, ORDER, SKUS, TAGS)
-            or clause.boolean is not None or (clause.key is not None and listed.meaning != "value")):
+    if (clause.value is not None or clause.days or clause.window
+            or clause.subject not in (None, PURCHASE, ORDER, SKUS, TAGS) or clause.boolean is not None
+            or (clause.key is not None and listed.meaning != "value")):
         raise _refusal(f"One condition names two things: {clause.said!r}; join them with and/or")
     if clause.op is not None and (listed.meaning != "value" or clause.op not in ("==", "!=")):
         raise _refusal(f"{clause.said!r}: {clause.op!r} does not fit a list of tags, SKUs or values")
@@ -431,13 +483,14 @@ def _value_rule(clause: Clause, listed: Token) -> dict[str, Any]:
         raise _refusal(f"{listed.text!r} could be {' or '.join(sorted(keys))}; say which, e.g. "
                        f"'{listed.text} {sorted(keys)[0]}'")
     key = keys.pop()
-    values = list(dict.fromkeys(item.candidates[key] for item in listed.items))
+    # Every spelling the registry has seen: "Mumbai" and "mumbai" are one city to the person asking.
+    values = list(dict.fromkeys(spelling for item in listed.items for spelling in item.candidates[key]))
     negated = clause.negated != (clause.op == "!=")
     if clause.op not in (None, "==", "!="):
         raise _refusal(f"{clause.said!r}: {key} is text; it can only be or not be a value")
     if len(values) == 1:
         return {"field": f"attributes.{key}", "op": "!=" if negated else "==", "value": values[0]}
-    if listed.joined == {"and"} and not negated:
+    if len(listed.items) > 1 and listed.joined == {"and"} and not negated:
         raise _refusal(f"{clause.said!r}: a customer has one {key}; say {' or '.join(values)!r}")
     return {"field": f"attributes.{key}", "op": "not_in" if negated else "in", "value": values}
 

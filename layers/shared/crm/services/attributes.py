@@ -19,7 +19,7 @@ from crm.observability import logger
 
 EXAMPLES = 5
 # The string values kept per key for the rule parser ("in Mumbai"): categories such as a city or a plan have few;
-# a free-text key fills the list and its later values are not kept.
+# a free-text key fills the list, and values first seen after that are not kept.
 KNOWN_VALUES = 100
 KNOWN_VALUE_LENGTH = 60
 # How often one key's count of customers is taken again (a count reads the key's index entries).
@@ -103,10 +103,13 @@ def register(registry: Collection, customers: Collection, ingested: list[Custome
 
 
 def _added_if_same_type(kind: str, stored: str, added: list[Any], limit: int) -> dict:
-    """The stored list with these values added, up to `limit` (an update pipeline expression)."""
+    """The stored list with the values it lacks appended while there is room (an update pipeline expression): a
+    full list keeps the values it has, so the words they stand for stay known."""
+    have = {"$ifNull": [stored, []]}
+    new = {"$filter": {"input": {"$literal": added}, "cond": {"$not": [{"$in": ["$$this", have]}]}}}
     return {"$cond": [{"$eq": [{"$ifNull": ["$type", kind]}, kind]},
-                      {"$slice": [{"$setUnion": [{"$ifNull": [stored, []]}, {"$literal": added}]}, limit]},
-                      {"$ifNull": [stored, []]}]}
+                      {"$slice": [{"$concatArrays": [have, new]}, limit]},
+                      have]}
 
 
 def recount(registry: Collection, customers: Collection, keys: set[str], now: datetime) -> None:
