@@ -12,6 +12,7 @@ CONFIG_FILE_ENV = "CRM_CONFIG_FILE"
 DEV_JWT_SECRET = "dev-only-jwt-secret-not-for-production"
 DEV_VENDOR_KEY = "dev-only-vendor-key"
 DEV_WEBHOOK_SECRET = "dev-only-webhook-secret"
+DEV_UNSUBSCRIBE_SECRET = "dev-only-unsubscribe-secret"
 DEFAULT_MONGO_URI = "mongodb://127.0.0.1:27017/"
 MIN_PRODUCTION_SECRET_LENGTH = 32
 # crm.access.principals.Role's values (not imported: config imports nothing of the CRM's).
@@ -81,6 +82,17 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr = SecretStr(DEV_WEBHOOK_SECRET)
     vendor_timeout_seconds: float = 5.0
     vendor_max_per_second: float = 50.0
+    # Where campaign messages go: "mock" (the mock vendor above) or "ses" (Amazon SES e-mail from this verified
+    # address, with this configuration set's events coming back; SES_ENDPOINT_URL only for a local SES).
+    channel: Literal["mock", "ses"] = "mock"
+    ses_from_address: str = ""
+    ses_configuration_set: str = ""
+    ses_endpoint_url: str | None = None
+    # The account's SES sending rate (its quota, messages a second), shared by the send function's containers.
+    ses_max_per_second: float = 14.0
+    # Where recipients reach the unsubscribe page (the HTTP API's URL), and what its links are signed with.
+    public_url: str = "http://localhost:4000"
+    unsubscribe_secret: SecretStr = SecretStr(DEV_UNSUBSCRIBE_SECRET)
     # The mock vendor: where it reports, how it decides (seeded, so tests can predict), how late.
     receipt_url: str = ""
     mock_vendor_failure_rate: float = 0.1
@@ -116,6 +128,7 @@ class Settings(BaseSettings):
     google_client_secret_name: str = ""
     vendor_api_key_name: str = ""
     webhook_secret_name: str = ""
+    unsubscribe_secret_name: str = ""
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
@@ -178,8 +191,9 @@ SECRETS = {
     "google_client_secret": ("google_client_secret_name", ""),
     "vendor_api_key": ("vendor_api_key_name", DEV_VENDOR_KEY),
     "webhook_secret": ("webhook_secret_name", DEV_WEBHOOK_SECRET),
+    "unsubscribe_secret": ("unsubscribe_secret_name", DEV_UNSUBSCRIBE_SECRET),
 }
-SIGNING_KEYS = ("jwt_secret", "vendor_api_key", "webhook_secret")
+SIGNING_KEYS = ("jwt_secret", "vendor_api_key", "webhook_secret", "unsubscribe_secret")
 
 
 def _fetch_secret(name: str) -> str:

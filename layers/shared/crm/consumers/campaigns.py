@@ -10,13 +10,13 @@ import httpx
 from bson import ObjectId
 
 from crm import queues, signing
+from crm.channels import get_channel
 from crm.config import Settings, get_settings
 from crm.consumers import DB_MARGIN_SECONDS, make_sqs_handler
 from crm.db import get_db
 from crm.errors import DependencyUnavailable, InvalidInput
 from crm.observability import logger
 from crm.services import campaign_jobs, campaigns, mock_vendor, sending
-from crm.vendor_client import get_vendor
 
 # Leaves room inside the consumer's timeout for the last page and the continuation message.
 FANOUT_TIME_BUDGET_SECONDS = 20.0
@@ -38,7 +38,7 @@ def send_records(records: list[Any], deadline: float | None = None) -> None:
     settings = get_settings()
     # Sends stop where the database time ends (make_sqs_handler's margin), less the time to record the last call.
     send_by = None if deadline is None else deadline - DB_MARGIN_SECONDS - RECORD_SECONDS
-    sending.send_records(get_db(), get_vendor(settings), records, send_timeouts(settings), send_by)
+    sending.send_records(get_db(), get_channel(settings), records, send_timeouts(settings), send_by)
 
 
 def send_timeouts(settings: Settings) -> sending.SendTimeouts:

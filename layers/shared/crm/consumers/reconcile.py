@@ -8,6 +8,7 @@ from typing import Any
 
 import pymongo
 
+from crm.channels import get_channel
 from crm.config import get_settings
 from crm.consumers import DB_MARGIN_SECONDS
 from crm.db import get_db, time_budget
@@ -15,7 +16,6 @@ from crm.models.common import utcnow
 from crm.observability import logger
 from crm.services import campaign_jobs
 from crm.services.reconcile import Limits, reconcile
-from crm.vendor_client import get_vendor
 
 # Left for the last page's writes when the run stops.
 STOP_BEFORE_TIMEOUT_SECONDS = 15
@@ -31,7 +31,7 @@ def reconcile_handler(event: dict[str, Any], context: Any) -> dict[str, int]:
     remaining = context.get_remaining_time_in_millis() / 1000 if context is not None else 60
     # The database work ends before the invocation: no transaction is left behind by a run cut off at its timeout.
     with pymongo.timeout(time_budget(remaining, DB_MARGIN_SECONDS)):
-        settled = reconcile(get_db(), utcnow(), limits, get_vendor(settings).status,
+        settled = reconcile(get_db(), utcnow(), limits, get_channel(settings).status,
                             lambda sends: campaign_jobs.queue_sends(settings, sends),
                             lambda campaign_id: campaign_jobs.queue_fan_out(settings, campaign_id),
                             time.time() + remaining - STOP_BEFORE_TIMEOUT_SECONDS)

@@ -17,12 +17,12 @@ from pydantic import ValidationError
 from pymongo import UpdateOne
 from pymongo.database import Database
 
+from crm.channels import BATCH, Accepted, Channel, ChannelUnavailable
 from crm.db import LOGS
 from crm.errors import InvalidInput, RetryableRecordError
 from crm.models.campaigns import FAILED, QUEUED, VendorSendIn
 from crm.models.common import first_problem, utcnow
 from crm.services.delivery import Outcome, record_outcomes
-from crm.vendor_client import BATCH, Accepted, VendorClient, VendorUnavailable
 
 QUEUE_KIND = "sends"
 
@@ -46,7 +46,7 @@ def send_record(log: dict[str, Any]) -> dict[str, Any]:
     return {"log_id": str(log["_id"]), "to": log["to"], "message": log["message"]}
 
 
-def send_records(db: Database, vendor: VendorClient, records: list[Any], timeouts: SendTimeouts,
+def send_records(db: Database, channel: Channel, records: list[Any], timeouts: SendTimeouts,
                  deadline: float | None = None) -> None:
     """Sends each record's message unless its log was already sent; raises after the batch if any must retry.
 
@@ -60,10 +60,10 @@ def send_records(db: Database, vendor: VendorClient, records: list[Any], timeout
     retry: list[str] = []
     for start in range(0, len(valid), BATCH):
         batch = valid[start:start + BATCH]
-        if deadline is not None and deadline - time.time() < vendor.longest_call_seconds:
+        if deadline is not None and deadline - time.time() < channel.longest_call_seconds:
             retry += [s.log_id for s in batch]
             continue
-        retry += _send_batch(db, vendor, batch, timeouts, deadline)
+        retry += _send_batch(db, channel, batch, timeouts, deadline)
     if invalid:
         raise InvalidInput(f"{len(invalid)} of {len(records)} send records are invalid", invalid)
     if retry:
@@ -85,7 +85,7 @@ def _parse(records: list[Any]) -> tuple[list[VendorSendIn], list[ObjectId], list
     return valid, unsendable, invalid
 
 
-def _send_batch(db: Database, vendor: VendorClient, batch: list[VendorSendIn], timeouts: SendTimeouts,
+def _send_batch(db: Database, channel: Channel, batch: list[VendorSendIn], timeouts: SendTimeouts,
                 deadline: float | None) -> list[str]:
     """Sends what this sender can claim; the log ids to try again later.
 
@@ -96,27 +96,27 @@ def _send_batch(db: Database, vendor: VendorClient, batch: list[VendorSendIn], t
     pending, retry = batch, []
     while pending:
         ids = [ObjectId(s.log_id) for s in pending]
-        token, claimed = _claim(db, ids, deadline, timedelta(seconds=vendor.longest_call_seconds))
+        token, claimed = _claim(db, ids, deadline, timedelta(seconds=channel.longest_call_seconds))
         held, held_until = _held_by_others(db, [i for i in ids if str(i) not in claimed])
         sends = [s for s in pending if s.log_id in claimed]
         if sends:
-            retry += _call_vendor(db, vendor, sends, token, timeouts, deadline)
+            retry += _call_vendor(db, channel, sends, token, timeouts, deadline)
         pending = [s for s in pending if s.log_id in held]
         # Waiting is worth it only if the other claim ends while there is still time for a call of our own.
-        if pending and (deadline is None or held_until.timestamp() > deadline - vendor.longest_call_seconds):
+        if pending and (deadline is None or held_until.timestamp() > deadline - channel.longest_call_seconds):
             return retry + [s.log_id for s in pending]
         if pending:
             time.sleep(HELD_POLL_SECONDS)
     return retry
 
 
-def _call_vendor(db: Database, vendor: VendorClient, sends: list[VendorSendIn], token: str, timeouts: SendTimeouts,
+def _call_vendor(db: Database, channel: Channel, sends: list[VendorSendIn], token: str, timeouts: SendTimeouts,
                  deadline: float | None) -> list[str]:
     """One vendor call for claimed logs, its outcome recorded under the claim; the log ids to try again later."""
     try:
-        outcomes = vendor.send([{"log_id": s.log_id, "to": s.to.model_dump(), "message": s.message} for s in sends],
+        outcomes = channel.send([{"log_id": s.log_id, "to": s.to.model_dump(), "message": s.message} for s in sends],
                                deadline)
-    except VendorUnavailable:
+    except ChannelUnavailable:
         db[LOGS].update_many({"_id": {"$in": [ObjectId(s.log_id) for s in sends]}, "claim": token},
                              {"$unset": {"claimed_until": ""}, "$set": {"due_at": utcnow() + timeouts.send}})
         return [s.log_id for s in sends]

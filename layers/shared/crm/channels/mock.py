@@ -1,53 +1,24 @@
-"""The messaging vendor's send API: bounded rate, timeouts, and retries with backoff for what is transient."""
+"""The mock messaging vendor's send API (or any vendor speaking it): bounded rate, timeouts, and retries with
+backoff for what is transient."""
 from __future__ import annotations
 
 import random
-import threading
 import time
-from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
+from crm.channels import BATCH, Accepted, ChannelUnavailable, Rejected
+from crm.channels.rate import RateLimiter
 from crm.config import Settings
 
 ATTEMPTS = 4
 BACKOFF_SECONDS = 0.2
-BATCH = 100
+# What the vendor takes of a message; the e-mail channel's subject and unsubscribe link are not for it.
+VENDOR_FIELDS = ("log_id", "to", "message")
 
 
-@dataclass(frozen=True)
-class Accepted:
-    vendor_message_id: str
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """A 4xx other than throttling: sending again would fail the same way."""
-    reason: str
-
-
-class VendorUnavailable(Exception):
-    """5xx, throttling or timeouts outlasted the retries; the send is tried again later."""
-
-
-class RateLimiter:
-    """At most `per_second` messages a second from this container, spaced evenly."""
-
-    def __init__(self, per_second: float):
-        self.interval = 1.0 / per_second if per_second > 0 else 0.0
-        self.next_at = 0.0
-        self.lock = threading.Lock()
-
-    def wait(self, messages: int = 1) -> None:
-        with self.lock:
-            now = time.monotonic()
-            delay = self.next_at - now
-            self.next_at = max(now, self.next_at) + self.interval * messages
-        if delay > 0:
-            time.sleep(delay)
-
-
-class VendorClient:
+class MockChannel:
     def __init__(self, settings: Settings, http: httpx.Client | None = None):
         self.url = settings.vendor_url
         self.key = settings.secret("vendor_api_key")
@@ -58,12 +29,10 @@ class VendorClient:
         self.longest_call_seconds = (BATCH * self.limiter.interval + ATTEMPTS * self.timeout
                                      + BACKOFF_SECONDS * 2 ** ATTEMPTS)
 
-    def send(self, messages: list[dict], deadline: float | None = None) -> dict[str, Accepted | Rejected]:
-        """Up to BATCH messages ({log_id, to, message}) in one call; the outcome of each by log_id.
-
-        Each log_id is the vendor's idempotency key, so a call repeated after a lost reply sends nothing twice.
-        No attempt starts that could outlast the deadline (seconds since the epoch).
-        """
+    def send(self, messages: list[dict[str, Any]], deadline: float | None = None) -> dict[str, Accepted | Rejected]:
+        """Up to BATCH messages in one call; each log_id is the vendor's idempotency key, so a call repeated after a
+        lost reply sends nothing twice. A 4xx other than throttling rejects them all."""
+        messages = [{field: m[field] for field in VENDOR_FIELDS} for m in messages]
         for attempt in range(ATTEMPTS):
             if attempt:
                 time.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1) * (1 + random.random()))  # noqa: S311 - jitter
@@ -83,7 +52,7 @@ class VendorClient:
                 continue
             rejected = Rejected(f"vendor answered {reply.status_code}")
             return {m["log_id"]: rejected for m in messages}
-        raise VendorUnavailable(f"the vendor did not accept {len(messages)} message(s) in time")
+        raise ChannelUnavailable(f"the vendor did not accept {len(messages)} message(s) in time")
 
     def status(self, vendor_message_id: str) -> str | None:
         """What the vendor says became of a message (SENT, FAILED, or still ACCEPTED); None when it cannot say."""
@@ -96,12 +65,3 @@ class VendorClient:
         status = reply.json().get("status")
         return status if status in ("ACCEPTED", "SENT", "FAILED") else None
 
-
-_clients: dict[tuple[str, float], VendorClient] = {}
-
-
-def get_vendor(settings: Settings) -> VendorClient:
-    key = (settings.vendor_url, settings.vendor_max_per_second)
-    if key not in _clients:
-        _clients[key] = VendorClient(settings)
-    return _clients[key]

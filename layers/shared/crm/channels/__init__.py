@@ -1,0 +1,59 @@
+"""Where a campaign's messages go: the mock vendor (the local default) or Amazon SES e-mail. The send step talks
+to one Channel; each implementation says what became of every message it was given."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from crm.config import Settings
+
+# The most messages one send call carries: one queue message of the send step.
+BATCH = 100
+
+
+@dataclass(frozen=True)
+class Accepted:
+    vendor_message_id: str
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """Refused for good: sending again would fail the same way."""
+    reason: str
+
+
+class ChannelUnavailable(Exception):
+    """5xx, throttling or timeouts outlasted the retries; the send is tried again later."""
+
+
+class Channel(Protocol):
+    # One send() of BATCH messages at the worst: the send step claims logs for this long.
+    longest_call_seconds: float
+
+    def send(self, messages: list[dict[str, Any]], deadline: float | None = None) -> dict[str, Accepted | Rejected]:
+        """Messages ({log_id, to, message, subject?, unsubscribe_url?}); the outcome of each by log_id. A log the
+        answer leaves out was not sent (its message comes back). No attempt starts that could outlast the deadline
+        (seconds since the epoch)."""
+
+    def status(self, vendor_message_id: str) -> str | None:
+        """What the channel says became of a message (SENT, FAILED, or still ACCEPTED); None when it cannot say."""
+
+
+_channels: dict[tuple[Any, ...], Channel] = {}
+
+
+def get_channel(settings: Settings) -> Channel:
+    """The configured channel, one per container (each keeps its connections and its rate)."""
+    if settings.channel == "ses":
+        from crm.channels.ses import SesChannel  # boto3's SES client only where e-mail is sent
+
+        key: tuple[Any, ...] = ("ses", settings.ses_from_address, settings.ses_configuration_set,
+                                settings.ses_max_per_second, settings.ses_endpoint_url)
+        factory: Any = SesChannel
+    else:
+        from crm.channels.mock import MockChannel
+
+        key, factory = ("mock", settings.vendor_url, settings.vendor_max_per_second), MockChannel
+    if key not in _channels:
+        _channels[key] = factory(settings)
+    return _channels[key]
