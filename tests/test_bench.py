@@ -17,3 +17,17 @@ def test_every_benchmark_runs_and_the_load_test_sees_no_errors():
                                                                       table.splitlines()[2:]}
     errors = re.search(r"^load\s+errors in [\d,]+ requests\s+([\d.]+)", table, re.M)
     assert errors and float(errors.group(1)) == 0
+
+
+def test_the_preview_benchmark_measures_every_tree_and_shows_the_local_plans():
+    from bench.preview import RULE_KINDS, TREES
+
+    result = subprocess.run([sys.executable, "-m", "bench.preview", "--customers", "3000", "--repeats", "1"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    table = result.stdout.split("local plan (explain)", 1)[1].splitlines()[1:]
+    assert [line[2:32].strip() for line in table] == list(TREES)
+    # Every tree selected someone, has a figure without its indexes, and names the plan the server chose.
+    assert all(int(line[33:42].replace(",", "")) > 0 and "nan" not in line and "SCAN" in line for line in table)
+    for kind in RULE_KINDS:
+        assert re.search(rf"^    {re.escape(kind)}\s+\S.*SCAN", result.stdout, re.M), kind

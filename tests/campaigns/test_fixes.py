@@ -104,7 +104,7 @@ def test_a_duplicate_fan_out_racing_an_audience_change_leaves_no_uncounted_log(a
     moving = db.customers.find_one({"email": "c005@example.com"})
     real_record, calls = campaign_service._record_page, []
 
-    def other_run_first(db_, campaign, page, send_by):
+    def other_run_first(db_, campaign, page, send_by, *links):
         calls.append(1)
         if len(calls) == 1:
             # This run has read its first page (with c005 in it); before it records it, c005 leaves the
@@ -112,7 +112,7 @@ def test_a_duplicate_fan_out_racing_an_audience_change_leaves_no_uncounted_log(a
             db.customers.update_one({"_id": moving["_id"]}, {"$set": {"spend": -1.0}})
             assert not campaign_service.fan_out(db, campaign_id, lambda _: None, lambda: None, -1)
             db.customers.update_one({"_id": moving["_id"]}, {"$set": {"spend": moving["spend"]}})
-        return real_record(db_, campaign, page, send_by)
+        return real_record(db_, campaign, page, send_by, *links)
 
     monkeypatch.setattr(campaign_service, "_record_page", other_run_first)
     assert campaign_service.fan_out(db, campaign_id, lambda _: None, lambda: None, 60)

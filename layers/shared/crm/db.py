@@ -34,6 +34,7 @@ USERS = "users"
 API_KEYS = "api_keys"
 AUDIT = "audit_log"
 ATTRIBUTE_REGISTRY = "attribute_registry"
+SUPPRESSIONS = "suppressions"
 DUPLICATE_KEY = 11000
 LAMBDA_MAX_TIMEOUT_SECONDS = 900
 MIN_DB_SECONDS = 0.1
@@ -75,6 +76,12 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("campaign_id", ASCENDING), ("_id", DESCENDING)], name="campaign_newest"),
         # What the reconciler looks for: logs still QUEUED past the time something should have happened to them.
         IndexModel([("status", ASCENDING), ("due_at", ASCENDING)], name="status_due"),
+        # A person's logs, for erasure; a message's log, for the e-mail channel's events.
+        IndexModel([("customer_id", ASCENDING)], name="customer"),
+        IndexModel([("vendor_message_id", ASCENDING)], name="vendor_message_id"),
+    ],
+    SUPPRESSIONS: [
+        IndexModel([("email_hash", ASCENDING)], unique=True, name="email_hash_unique"),
     ],
     VENDOR_MESSAGES: [
         IndexModel([("vendor_message_id", ASCENDING)], unique=True, name="vendor_message_id_unique"),

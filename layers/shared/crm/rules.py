@@ -327,6 +327,11 @@ def _name(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def subscribed(email_consent: str | None, consent_mode: str) -> bool:
+    """May be messaged: opt-out, everyone who has not denied consent; opt-in, only those who granted it."""
+    return email_consent == "granted" if consent_mode == OPT_IN else email_consent != "denied"
+
+
 def to_filter(node: Node, now: datetime, consent_mode: str = OPT_OUT) -> dict[str, Any]:
     """The Mongo filter selecting the customers the rules select, as ranges and equalities on indexed fields.
 
@@ -405,8 +410,7 @@ def matches(node: Node, customer: dict[str, Any], now: datetime, consent_mode: s
         return not matches(node.child, customer, now, consent_mode)
     field, op, value = node.field, node.op, node.value
     if field == "subscribed":
-        consent = customer.get("email_consent")
-        return (consent == "granted" if consent_mode == OPT_IN else consent != "denied") == value
+        return subscribed(customer.get("email_consent"), consent_mode) == value
     if field in DAY_FIELDS:
         actual: Any = math.floor((now - customer[DAY_FIELDS[field]]) / DAY)
     elif field.startswith(ATTRIBUTE_PREFIX):

@@ -12,6 +12,7 @@ from bson import ObjectId
 from crm import queues, signing
 from crm.channels import get_channel
 from crm.config import Settings, get_settings
+from crm.consent.links import unsubscribe_url
 from crm.consumers import DB_MARGIN_SECONDS, make_sqs_handler
 from crm.db import get_db
 from crm.errors import DependencyUnavailable, InvalidInput
@@ -31,7 +32,8 @@ def fan_out_records(records: list[Any], _deadline: float | None = None) -> None:
 
         campaigns.fan_out(db, campaign_id, lambda sends: campaign_jobs.queue_sends(settings, sends),
                           lambda: campaign_jobs.queue_fan_out(settings, campaign_id), FANOUT_TIME_BUDGET_SECONDS,
-                          timedelta(seconds=settings.send_timeout_seconds))
+                          timedelta(seconds=settings.send_timeout_seconds),
+                          lambda customer_id: unsubscribe_url(settings, customer_id))
 
 
 def send_records(records: list[Any], deadline: float | None = None) -> None:

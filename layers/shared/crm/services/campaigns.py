@@ -28,12 +28,15 @@ QUEUE_KIND = "fanout"
 PAGE_SIZE = 1000
 
 SendRecords = Callable[[list[dict[str, Any]]], None]
+# A customer's unsubscribe link.
+UnsubscribeLink = Callable[[ObjectId], str]
 
 
-def personalise(template: str, name: str, attributes: Mapping[str, Any] | None = None) -> str:
+def personalise(template: str, name: str, attributes: Mapping[str, Any] | None = None,
+                unsubscribe_url: str = "") -> str:
     """One pass over the template, so a name or attribute that itself reads "{{first_name}}" is left as it is."""
     first_name = name.split()[0] if name.split() else name
-    values = {"name": name, "first_name": first_name}
+    values = {"name": name, "first_name": first_name, "unsubscribe_url": unsubscribe_url}
     attributes = attributes or {}
 
     def fill(match: re.Match[str]) -> str:
@@ -66,7 +69,8 @@ def message_attribute_keys(template: str) -> set[str]:
 
 
 def create(audit: Auditor, campaign_id: ObjectId, name: str, segment_id: str, message: str,
-           queue_fan_out: Callable[[ObjectId], None], consent_mode: str = rules.OPT_OUT) -> dict[str, Any]:
+           queue_fan_out: Callable[[ObjectId], None], consent_mode: str = rules.OPT_OUT,
+           subject: str | None = None) -> dict[str, Any]:
     """The campaign with this id, its audience the segment's rules at this moment; the same one when a retry
     of the request that chose the id finds it already made.
 
@@ -77,7 +81,7 @@ def create(audit: Auditor, campaign_id: ObjectId, name: str, segment_id: str, me
     db = audit.db
     segment = get_segment(db[SEGMENTS], segment_id)
     now = utcnow()
-    doc = {"_id": campaign_id, "name": name, "segment_id": segment["_id"], "message": message,
+    doc = {"_id": campaign_id, "name": name, "segment_id": segment["_id"], "message": message, "subject": subject,
            "rules": segment["rules"], "consent_mode": consent_mode, "status": QUEUED,
            "created_by": audit.actor.email, "created_at": now,
            "audience_at": now, "stats": Stats().model_dump(), "fanout": {"cursor": None, "done": False,
@@ -110,7 +114,8 @@ def logs_page(db: Database, campaign_id: ObjectId, status: str | None, limit: in
 
 
 def fan_out(db: Database, campaign_id: ObjectId, send: SendRecords, continue_later: Callable[[], None],
-            time_budget_seconds: float, send_timeout: timedelta = timedelta(hours=1)) -> bool:
+            time_budget_seconds: float, send_timeout: timedelta = timedelta(hours=1),
+            unsubscribe_link: UnsubscribeLink | None = None) -> bool:
     """Writes the logs of the next pages of the audience and queues their sends; True once all are done.
 
     Each page is one transaction: its new logs, the counters they add and the move of the campaign's
@@ -133,7 +138,7 @@ def fan_out(db: Database, campaign_id: ObjectId, send: SendRecords, continue_lat
                              message_attribute_keys(campaign["message"])) as recipients:
             while not campaign["fanout"]["done"]:
                 page = list(itertools.islice(recipients, PAGE_SIZE))
-                campaign, logs = _record_page(db, campaign, page, utcnow() + send_timeout)
+                campaign, logs = _record_page(db, campaign, page, utcnow() + send_timeout, unsubscribe_link)
                 if logs is None:
                     break  # another run of this job moved the cursor first: read on from where it got to
                 send([send_record(log) for log in logs])
@@ -156,8 +161,8 @@ class _Overtaken(Exception):
     """Another run recorded this page (or a later one) first."""
 
 
-def _record_page(db: Database, campaign: dict[str, Any], page: list[dict[str, Any]], send_by: datetime
-                 ) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
+def _record_page(db: Database, campaign: dict[str, Any], page: list[dict[str, Any]], send_by: datetime,
+                 unsubscribe_link: UnsubscribeLink | None) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
     """The campaign after this page and the logs this run wrote; None for the logs when another run was first.
     A log not sent by send_by has lost its send message; the reconciler queues it again."""
     cursor = campaign["fanout"]["cursor"]
@@ -166,7 +171,7 @@ def _record_page(db: Database, campaign: dict[str, Any], page: list[dict[str, An
         logged = {d["customer_id"] for d in db[LOGS].find(
             {"campaign_id": campaign["_id"], "customer_id": {"$in": [c["_id"] for c in page]}},
             {"customer_id": 1}, session=session)} if page else set()
-        logs = _new_logs(campaign, [c for c in page if c["_id"] not in logged], send_by)
+        logs = _new_logs(campaign, [c for c in page if c["_id"] not in logged], send_by, unsubscribe_link)
         if logs:
             db[LOGS].insert_many(logs, ordered=False, session=session)
         done = len(page) < PAGE_SIZE
@@ -192,21 +197,32 @@ def _record_page(db: Database, campaign: dict[str, Any], page: list[dict[str, An
         return db[CAMPAIGNS].find_one({"_id": campaign["_id"]}), None
 
 
-def _new_logs(campaign: dict[str, Any], customers: list[dict[str, Any]], send_by: datetime) -> list[dict[str, Any]]:
+def _new_logs(campaign: dict[str, Any], customers: list[dict[str, Any]], send_by: datetime,
+              unsubscribe_link: UnsubscribeLink | None) -> list[dict[str, Any]]:
     now = utcnow()
-    return [{"_id": ObjectId(), "campaign_id": campaign["_id"], "customer_id": c["_id"], "status": QUEUED,
-             "message": personalise(campaign["message"], c["name"], c.get("attributes")),
-             "to": {"name": c["name"], "email": c["email"], "phone": c.get("phone")},
-             "vendor_message_id": None, "sent_at": None, "reason": None, "send_attempts": 0,
-             "due_at": send_by, "created_at": now, "updated_at": now} for c in customers]
+    logs = []
+    for c in customers:
+        link = unsubscribe_link(c["_id"]) if unsubscribe_link else ""
+        subject = campaign.get("subject")
+        logs.append({
+            "_id": ObjectId(), "campaign_id": campaign["_id"], "customer_id": c["_id"], "status": QUEUED,
+            "message": personalise(campaign["message"], c["name"], c.get("attributes"), link),
+            "subject": personalise(subject, c["name"], c.get("attributes"), link) if subject else None,
+            "unsubscribe_url": link or None,
+            "to": {"name": c["name"], "email": c["email"], "phone": c.get("phone")},
+            "vendor_message_id": None, "sent_at": None, "reason": None, "send_attempts": 0,
+            "due_at": send_by, "created_at": now, "updated_at": now})
+    return logs
 
 
 def to_campaign(doc: dict[str, Any]) -> Campaign:
     return Campaign(id=str(doc["_id"]), name=doc["name"], segment_id=str(doc["segment_id"]), message=doc["message"],
-                    status=doc["status"], created_at=doc["created_at"], stats=Stats(**doc["stats"]))
+                    subject=doc.get("subject"), status=doc["status"], created_at=doc["created_at"],
+                    stats=Stats(**doc["stats"]))
 
 
 def to_log(doc: dict[str, Any]) -> Log:
     return Log(id=str(doc["_id"]), customer_id=str(doc["customer_id"]), status=doc["status"], message=doc["message"],
                vendor_message_id=doc.get("vendor_message_id"), sent_at=doc.get("sent_at"),
-               updated_at=doc["updated_at"], reason=doc.get("reason") or doc.get("failure_reason"))
+               updated_at=doc["updated_at"], reason=doc.get("reason") or doc.get("failure_reason"),
+               opened_at=doc.get("opened_at"), clicked_at=doc.get("clicked_at"))

@@ -10,12 +10,13 @@ from pymongo import UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
 
+from crm import rules
 from crm.db import ATTRIBUTE_REGISTRY, CUSTOMERS, bulk_upsert
 from crm.errors import InvalidInput
 from crm.models.common import first_problem, to_iso, utcnow
 from crm.models.customers import MAX_BATCH, Customer, CustomerIn, attribute_type
 from crm.pagination import newest_first_page
-from crm.rules import OPT_IN, OPT_OUT
+from crm.rules import OPT_OUT
 from crm.services.attributes import register
 
 QUEUE_KIND = "customers"
@@ -164,9 +165,7 @@ def list_customers(customers: Collection, filters: CustomerFilters, limit: int,
 
 
 def subscribed(doc: dict[str, Any], consent_mode: str) -> bool:
-    """May be messaged: opt-out, everyone who has not denied consent; opt-in, only those who granted it."""
-    consent = doc.get("email_consent")
-    return consent == "granted" if consent_mode == OPT_IN else consent != "denied"
+    return rules.subscribed(doc.get("email_consent"), consent_mode)
 
 
 def to_customer(doc: dict[str, Any], consent_mode: str = OPT_OUT) -> Customer:

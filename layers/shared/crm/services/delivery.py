@@ -20,7 +20,7 @@ from crm.models.common import utcnow
 @dataclass(frozen=True)
 class Outcome:
     log_id: ObjectId
-    status: str  # SENT | FAILED
+    status: str  # SENT | FAILED | SKIPPED
     vendor_message_id: str | None = None
     at: datetime | None = None
     reason: str | None = None
@@ -47,13 +47,12 @@ def record_outcomes(db: Database, outcomes: Iterable[Outcome], only_if: dict | N
         db[LOGS].bulk_write([UpdateOne({"_id": log["_id"], "status": QUEUED}, {
             "$set": _changes(latest[log["_id"]], now), "$unset": {"claimed_until": "", "due_at": ""}})
             for log in moving], ordered=False, session=session)
-        per_campaign: dict[ObjectId, dict[str, int]] = defaultdict(lambda: {"sent": 0, "failed": 0})
+        per_campaign: dict[ObjectId, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         for log in moving:
-            per_campaign[log["campaign_id"]][latest[log["_id"]].status.lower()] += 1
+            per_campaign[log["campaign_id"]][f"stats.{latest[log['_id']].status.lower()}"] += 1
         for campaign_id, counts in per_campaign.items():
             db[CAMPAIGNS].update_one({"_id": campaign_id}, {"$inc": {
-                "stats.sent": counts["sent"], "stats.failed": counts["failed"],
-                "stats.queued": -(counts["sent"] + counts["failed"])}}, session=session)
+                **counts, "stats.queued": -sum(counts.values())}}, session=session)
             complete_in(db, campaign_id, session)
         return len(moving)
 

@@ -18,9 +18,10 @@ from pymongo import UpdateOne
 from pymongo.database import Database
 
 from crm.channels import BATCH, Accepted, Channel, ChannelUnavailable
+from crm.consent.gate import reasons_not_to_send
 from crm.db import LOGS
 from crm.errors import InvalidInput, RetryableRecordError
-from crm.models.campaigns import FAILED, QUEUED, VendorSendIn
+from crm.models.campaigns import FAILED, QUEUED, SKIPPED, SendRecordIn
 from crm.models.common import first_problem, utcnow
 from crm.services.delivery import Outcome, record_outcomes
 
@@ -42,8 +43,13 @@ HELD_POLL_SECONDS = 1.0
 
 
 def send_record(log: dict[str, Any]) -> dict[str, Any]:
-    """What a send message carries for one log: what the vendor is sent, and the log it is for."""
-    return {"log_id": str(log["_id"]), "to": log["to"], "message": log["message"]}
+    """What a send message carries for one log: what the vendor is sent, and the log it is for (and, for e-mail,
+    the subject and the unsubscribe link)."""
+    record = {"log_id": str(log["_id"]), "to": log["to"], "message": log["message"]}
+    for optional in ("subject", "unsubscribe_url"):
+        if log.get(optional):
+            record[optional] = log[optional]
+    return record
 
 
 def send_records(db: Database, channel: Channel, records: list[Any], timeouts: SendTimeouts,
@@ -71,11 +77,11 @@ def send_records(db: Database, channel: Channel, records: list[Any], timeouts: S
                                    [{"loc": ["log_id"], "msg": log_id} for log_id in retry[:20]])
 
 
-def _parse(records: list[Any]) -> tuple[list[VendorSendIn], list[ObjectId], list[dict[str, Any]]]:
+def _parse(records: list[Any]) -> tuple[list[SendRecordIn], list[ObjectId], list[dict[str, Any]]]:
     valid, unsendable, invalid = [], [], []
     for index, record in enumerate(records):
         try:
-            valid.append(VendorSendIn.model_validate(record if isinstance(record, dict) else {}))
+            valid.append(SendRecordIn.model_validate(record if isinstance(record, dict) else {}))
         except ValidationError as exc:
             log_id = record.get("log_id") if isinstance(record, dict) else None
             if isinstance(log_id, str) and ObjectId.is_valid(log_id) and len(log_id) == 24:
@@ -85,7 +91,7 @@ def _parse(records: list[Any]) -> tuple[list[VendorSendIn], list[ObjectId], list
     return valid, unsendable, invalid
 
 
-def _send_batch(db: Database, channel: Channel, batch: list[VendorSendIn], timeouts: SendTimeouts,
+def _send_batch(db: Database, channel: Channel, batch: list[SendRecordIn], timeouts: SendTimeouts,
                 deadline: float | None) -> list[str]:
     """Sends what this sender can claim; the log ids to try again later.
 
@@ -98,7 +104,7 @@ def _send_batch(db: Database, channel: Channel, batch: list[VendorSendIn], timeo
         ids = [ObjectId(s.log_id) for s in pending]
         token, claimed = _claim(db, ids, deadline, timedelta(seconds=channel.longest_call_seconds))
         held, held_until = _held_by_others(db, [i for i in ids if str(i) not in claimed])
-        sends = [s for s in pending if s.log_id in claimed]
+        sends = _may_be_sent(db, [s for s in pending if s.log_id in claimed], token)
         if sends:
             retry += _call_vendor(db, channel, sends, token, timeouts, deadline)
         pending = [s for s in pending if s.log_id in held]
@@ -110,12 +116,22 @@ def _send_batch(db: Database, channel: Channel, batch: list[VendorSendIn], timeo
     return retry
 
 
-def _call_vendor(db: Database, channel: Channel, sends: list[VendorSendIn], token: str, timeouts: SendTimeouts,
+def _may_be_sent(db: Database, sends: list[SendRecordIn], token: str) -> list[SendRecordIn]:
+    """Claimed sends whose recipient may still be messaged; the others are SKIPPED with the reason, under the claim."""
+    if not sends:
+        return sends
+    reasons = reasons_not_to_send(db, [ObjectId(s.log_id) for s in sends])
+    if reasons:
+        record_outcomes(db, [Outcome(log_id, SKIPPED, reason=reason) for log_id, reason in reasons.items()],
+                        only_if={"claim": token})
+    return [s for s in sends if ObjectId(s.log_id) not in reasons]
+
+
+def _call_vendor(db: Database, channel: Channel, sends: list[SendRecordIn], token: str, timeouts: SendTimeouts,
                  deadline: float | None) -> list[str]:
     """One vendor call for claimed logs, its outcome recorded under the claim; the log ids to try again later."""
     try:
-        outcomes = channel.send([{"log_id": s.log_id, "to": s.to.model_dump(), "message": s.message} for s in sends],
-                               deadline)
+        outcomes = channel.send([s.model_dump(exclude_none=True) for s in sends], deadline)
     except ChannelUnavailable:
         db[LOGS].update_many({"_id": {"$in": [ObjectId(s.log_id) for s in sends]}, "claim": token},
                              {"$unset": {"claimed_until": ""}, "$set": {"due_at": utcnow() + timeouts.send}})

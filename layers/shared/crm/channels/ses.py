@@ -1,0 +1,132 @@
+"""E-mail through Amazon SES (API v2): one raw message per recipient with RFC 8058 one-click unsubscribe headers,
+plain text and a minimal HTML part, the configuration set named (its events come back through EventBridge) and
+the log id as a message tag. The account's send rate is kept; throttling is waited out, never a failure."""
+from __future__ import annotations
+
+import html
+import random
+import time
+from email.message import EmailMessage
+from email.utils import formataddr
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+)
+
+from crm.channels import BATCH, Accepted, ChannelUnavailable, Rejected
+from crm.channels.rate import RateLimiter
+from crm.config import Settings
+
+ATTEMPTS = 4
+BACKOFF_SECONDS = 0.5
+THROTTLED = {"TooManyRequestsException", "Throttling", "ThrottlingException"}
+# The account cannot send now (daily quota, sending paused, identity not ready): the messages wait, not fail.
+CANNOT_SEND_NOW = {"LimitExceededException", "SendingPausedException", "AccountSuspendedException",
+                   "MailFromDomainNotVerifiedException", "NotFoundException", "InternalFailure",
+                   "ServiceUnavailable"}
+# A call that may have reached SES (it went out, no answer came back): sending again could deliver it twice.
+UNCONFIRMED = "unconfirmed:"
+# Errors raised before a request left this container: sending again is safe.
+NOT_SENT_ERRORS = (ConnectTimeoutError, EndpointConnectionError)
+
+
+class SesChannel:
+    def __init__(self, settings: Settings, client: Any = None):
+        self.timeout = settings.vendor_timeout_seconds
+        self.client = client or boto3.client(
+            "sesv2", region_name=settings.aws_region, endpoint_url=settings.ses_endpoint_url,
+            # Retries are ours: a throttled message waits for the rate, a timed-out one is never sent twice.
+            config=Config(connect_timeout=3, read_timeout=self.timeout, retries={"total_max_attempts": 1}))
+        self.sender = settings.ses_from_address
+        self.configuration_set = settings.ses_configuration_set
+        self.limiter = RateLimiter(settings.ses_max_per_second)
+        self.longest_call_seconds = (BATCH * self.limiter.interval + ATTEMPTS * self.timeout
+                                     + BACKOFF_SECONDS * 2 ** ATTEMPTS)
+
+    def send(self, messages: list[dict[str, Any]], deadline: float | None = None) -> dict[str, Accepted | Rejected]:
+        """Each message on its own; stops where the deadline (or the batch's own time) would be passed, and the
+        messages not reached come back later. An account that cannot send now ends the batch the same way."""
+        outcomes: dict[str, Accepted | Rejected] = {}
+        stop_at = time.time() + self.longest_call_seconds
+        if deadline is not None:
+            stop_at = min(stop_at, deadline)
+        for message in messages:
+            try:
+                outcome = self._send_one(message, stop_at)
+            except ChannelUnavailable:
+                if not outcomes:
+                    raise
+                break
+            if outcome is None:
+                break
+            outcomes[message["log_id"]] = outcome
+        return outcomes
+
+    def status(self, vendor_message_id: str) -> str | None:
+        return None  # SES answers no questions about a message: its events say what became of it
+
+    def _send_one(self, message: dict[str, Any], stop_at: float) -> Accepted | Rejected | None:
+        try:
+            raw = raw_message(self.sender, message)
+        except ValueError as exc:  # a header that cannot be written (a line break in a name)
+            return Rejected(f"invalid_message: {exc}"[:200])
+        for attempt in range(ATTEMPTS):
+            if attempt:
+                time.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1) * (1 + random.random()))  # noqa: S311 - jitter
+            if time.time() + self.timeout > stop_at:
+                return None
+            self.limiter.wait()
+            try:
+                reply = self.client.send_email(**self._request(message, raw))
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code in THROTTLED:
+                    continue
+                if code in CANNOT_SEND_NOW or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500:
+                    raise ChannelUnavailable(f"SES cannot send now ({code})") from exc
+                return Rejected(f"{code}: {exc.response.get('Error', {}).get('Message', '')}"[:200])
+            except NOT_SENT_ERRORS:
+                continue
+            except (ConnectionClosedError, BotoCoreError):
+                # It may have been sent: recorded as sent without SES's id, so it is never sent again; its events
+                # (found by the log id tag) or, failing them, the reconciler settle it.
+                return Accepted(f"{UNCONFIRMED}{message['log_id']}")
+            return Accepted(reply["MessageId"])
+        raise ChannelUnavailable("SES kept throttling")
+
+    def _request(self, message: dict[str, Any], raw: bytes) -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "FromEmailAddress": self.sender,
+            "Destination": {"ToAddresses": [message["to"]["email"]]},
+            "Content": {"Raw": {"Data": raw}},
+            "EmailTags": [{"Name": "log_id", "Value": message["log_id"]}],
+        }
+        if self.configuration_set:
+            request["ConfigurationSetName"] = self.configuration_set
+        return request
+
+
+def raw_message(sender: str, message: dict[str, Any]) -> bytes:
+    """The MIME message: plain text and a minimal HTML part, with the one-click unsubscribe headers."""
+    mail = EmailMessage()
+    mail["From"] = sender
+    mail["To"] = formataddr((message["to"].get("name") or "", message["to"]["email"]))
+    mail["Subject"] = message.get("subject") or ""
+    unsubscribe_url = message.get("unsubscribe_url")
+    if unsubscribe_url:
+        mail["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+        mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    text = message["message"]
+    mail.set_content(text)
+    body = "<br>\n".join(html.escape(line) for line in text.splitlines())
+    footer = (f'<p style="font-size:small"><a href="{html.escape(unsubscribe_url)}">Unsubscribe</a></p>'
+              if unsubscribe_url else "")
+    mail.add_alternative(f'<!doctype html><html><body><p>{body}</p>{footer}</body></html>', subtype="html")
+    return mail.as_bytes()

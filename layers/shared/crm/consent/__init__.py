@@ -1,0 +1,1 @@
+"""Who may be messaged: consent, the suppression list, unsubscribe links, and erasure."""
