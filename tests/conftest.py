@@ -155,7 +155,8 @@ class Api:
     """Calls the API functions' real handlers with the API Gateway v2 events the offline runner builds."""
 
     ROUTES = {"/api/auth": "auth", "/api/me": "access", "/api/users": "access", "/api/api-keys": "access",
-              "/api/audit": "access", "/api/customers": "customers", "/api/orders": "orders",
+              "/api/audit": "access", "/api/suppressions": "access", "/api/customers": "customers",
+              "/api/orders": "orders",
               "/api/segments": "segments", "/api/ai": "ai", "/api/campaigns": "campaigns", "/api/mock-send": "vendor",
               "/api/delivery-receipt": "receipts"}
 
