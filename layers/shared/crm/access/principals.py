@@ -20,6 +20,8 @@ class Scope(str, Enum):
 
 USER = "user"
 API_KEY = "api_key"
+# A message's recipient acting through their unsubscribe link (no credential: the link's signature).
+RECIPIENT = "recipient"
 
 
 @dataclass(frozen=True)
@@ -40,4 +42,4 @@ class Principal:
         """How the audit trail names this caller."""
         if self.type == USER:
             return {"type": USER, "id": self.id, "email": self.email or ""}
-        return {"type": API_KEY, "id": self.id}
+        return {"type": self.type, "id": self.id}

@@ -26,8 +26,21 @@ class NotStarted(Exception):
     """Too little time was left to apply this message; it is retried in a later invocation."""
 
 
-def make_sqs_handler(kind: str, apply_records: RecordsApplier) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-    """A Lambda handler that applies each message's records and reports failed messages only."""
+def packed(kind: str) -> Callable[[str], list[Any]]:
+    """The records of one of our own messages of this kind."""
+    def read(body: str) -> list[Any]:
+        message_kind, records = unpack(body)
+        if message_kind != kind:
+            raise ValueError(f"expected a {kind} message, got {message_kind!r}")
+        return records
+    return read
+
+
+def make_sqs_handler(kind: str, apply_records: RecordsApplier, read: Callable[[str], list[Any]] | None = None
+                     ) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """A Lambda handler that applies each message's records and reports failed messages only. `read` turns a
+    message body into records: ours are packed with their kind; another service's (an EventBridge rule's) are not."""
+    read = read or packed(kind)
     # Every message failing is reported like any partial failure, not as an invocation error.
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
@@ -39,9 +52,7 @@ def make_sqs_handler(kind: str, apply_records: RecordsApplier) -> Callable[[dict
                 raise NotStarted(record.message_id)
             deadline = time.time() + remaining_ms / 1000
         try:
-            message_kind, records = unpack(record.body)
-            if message_kind != kind:
-                raise ValueError(f"expected a {kind} message, got {message_kind!r}")
+            records = read(record.body)
             # Database work ends before the invocation does: a transaction abandoned by a function killed at its
             # timeout would hold its writes on the server for a minute and block every writer of those documents.
             budget = None if deadline is None else time_budget(deadline - time.time(), DB_MARGIN_SECONDS)

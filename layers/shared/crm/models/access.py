@@ -59,7 +59,7 @@ class ApiKeyCreated(ApiKey):
 
 
 class Actor(BaseModel):
-    type: Literal["user", "api_key"]
+    type: Literal["user", "api_key", "recipient"]
     id: str
     email: str | None = Field(default=None, description="A person's; a key has none",
                               exclude_if=lambda email: email is None)

@@ -225,4 +225,4 @@ def to_log(doc: dict[str, Any]) -> Log:
     return Log(id=str(doc["_id"]), customer_id=str(doc["customer_id"]), status=doc["status"], message=doc["message"],
                vendor_message_id=doc.get("vendor_message_id"), sent_at=doc.get("sent_at"),
                updated_at=doc["updated_at"], reason=doc.get("reason") or doc.get("failure_reason"),
-               opened_at=doc.get("opened_at"), clicked_at=doc.get("clicked_at"))
+               opened_at=doc.get("events", {}).get("opened"), clicked_at=doc.get("events", {}).get("clicked"))

@@ -35,30 +35,31 @@ def record_outcomes(db: Database, outcomes: Iterable[Outcome], only_if: dict | N
     keeps the transaction short, whatever the batch size.
     """
     outcomes = list(outcomes)
-    latest = {o.log_id: o for o in outcomes}
-
-    def apply(session: ClientSession) -> int:
-        queued = list(db[LOGS].find({"_id": {"$in": list(latest)}, "status": QUEUED, **(only_if or {})},
-                                    {"campaign_id": 1, "vendor_message_id": 1}, session=session))
-        moving = [log for log in queued if _answers(latest[log["_id"]], log)]
-        if not moving:
-            return 0
-        now = utcnow()
-        db[LOGS].bulk_write([UpdateOne({"_id": log["_id"], "status": QUEUED}, {
-            "$set": _changes(latest[log["_id"]], now), "$unset": {"claimed_until": "", "due_at": ""}})
-            for log in moving], ordered=False, session=session)
-        per_campaign: dict[ObjectId, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        for log in moving:
-            per_campaign[log["campaign_id"]][f"stats.{latest[log['_id']].status.lower()}"] += 1
-        for campaign_id, counts in per_campaign.items():
-            db[CAMPAIGNS].update_one({"_id": campaign_id}, {"$inc": {
-                **counts, "stats.queued": -sum(counts.values())}}, session=session)
-            complete_in(db, campaign_id, session)
-        return len(moving)
-
     with db.client.start_session() as session:
-        applied = session.with_transaction(apply)
+        applied = session.with_transaction(lambda s: apply_outcomes(db, s, outcomes, only_if))
     return applied, len(outcomes) - applied
+
+
+def apply_outcomes(db: Database, session: ClientSession, outcomes: list[Outcome], only_if: dict | None = None) -> int:
+    """record_outcomes' work inside the caller's transaction; how many logs moved."""
+    latest = {o.log_id: o for o in outcomes}
+    queued = list(db[LOGS].find({"_id": {"$in": list(latest)}, "status": QUEUED, **(only_if or {})},
+                                {"campaign_id": 1, "vendor_message_id": 1}, session=session))
+    moving = [log for log in queued if _answers(latest[log["_id"]], log)]
+    if not moving:
+        return 0
+    now = utcnow()
+    db[LOGS].bulk_write([UpdateOne({"_id": log["_id"], "status": QUEUED}, {
+        "$set": _changes(latest[log["_id"]], now), "$unset": {"claimed_until": "", "due_at": ""}})
+        for log in moving], ordered=False, session=session)
+    per_campaign: dict[ObjectId, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for log in moving:
+        per_campaign[log["campaign_id"]][f"stats.{latest[log['_id']].status.lower()}"] += 1
+    for campaign_id, counts in per_campaign.items():
+        db[CAMPAIGNS].update_one({"_id": campaign_id}, {"$inc": {
+            **counts, "stats.queued": -sum(counts.values())}}, session=session)
+        complete_in(db, campaign_id, session)
+    return len(moving)
 
 
 def _answers(outcome: Outcome, log: dict) -> bool:
