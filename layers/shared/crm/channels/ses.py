@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import random
 import time
+from email import policy
 from email.message import EmailMessage
 from email.utils import formataddr
 from typing import Any
@@ -33,6 +34,7 @@ CANNOT_SEND_NOW = {"LimitExceededException", "SendingPausedException", "AccountS
                    "ServiceUnavailable"}
 # A call that may have reached SES (it went out, no answer came back): sending again could deliver it twice.
 UNCONFIRMED = "unconfirmed:"
+SMTP_POLICY = policy.SMTP.clone(max_line_length=998)
 # Errors raised before a request left this container: sending again is safe.
 NOT_SENT_ERRORS = (ConnectTimeoutError, EndpointConnectionError)
 
@@ -129,4 +131,5 @@ def raw_message(sender: str, message: dict[str, Any]) -> bytes:
     footer = (f'<p style="font-size:small"><a href="{html.escape(unsubscribe_url)}">Unsubscribe</a></p>'
               if unsubscribe_url else "")
     mail.add_alternative(f'<!doctype html><html><body><p>{body}</p>{footer}</body></html>', subtype="html")
-    return mail.as_bytes()
+    # CRLF line ends, and headers unfolded up to SMTP's limit: a List-Unsubscribe URL stays on its header's line.
+    return mail.as_bytes(policy=SMTP_POLICY)

@@ -1,0 +1,105 @@
+"""Sending e-mail through moto's SES: the raw message has the one-click unsubscribe headers, the personalised text
+and an HTML part; the request names the configuration set and tags the log; throttling is waited out; a
+rejection fails the log; a send whose answer was lost is never sent again."""
+from __future__ import annotations
+
+import email
+from email import policy
+
+import httpx
+from botocore.exceptions import ClientError, ReadTimeoutError
+from bson import ObjectId
+
+from tests.channels.conftest import SEND, SENDER
+from tests.helpers import assert_error, stats
+
+
+def _sent_mail(sqs_server) -> dict[str, email.message.EmailMessage]:
+    """What moto's SES has sent, by message id (the server is shared by every test of the session)."""
+    data = httpx.get(f"{sqs_server.url}/moto-api/data.json").json()
+    return {m["id"]: email.message_from_string(m["raw_data"], policy=policy.default)
+            for m in data["ses"]["RawMessage"]}
+
+
+def test_each_email_is_personalised_with_one_click_unsubscribe_and_tagged(api, db, consumers, sqs_server,
+                                                                          ses_channel, email_campaign):
+    requests = []
+    ses_channel.client.meta.events.register("provide-client-params.sesv2.SendEmail",
+                                            lambda params, **_: requests.append(params))
+    campaign_id = email_campaign(3)
+    consumers.drain(SEND)
+    logs = {log["to"]["email"]: log for log in db.communication_logs.find({"campaign_id": ObjectId(campaign_id)})}
+    assert len(logs) == 3 and all(log["vendor_message_id"] and log["status"] == "QUEUED" for log in logs.values())
+    sent = _sent_mail(sqs_server)
+    for address, log in logs.items():
+        mail = sent[log["vendor_message_id"]]
+        assert mail["To"].addresses[0].addr_spec == address
+        assert mail["From"] == SENDER and mail["Subject"] == f"Hello Person {address[1]}"
+        assert mail["List-Unsubscribe"] == f"<{log['unsubscribe_url']}>"
+        assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        text = mail.get_body(("plain",)).get_content()
+        assert text.startswith(f"Hi Person {address[1]} in Pune.") and log["unsubscribe_url"] in text
+        assert log["unsubscribe_url"] in mail.get_body(("html",)).get_content()
+    assert sorted(r["EmailTags"][0]["Value"] for r in requests) == sorted(str(log["_id"]) for log in logs.values())
+    assert {r["ConfigurationSetName"] for r in requests} == {"mini-crm-test"}
+
+
+def test_throttling_is_waited_out_never_counted_as_a_failure(db, consumers, ses_channel, email_campaign,
+                                                             monkeypatch):
+    from crm.channels import ses
+
+    monkeypatch.setattr(ses, "BACKOFF_SECONDS", 0.01)
+    real, calls = ses_channel.client.send_email, []
+
+    def throttled(**params):
+        calls.append(1)
+        if len(calls) % 2:  # every other call is refused for the account's rate
+            raise ClientError({"Error": {"Code": "TooManyRequestsException", "Message": "Maximum sending rate"}},
+                              "SendEmail")
+        return real(**params)
+
+    monkeypatch.setattr(ses_channel.client, "send_email", throttled)
+    campaign_id = email_campaign(4)
+    consumers.drain(SEND)
+    assert len(calls) == 8
+    assert db.communication_logs.count_documents({"vendor_message_id": {"$ne": None}, "status": "QUEUED"}) == 4
+    assert db.campaigns.find_one({"_id": ObjectId(campaign_id)})["stats"] == stats(audience=4, queued=4)
+
+
+def test_a_rejected_email_fails_its_log_with_the_reason(db, consumers, ses_channel, email_campaign, monkeypatch):
+    monkeypatch.setattr(ses_channel, "sender", "unverified@elsewhere.example.com")
+    campaign_id = email_campaign(2)
+    consumers.drain(SEND)
+    logs = list(db.communication_logs.find({"campaign_id": ObjectId(campaign_id)}))
+    assert {log["status"] for log in logs} == {"FAILED"}
+    assert all(log["reason"].startswith("MessageRejected") for log in logs)
+    campaign = db.campaigns.find_one({"_id": ObjectId(campaign_id)})
+    assert campaign["status"] == "COMPLETED" and campaign["stats"] == stats(audience=2, failed=2)
+
+
+def test_a_send_whose_answer_was_lost_is_never_sent_again(db, consumers, sqs_server, ses_channel, email_campaign,
+                                                           monkeypatch):
+    real = ses_channel.client.send_email
+
+    def lost_reply(**params):
+        real(**params)  # SES has it; the answer never comes back
+        raise ReadTimeoutError(endpoint_url="https://email.us-east-1.amazonaws.com")
+
+    monkeypatch.setattr(ses_channel.client, "send_email", lost_reply)
+    email_campaign(1)
+    bodies = [m["Body"] for m in consumers.messages(SEND)]
+    consumers.deliver(SEND, bodies)
+    monkeypatch.setattr(ses_channel.client, "send_email", real)
+    consumers.deliver(SEND, bodies)  # the send message again, as SQS may deliver it
+    [log] = db.communication_logs.find({})
+    assert log["vendor_message_id"] == f"unconfirmed:{log['_id']}" and log["status"] == "QUEUED"
+    assert sum(log["unsubscribe_url"] in m.get_body(("plain",)).get_content()
+               for m in _sent_mail(sqs_server).values()) == 1
+
+
+def test_an_email_campaign_needs_a_subject(api, db, ses_env):
+    _, segment, _ = api.post("/api/segments", {"name": "All", "rules": {"field": "visits", "op": ">=", "value": 0}})
+    status, body, _ = api.post("/api/campaigns", {"name": "x", "segment_id": segment["id"], "message": "Hi"})
+    assert status == 422
+    assert_error(body, "validation_error", ["body", "subject"])
+    assert db.campaigns.count_documents({}) == 0

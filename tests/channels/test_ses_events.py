@@ -1,0 +1,104 @@
+"""SES's events (the EventBridge shapes of AWS's documentation, events/ses/) through the delivery-event consumer's
+real handler: each applied once however duplicated or reordered; a permanent bounce and a complaint suppress the
+address, and the next campaign skips it."""
+from __future__ import annotations
+
+import copy
+import json
+import random
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from bson import ObjectId
+
+from offline.lambda_worker import LambdaContext
+from tests.channels.conftest import SEND
+from tests.helpers import stats
+
+FIXTURES = Path(__file__).resolve().parents[2] / "events" / "ses"
+
+
+def ses_event(kind: str, log: dict) -> dict:
+    event = copy.deepcopy(json.loads((FIXTURES / f"{kind}.json").read_text()))
+    event["id"] = str(uuid.uuid4())
+    mail = event["detail"]["mail"]
+    mail["messageId"], mail["destination"] = log["vendor_message_id"], [log["to"]["email"]]
+    mail["tags"]["log_id"] = [str(log["_id"])]
+    return event
+
+
+def deliver(events: list[dict]) -> dict:
+    from crm.consumers.delivery_events import delivery_event_handler
+
+    records = [{"messageId": str(uuid.uuid4()), "receiptHandle": "r", "body": json.dumps(e), "attributes": {},
+                "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:DeliveryEventQueue", "awsRegion": "us-east-1"}
+               for e in events]
+    return delivery_event_handler({"Records": records},
+                                  LambdaContext("DeliveryEventsFunction", 512, "test", time.time() + 60))
+
+
+@pytest.fixture
+def sent_logs(db, consumers, email_campaign):
+    def make(count: int) -> tuple[str, list[dict]]:
+        campaign_id = email_campaign(count)
+        consumers.drain(SEND)
+        logs = list(db.communication_logs.find({"campaign_id": ObjectId(campaign_id)}).sort("to.email", 1))
+        assert len(logs) == count and all(log["vendor_message_id"] for log in logs)
+        return campaign_id, logs
+    return make
+
+
+def test_each_event_counts_once_however_duplicated_or_reordered(db, sent_logs):
+    campaign_id, logs = sent_logs(3)
+    delivered, bounced, complained = logs
+    events = [ses_event(kind, delivered) for kind in ("send", "delivery", "open", "click", "open", "click")]
+    events += [ses_event(kind, bounced) for kind in ("delivery_delay", "bounce_transient", "bounce_permanent")]
+    events += [ses_event(kind, complained) for kind in ("delivery", "complaint", "open")]
+    shuffled = events * 2
+    random.Random(7).shuffle(shuffled)
+    for start in range(0, len(shuffled), 5):
+        assert deliver(shuffled[start:start + 5]) == {"batchItemFailures": []}
+
+    by_address = {log["to"]["email"]: log for log in db.communication_logs.find({})}
+    assert by_address[delivered["to"]["email"]]["status"] == "SENT"
+    assert by_address[delivered["to"]["email"]]["events"]["opened"] is not None
+    assert (by_address[bounced["to"]["email"]]["status"], by_address[bounced["to"]["email"]]["reason"]) == (
+        "FAILED", "bounced")
+    assert by_address[complained["to"]["email"]]["status"] == "SENT"
+    campaign = db.campaigns.find_one({"_id": ObjectId(campaign_id)})
+    assert campaign["status"] == "COMPLETED"
+    assert campaign["stats"] == stats(audience=3, sent=2, failed=1, delivered=2, bounced=1, complained=1, opened=2,
+                                      clicked=1)
+    assert {(s["email"], s["reason"]) for s in db.suppressions.find({})} == {
+        (bounced["to"]["email"], "bounced"), (complained["to"]["email"], "complained")}
+
+
+def test_a_late_bounce_after_delivery_suppresses_but_does_not_move_the_log_back(db, sent_logs):
+    _, [log] = sent_logs(1)
+    deliver([ses_event("delivery", log)])
+    deliver([ses_event("bounce_permanent", log)])
+    stored = db.communication_logs.find_one({"_id": log["_id"]})
+    assert stored["status"] == "SENT"
+    assert db.suppressions.find_one({})["reason"] == "bounced"
+
+
+def test_a_rejected_email_fails_and_unknown_or_broken_events_change_nothing(db, sent_logs):
+    _, [log] = sent_logs(1)
+    stranger = {**log, "_id": ObjectId(), "vendor_message_id": "someone-elses"}
+    result = deliver([ses_event("reject", log), ses_event("delivery", stranger), {"detail": "nonsense"}])
+    assert len(result["batchItemFailures"]) == 1, "only the broken one goes back to the queue"
+    stored = db.communication_logs.find_one({"_id": log["_id"]})
+    assert (stored["status"], stored["reason"]) == ("FAILED", "rejected")
+
+
+def test_a_bounced_address_is_skipped_by_the_next_campaign(db, consumers, sent_logs, email_campaign):
+    _, [log] = sent_logs(1)
+    deliver([ses_event("bounce_permanent", log)])
+    second = email_campaign(1)
+    consumers.drain(SEND)
+    [skipped] = db.communication_logs.find({"campaign_id": ObjectId(second)})
+    assert (skipped["status"], skipped["reason"], skipped["vendor_message_id"]) == ("SKIPPED", "bounced", None)
+    assert db.campaigns.find_one({"_id": ObjectId(second)})["stats"] == stats(audience=1, skipped=1)
