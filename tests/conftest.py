@@ -158,7 +158,7 @@ class Api:
               "/api/audit": "access", "/api/suppressions": "access", "/api/customers": "customers",
               "/api/orders": "orders",
               "/api/segments": "segments", "/api/ai": "ai", "/api/campaigns": "campaigns", "/api/mock-send": "vendor",
-              "/api/delivery-receipt": "receipts"}
+              "/api/delivery-receipt": "receipts", "/u/": "unsubscribe"}
 
     def __init__(self, token: str | None = None):
         self.token = token

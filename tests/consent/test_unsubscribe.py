@@ -1,0 +1,77 @@
+"""The unsubscribe link: a page with one button, and the one-click POST a mailbox provider sends (RFC 8058): no
+credentials, idempotent, 200 however often; a forged or broken token is a 404 page that says nothing more."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from crm.consent.links import customer_of, token_for
+from tests.meta.test_docs_in_browser import rendered_dom
+
+ONE_CLICK = {"content-type": "application/x-www-form-urlencoded"}
+
+
+@pytest.fixture
+def ada(api, consumers, db):
+    api.post("/api/customers", {"name": "Ada", "email": "Ada@Example.com"})
+    consumers.drain("CustomerIngestQueue")
+    return db.customers.find_one({"email": "ada@example.com"})
+
+
+def _token(customer_id) -> str:
+    from crm.config import get_settings
+
+    return token_for(get_settings().secret("unsubscribe_secret"), customer_id)
+
+
+def test_one_click_unsubscribes_once_however_often_it_comes(api, db, ada):
+    token = _token(ada["_id"])
+    for _ in range(3):
+        status, page, headers = api.request("POST", f"/u/{token}", raw=b"List-Unsubscribe=One-Click",
+                                            headers=ONE_CLICK, token="")
+        assert status == 200 and "unsubscribed" in page and headers["content-type"].startswith("text/html")
+    assert [(s["email"], s["reason"]) for s in db.suppressions.find({})] == [("ada@example.com", "unsubscribed")]
+    assert db.customers.find_one({"_id": ada["_id"]})["email_consent"] == "denied"
+    [entry] = db.audit_log.find({"action": "suppression.create"})
+    assert entry["actor"] == {"type": "recipient", "id": str(ada["_id"])}
+    _, listed, _ = api.get("/api/customers?email=ada@example.com")
+    assert listed["items"][0]["subscribed"] is False
+
+
+@pytest.mark.parametrize("token", ["A" * 38, "x", "%00" * 10, "é" * 38])
+def test_a_forged_or_broken_link_is_a_404_page_that_reveals_nothing(api, db, ada, token):
+    forged = _token(ada["_id"])[:-2] + ("AA" if not _token(ada["_id"]).endswith("AA") else "BB")
+    for bad in (token, forged):
+        for method in ("GET", "POST"):
+            status, page, _ = api.request(method, f"/u/{bad}", raw=b"", headers=ONE_CLICK, token="")
+            assert status == 404 and "not valid" in page and "ada" not in page.lower()
+    assert db.suppressions.count_documents({}) == 0
+
+
+def test_a_link_of_an_erased_person_still_answers_200(api, db, ada):
+    token = _token(ada["_id"])
+    db.customers.delete_one({"_id": ada["_id"]})
+    assert api.request("POST", f"/u/{token}", raw=b"", headers=ONE_CLICK, token="")[0] == 200
+
+
+def test_tokens_name_one_customer_and_no_other_secret_makes_them():
+    from bson import ObjectId
+
+    first, second = ObjectId(), ObjectId()
+    assert customer_of("s3cret", token_for("s3cret", first)) == first
+    assert token_for("s3cret", first) != token_for("s3cret", second)
+    assert customer_of("other", token_for("s3cret", first)) is None
+
+
+def test_the_page_renders_in_a_browser_and_its_button_posts_the_unsubscribe(stack, db, ada, tmp_path):
+    http, runner = stack
+    token = _token(ada["_id"])
+    dom = rendered_dom(f"http://127.0.0.1:{runner.port}/u/{token}", tmp_path / "profile")
+    form = re.search(r'<form method="post" action="([^"]+)"><button type="submit">Unsubscribe</button></form>', dom)
+    assert form, dom
+    assert db.suppressions.count_documents({}) == 0, "showing the page changes nothing"
+    # What the browser sends when the button is pressed: the form's method to the form's action.
+    reply = http.post(form.group(1), content=b"", headers={"content-type": "application/x-www-form-urlencoded"})
+    assert reply.status_code == 200 and "unsubscribed" in reply.text
+    assert db.suppressions.find_one({})["reason"] == "unsubscribed"
