@@ -35,6 +35,8 @@ API_KEYS = "api_keys"
 AUDIT = "audit_log"
 ATTRIBUTE_REGISTRY = "attribute_registry"
 SUPPRESSIONS = "suppressions"
+# Erasures whose logs are still being blanked (by customer id; removed when done).
+ERASURES = "erasures"
 DUPLICATE_KEY = 11000
 LAMBDA_MAX_TIMEOUT_SECONDS = 900
 MIN_DB_SECONDS = 0.1

@@ -4,8 +4,8 @@ Each log still QUEUED carries `due_at`, the time by which something should have 
 send message was lost or dead-lettered, or its sender died and the claim lapsed) or its receipt (the vendor's
 report was lost). Past it, the reconciler queues the send again, or FAILS it (`send_failed`) once senders have
 tried it a few times; or it asks the vendor what became of the message (`no_receipt` when the vendor has no
-outcome). It also queues again a fan-out that stopped recording pages, and completes campaigns whose last outcome
-was recorded without completing them.
+outcome). It also queues again a fan-out that stopped recording pages, completes campaigns whose last outcome
+was recorded without completing them, and blanks the logs of erased customers that their erasure left.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from typing import Any, Callable
 from bson import ObjectId
 from pymongo.database import Database
 
+from crm.consent import erasure
 from crm.db import CAMPAIGNS, LOGS
 from crm.models.campaigns import FAILED, QUEUED, SENDING
 from crm.models.common import utcnow
@@ -52,6 +53,7 @@ class Settled:
     no_receipt: int = 0
     fanouts_requeued: int = 0
     completed: int = 0
+    erasures_finished: int = 0
 
 
 def reconcile(db: Database, now: datetime, limits: Limits, vendor_status: Callable[[str], str | None],
@@ -60,6 +62,7 @@ def reconcile(db: Database, now: datetime, limits: Limits, vendor_status: Callab
     """deadline: seconds since the epoch by which the run stops; the cheap repairs come first."""
     settled = Settled()
     _restart_stalled_fan_outs(db, now, limits.fanout_stall, queue_fan_out, settled)
+    settled.erasures_finished = erasure.finish_pending(db, deadline)
     for campaign in db[CAMPAIGNS].find({"status": SENDING, "fanout.done": True, "stats.queued": 0}, {"_id": 1}):
         settled.completed += complete_in(db, campaign["_id"])
     while time.time() < deadline:
@@ -83,7 +86,8 @@ def _take_due(db: Database, now: datetime) -> list[dict[str, Any]]:
     db[LOGS].update_many({"_id": {"$in": ids}, "status": QUEUED, "due_at": {"$lte": now}},
                          {"$set": {"due_at": now + LEASE, "reconcile": token}})
     return list(db[LOGS].find({"_id": {"$in": ids}, "reconcile": token},
-                              {"to": 1, "message": 1, "vendor_message_id": 1, "send_attempts": 1, "vendor_asks": 1}))
+                              {"to": 1, "message": 1, "subject": 1, "unsubscribe_url": 1, "vendor_message_id": 1,
+                               "send_attempts": 1, "vendor_asks": 1}))
 
 
 def _settle_unanswered(db: Database, logs: list[dict[str, Any]], now: datetime, limits: Limits,

@@ -8,5 +8,5 @@ def documented() -> list[APIRouter]:
     """Every group's router but meta's (whose function serves the document), in the order the document lists them."""
     from crm.api.routes import access, ai, auth, campaigns, consent, customers, orders, receipts, segments, vendor
 
-    return [auth.router, *access.routers, consent.router, customers.router, orders.router, segments.router,
-            campaigns.router, ai.router, vendor.router, receipts.router]
+    return [auth.router, *access.routers, consent.router, customers.router, customers.erasure_router,
+            orders.router, segments.router, campaigns.router, ai.router, vendor.router, receipts.router]

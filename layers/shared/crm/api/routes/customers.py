@@ -3,16 +3,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from bson import ObjectId
+from fastapi import APIRouter, Query, Response
 
-from crm.access.policy import EDITORS, EVERY_ROLE, Policy
+from crm.access.policy import ADMINS, EDITORS, EVERY_ROLE, Policy
 from crm.access.principals import Scope
-from crm.api.access import guarded_by
+from crm.api.access import Audit, guarded_by
 from crm.api.deps import DEFAULT_LIMIT, Cursor, Limit, SettingsDep
 from crm.api.ingest import IngestRoute
 from crm.api.storage import DbDep
+from crm.consent import erasure
 from crm.db import ATTRIBUTE_REGISTRY, CUSTOMERS
-from crm.models.common import CountParam, Email, IsoTime, MoneyParam, Page
+from crm.models.common import CountParam, Email, IsoTime, MoneyParam, ObjectIdStr, Page
 from crm.models.customers import MAX_BATCH, TAG_ANY_CASE, Attributes, Customer, CustomerBatchIn, CustomerIn
 from crm.services import attributes
 from crm.services import customers as service
@@ -20,6 +22,9 @@ from crm.services import customers as service
 POLICY = Policy(read_roles=EVERY_ROLE, write_roles=EDITORS, read_scopes=frozenset({Scope.CUSTOMERS_READ}),
                 write_scopes=frozenset({Scope.CUSTOMERS_WRITE}))
 router = APIRouter(prefix="/api/customers", tags=["customers"], dependencies=[guarded_by(POLICY)])
+# Erasing a person is an admin's decision; no key may do it.
+erasure_router = APIRouter(prefix="/api/customers", tags=["customers"],
+                           dependencies=[guarded_by(Policy(read_roles=ADMINS, write_roles=ADMINS))])
 IngestRoute(service.QUEUE_KIND, CustomerIn, CustomerBatchIn, MAX_BATCH, service.queue_records,
             lambda settings: settings.sqs_customer_queue_url,
             lambda db, customers, batch: attributes.check_types(db[ATTRIBUTE_REGISTRY], customers, batch)).add_to(
@@ -47,3 +52,11 @@ def list_attributes(db: DbDep) -> Attributes:
     """The attribute keys ingested so far: type, how many customers have each (counted at most a minute ago),
     a few values."""
     return Attributes(items=attributes.listed(db[ATTRIBUTE_REGISTRY]))
+
+
+@erasure_router.delete("/{customer_id:objectid}", status_code=204, response_class=Response)
+def erase_customer(customer_id: ObjectIdStr, audit: Audit) -> Response:
+    """Erases the person: their customer record, the address and text of their logs; their address stays only as a
+    hash on the suppression list, so a re-import is never messaged."""
+    erasure.erase(audit, ObjectId(customer_id))
+    return Response(status_code=204)

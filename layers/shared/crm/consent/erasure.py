@@ -1,0 +1,74 @@
+"""Erasing a customer (API.md: DELETE /api/customers/{id}): the customer document goes, their address stays only as
+a hash on the suppression list (reason `erased`, so a re-import is never messaged), and their logs lose the address
+and the text. The request does the customer, the suppression and the first logs in one go; a person with more logs
+than a request should touch is finished by the reconciler, a page at a time."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bson import ObjectId
+from pymongo.database import Database
+
+from crm.access.audit import Auditor
+from crm.consent import suppressions
+from crm.db import ATTRIBUTE_REGISTRY, CUSTOMERS, ERASURES, LOGS, SUPPRESSIONS
+from crm.errors import NotFound
+from crm.models.common import utcnow
+
+# Logs blanked inside the request; the rest by the reconciler.
+LOGS_IN_REQUEST = 500
+LOGS_PER_PAGE = 1000
+BLANK_LOG = {"to": {"name": None, "email": None, "phone": None}, "message": "", "subject": None,
+             "unsubscribe_url": None, "erased": True}
+
+
+def erase(audit: Auditor, customer_id: ObjectId) -> None:
+    """404 for an unknown customer; an erasure retried while its logs are still being blanked answers as the first."""
+    db = audit.db
+    customer = db[CUSTOMERS].find_one({"_id": customer_id}, {"email": 1, "attributes": 1})
+    if customer is None:
+        if db[ERASURES].find_one({"_id": customer_id}) is None:
+            raise NotFound("No customer with this id")
+        return
+
+    def change(session) -> None:
+        suppressions.erase(db[SUPPRESSIONS], customer["email"], session)
+        db[CUSTOMERS].delete_one({"_id": customer_id}, session=session)
+        db[ERASURES].update_one({"_id": customer_id}, {"$setOnInsert": {"at": utcnow()}}, upsert=True,
+                                session=session)
+
+    audit.write("customer.erase", "customer", str(customer_id), change)
+    _forget_registry_values(db, customer.get("attributes") or {})
+    blank_logs(db, customer_id, LOGS_IN_REQUEST)
+
+
+def blank_logs(db: Database, customer_id: ObjectId, limit: int) -> bool:
+    """Blanks up to `limit` of the person's logs; True (and the erasure done) when none were left."""
+    ids = [d["_id"] for d in db[LOGS].find({"customer_id": customer_id, "erased": {"$ne": True}}, {"_id": 1})
+           .limit(limit)]
+    if ids:
+        db[LOGS].update_many({"_id": {"$in": ids}}, {"$set": {**BLANK_LOG, "updated_at": utcnow()}})
+    if len(ids) < limit:
+        db[ERASURES].delete_one({"_id": customer_id})
+        return True
+    return False
+
+
+def finish_pending(db: Database, deadline: float) -> int:
+    """The reconciler's part: blanks what erasures left, a page at a time, until done or the deadline; how many
+    erasures it finished."""
+    finished = 0
+    for pending in db[ERASURES].find({}, {"_id": 1}).limit(100):
+        while time.time() < deadline:
+            if blank_logs(db, pending["_id"], LOGS_PER_PAGE):
+                finished += 1
+                break
+    return finished
+
+
+def _forget_registry_values(db: Database, attributes: dict[str, Any]) -> None:
+    """A text the person alone had (a name in a free-text attribute) leaves the registry's examples and values."""
+    for key, value in attributes.items():
+        if isinstance(value, str) and db[CUSTOMERS].find_one({f"attributes.{key}": value}, {"_id": 1}) is None:
+            db[ATTRIBUTE_REGISTRY].update_one({"_id": key}, {"$pull": {"examples": value, "values": value}})

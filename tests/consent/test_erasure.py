@@ -1,0 +1,96 @@
+"""Erasing a customer: nothing of the person remains in any collection but the hash of their address on the
+suppression list; a re-import of the same address is SKIPPED; many logs are finished by the reconciler."""
+from __future__ import annotations
+
+import json
+
+from bson import ObjectId, json_util
+
+from crm.consent import erasure
+from tests.helpers import token_for
+
+FANOUT, SEND = "CampaignFanoutQueue", "CampaignSendQueue"
+PERSON = {"name": "Zadie Quill", "email": "zadie.quill@example.com", "phone": "+15550001234",
+          "attributes": {"city": "Pune", "nickname": "zq-the-unique"}, "tags": ["vip"]}
+
+
+def _ingest(api, consumers, *customers) -> None:
+    assert api.post("/api/customers", {"customers": list(customers)})[0] == 202
+    consumers.drain("CustomerIngestQueue")
+
+
+def _campaign(api, consumers, vendor_sends: bool = True) -> str:
+    _, segment, _ = api.post("/api/segments", {"name": "All", "rules": {"field": "visits", "op": ">=", "value": 0}})
+    _, campaign, _ = api.post("/api/campaigns", {"name": "Hi", "segment_id": segment["id"],
+                                                 "message": "Hi {{name}} ({{attributes.nickname}})"})
+    consumers.drain(FANOUT)
+    if vendor_sends:
+        consumers.drain(SEND)
+    return campaign["id"]
+
+
+def _everything(db) -> str:
+    return "\n".join(json.dumps(doc, default=json_util.default) for name in db.list_collection_names()
+                     for doc in db[name].find({}))
+
+
+def test_nothing_of_the_person_remains_but_the_hash_of_their_address(api, db, consumers, vendor):
+    _ingest(api, consumers, PERSON, {"name": "Other", "email": "other@example.com", "attributes": {"city": "Pune"}})
+    person = db.customers.find_one({"email": PERSON["email"]})
+    api.post("/api/orders", {"order_id": "o-1", "customer_email": PERSON["email"], "amount": 10,
+                             "items": [{"sku": "TEA-01", "name": "Tea", "qty": 1, "price": 10}]})
+    consumers.drain("OrderIngestQueue")
+    _campaign(api, consumers)
+    api.post("/api/suppressions", {"email": PERSON["email"], "reason": "manual"})
+    assert "zq-the-unique" in _everything(db) and PERSON["email"] in _everything(db)
+
+    status, body, _ = api.request("DELETE", f"/api/customers/{person['_id']}")
+    assert status == 204, body
+    everything = _everything(db)
+    for trace in (PERSON["name"], "Zadie", PERSON["email"], PERSON["phone"], "zq-the-unique"):
+        assert trace not in everything, trace
+    [suppressed] = db.suppressions.find({"reason": "erased"})
+    assert suppressed["email"] is None and suppressed["email_hash"]
+    assert db.communication_logs.count_documents({"customer_id": person["_id"], "erased": True}) == 1
+    assert db.attribute_registry.find_one({"_id": "city"})["values"] == ["Pune"], "others' values stay"
+    assert db.audit_log.count_documents({"action": "customer.erase", "target.id": str(person["_id"])}) == 1
+    assert db.erasures.count_documents({}) == 0
+    assert api.request("DELETE", f"/api/customers/{person['_id']}")[0] == 404
+
+
+def test_a_reimport_of_an_erased_address_is_skipped(api, db, consumers, vendor):
+    _ingest(api, consumers, PERSON)
+    person = db.customers.find_one({"email": PERSON["email"]})
+    assert api.request("DELETE", f"/api/customers/{person['_id']}")[0] == 204
+    _ingest(api, consumers, PERSON)
+    campaign_id = _campaign(api, consumers)
+    [log] = db.communication_logs.find({"campaign_id": ObjectId(campaign_id)})
+    assert (log["status"], log["reason"]) == ("SKIPPED", "erased")
+    assert not any(PERSON["email"] == m["to"]["email"] for call in vendor.received for m in call["messages"])
+
+
+def test_a_person_with_many_logs_is_finished_by_the_reconciler(api, db, consumers, monkeypatch):
+    import time
+
+    _ingest(api, consumers, PERSON)
+    for _ in range(5):
+        _campaign(api, consumers, vendor_sends=False)
+    person = db.customers.find_one({"email": PERSON["email"]})
+    monkeypatch.setattr(erasure, "LOGS_IN_REQUEST", 2)
+    assert api.request("DELETE", f"/api/customers/{person['_id']}")[0] == 204
+    assert db.communication_logs.count_documents({"customer_id": person["_id"], "erased": {"$ne": True}}) == 3
+    assert api.request("DELETE", f"/api/customers/{person['_id']}")[0] == 204, "a retry while it finishes"
+    monkeypatch.setattr(erasure, "LOGS_PER_PAGE", 2)
+    assert erasure.finish_pending(db, time.time() + 30) == 1
+    assert db.communication_logs.count_documents({"customer_id": person["_id"], "erased": {"$ne": True}}) == 0
+    assert db.erasures.count_documents({}) == 0
+
+
+def test_only_an_admin_may_erase_and_an_unknown_id_is_404(api, db, consumers):
+    _ingest(api, consumers, PERSON)
+    person = db.customers.find_one({"email": PERSON["email"]})
+    marketer = token_for(api, "m@example.com", "marketer")
+    status, body, _ = api.request("DELETE", f"/api/customers/{person['_id']}", token=marketer)
+    assert status == 403 and db.customers.count_documents({}) == 1
+    assert api.request("DELETE", f"/api/customers/{ObjectId()}")[0] == 404
+    assert api.request("DELETE", "/api/customers/not-an-id")[0] in (404, 422)
