@@ -69,3 +69,19 @@ def test_summary_of_a_first_campaign_still_sending(api, db):
 
 def test_summary_of_unknown_campaign_is_404(api):
     assert api.post("/api/ai/summary", {"campaign_id": str(ObjectId())})[0] == 404
+
+
+def test_summary_counts_skipped_recipients_and_email_engagement(api, db):
+    campaign_id = db.campaigns.insert_one({
+        "name": "Mail", "segment_id": ObjectId(), "message": "m", "rules": {}, "status": "COMPLETED",
+        "created_by": "tester@example.com", "created_at": utcnow(), "fanout": {"done": True},
+        "stats": stats(audience=10, sent=6, failed=1, skipped=3, bounced=1, opened=4, clicked=2)}).inserted_id
+    status, body, _ = api.post("/api/ai/summary", {"campaign_id": str(campaign_id)})
+    assert status == 200 and body["stats"]["skipped"] == 3
+    assert "3 were skipped" in body["summary"] and "E-mail: 1 bounced, 4 opened, 2 clicked." in body["summary"]
+    everyone_skipped = db.campaigns.insert_one({
+        "name": "Nobody", "segment_id": ObjectId(), "message": "m", "rules": {}, "status": "COMPLETED",
+        "created_by": "tester@example.com", "created_at": utcnow(), "fanout": {"done": True},
+        "stats": stats(audience=2, skipped=2)}).inserted_id
+    summary = api.post("/api/ai/summary", {"campaign_id": str(everyone_skipped)})[1]["summary"]
+    assert "2 were skipped" in summary

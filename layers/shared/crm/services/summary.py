@@ -15,13 +15,23 @@ def summarise(db: Database, campaign: dict[str, Any]) -> str:
     audience, sent, failed, queued = stats["audience"], stats["sent"], stats["failed"], stats["queued"]
     parts = [f"Your campaign \u201c{campaign['name']}\u201d reached {audience:,} customer{'s' * (audience != 1)}"]
     if sent + failed == 0:
-        parts[0] += "; no delivery has been reported yet."
+        skipped = stats.get("skipped", 0)
+        parts[0] += (f"; {skipped:,} {'was' if skipped == 1 else 'were'} skipped (unsubscribed, suppressed or not "
+                     "subscribed) and no delivery has been reported yet." if skipped else
+                     "; no delivery has been reported yet.")
         return " ".join(parts)
     rate = sent / (sent + failed) * 100
     sent_words = f"{sent:,} message was sent" if sent == 1 else f"{sent:,} messages were sent"
     parts[0] += f"; {sent_words} and {failed:,} failed ({rate:.1f}% delivered)."
     if queued:
         parts.append(f"{queued:,} are still on their way.")
+    skipped = stats.get("skipped", 0)
+    if skipped:
+        parts.append(f"{skipped:,} {'was' if skipped == 1 else 'were'} skipped: unsubscribed, suppressed or not "
+                     "subscribed.")
+    engagement = [f"{stats[k]:,} {k}" for k in ("bounced", "complained", "opened", "clicked") if stats.get(k)]
+    if engagement:
+        parts.append(f"E-mail: {', '.join(engagement)}.")
     recent = db[CAMPAIGNS].find({"created_by": campaign["created_by"], "_id": {"$ne": campaign["_id"]}},
                                 {"stats": 1}).sort("_id", -1).limit(COMPARE_WITH)
     others = [o for o in recent if o["stats"]["sent"] + o["stats"]["failed"] > 0]
