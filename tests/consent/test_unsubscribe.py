@@ -75,3 +75,20 @@ def test_the_page_renders_in_a_browser_and_its_button_posts_the_unsubscribe(stac
     reply = http.post(form.group(1), content=b"", headers={"content-type": "application/x-www-form-urlencoded"})
     assert reply.status_code == 200 and "unsubscribed" in reply.text
     assert db.suppressions.find_one({})["reason"] == "unsubscribed"
+
+
+def test_who_unsubscribes_while_a_campaign_is_sending_gets_nothing_after(api, db, consumers, vendor):
+    api.post("/api/customers", {"customers": [{"name": f"P{i}", "email": f"p{i}@example.com"} for i in range(3)]})
+    consumers.drain("CustomerIngestQueue")
+    _, segment, _ = api.post("/api/segments", {"name": "All", "rules": {"field": "visits", "op": ">=", "value": 0}})
+    _, campaign, _ = api.post("/api/campaigns", {"name": "Hi", "segment_id": segment["id"],
+                                                 "message": "Hi {{name}}, leave: {{unsubscribe_url}}"})
+    consumers.drain("CampaignFanoutQueue")
+    # The campaign is sending (its logs written, their sends queued) when p1 clicks the link of an earlier e-mail.
+    p1 = db.communication_logs.find_one({"to.email": "p1@example.com"})
+    token = p1["unsubscribe_url"].rsplit("/", 1)[1]
+    assert api.request("POST", f"/u/{token}", raw=b"List-Unsubscribe=One-Click", headers=ONE_CLICK, token="")[0] == 200
+    consumers.drain("CampaignSendQueue")
+    sent_to = {m["to"]["email"] for call in vendor.received for m in call["messages"]}
+    assert sent_to == {"p0@example.com", "p2@example.com"}
+    assert db.communication_logs.find_one({"_id": p1["_id"]})["reason"] == "unsubscribed"
