@@ -2,6 +2,8 @@
 
 Starts SecantusDB (unless MONGO_URI is set) and moto server (unless SQS_ENDPOINT_URL is set),
 creates the template's queues, and serves every function on http://localhost:PORT.
+CHANNEL=ses sends campaign e-mail to moto's SES (SES_ENDPOINT_URL, by default the same moto server),
+from SES_FROM_ADDRESS, verified there at start; `python -m offline.ses_feedback` answers for SES.
 
 OFFLINE_TIME_SCALE=N runs local time N times faster (visibility timeouts, delays, schedules; not function
 timeouts). OFFLINE_FAULTS="sqs_dup=0.1,api_kill=0.05,..." turns on fault mode, OFFLINE_FAULTS_SEED repeats a run.
@@ -9,6 +11,7 @@ timeouts). OFFLINE_FAULTS="sqs_dup=0.1,api_kill=0.05,..." turns on fault mode, O
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import shutil
@@ -25,6 +28,8 @@ from offline.runner import CustomResourceFailed, OfflineRunner
 
 ROOT = Path(__file__).resolve().parent.parent
 TIME_SCALE_ENV = "OFFLINE_TIME_SCALE"
+# Where a running `python -m offline` says what it started, for the dev commands (offline.ses_feedback).
+RUNNING_FILE = "running.json"
 
 
 def time_scale_from(environ: dict[str, str]) -> float:
@@ -61,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     # The vendor is this stack's mock, and it reports to the receipt function's own URL.
     env.setdefault("VENDOR_URL", f"http://127.0.0.1:{args.port}/api/mock-send")
     env.setdefault("RECEIPT_URL", f"http://127.0.0.1:{args.port}/_url/ReceiptsFunction/api/delivery-receipt")
+    # Unsubscribe links lead here, as they lead to the HTTP API in AWS.
+    env["PUBLIC_URL"] = services.config_value(env, "PUBLIC_URL") or f"http://localhost:{args.port}"
 
     children: list[services.ChildProcess] = []
     runner = None
@@ -74,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             children.append(sqs_server)
             env["SQS_ENDPOINT_URL"] = sqs_server.url
         os.environ.update({k: v for k, v in services.LOCAL_AWS_ENV.items() if k not in os.environ})
+        sender = services.prepare_local_ses(env)
         sqs = boto3.client("sqs", endpoint_url=env["SQS_ENDPOINT_URL"], region_name="us-east-1")
         template_path = ROOT / "template.yaml"
         queues = services.create_queues(sqs, template.load(template_path, services.LOCAL_PARAMETERS).queues,
@@ -87,6 +95,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"offline: stopped: {exc}", file=sys.stderr)
             return 1
         runner.log("offline", f"MongoDB {env['MONGO_URI'].split('@')[-1]}  SQS {env['SQS_ENDPOINT_URL']}")
+        if sender:
+            runner.log("offline", f"e-mail: SES {env['SES_ENDPOINT_URL']} from {sender} (verified there); "
+                                  f"`python -m offline.ses_feedback` turns what it sent into SES's events")
+        running = args.data_dir / RUNNING_FILE
+        running.write_text(json.dumps({
+            "url": f"http://localhost:{runner.port}", "env": env.get("ENV") or stack.parameters["Stage"],
+            "mongo_uri": env["MONGO_URI"], "mongo_db": env.get("MONGO_DB") or stack.parameters["MongoDbName"],
+            "sqs_endpoint_url": env["SQS_ENDPOINT_URL"], "ses_endpoint_url": env.get("SES_ENDPOINT_URL"),
+            "ses_configuration_set": env.get("SES_CONFIGURATION_SET"), "queues": {n: q.url for n, q in queues.items()},
+        }, indent=2))
         runner.log("offline", f"ready on http://localhost:{runner.port} (docs: /docs); Ctrl-C stops everything")
         stopped = threading.Event()
         # Set explicitly: a shell that starts us in the background leaves SIGINT ignored.
@@ -95,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         while not stopped.wait(0.5):
             pass
     finally:
+        (args.data_dir / RUNNING_FILE).unlink(missing_ok=True)
         if runner:
             runner.stop()
         for child in reversed(children):

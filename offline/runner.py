@@ -29,8 +29,8 @@ COLORS = ["36", "32", "33", "35", "34", "96", "92", "93", "95", "94"]
 
 # What a function gets besides its template's variables: where the local services are, and what any process
 # needs. Nothing else of the runner's environment reaches it, so a missing setting fails here as in AWS.
-PLUMBING = ("MONGO_URI", "SQS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
-            "AWS_REGION", "CRM_CONFIG_FILE")
+PLUMBING = ("MONGO_URI", "SQS_ENDPOINT_URL", "SES_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+            "AWS_DEFAULT_REGION", "AWS_REGION", "CRM_CONFIG_FILE")
 HOST_VARIABLES = ("PATH", "HOME", "LANG", "TMPDIR")
 LOCALE_VARIABLE = re.compile(r"^LC_[A-Z]+$")
 # A custom resource's response arrives before its function returns; past this after the return, none will.

@@ -9,14 +9,17 @@ import subprocess
 import sys
 import time
 import urllib.request
+from email.utils import parseaddr
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
-from offline.template import LocalQueue, QueueSpec, Template
+from offline.template import STACK_NAME, LocalQueue, QueueSpec, Template
 
 # As `sam local --parameter-overrides` would: a development stack, secrets from config, not Secrets Manager.
 LOCAL_PARAMETERS = {"Stage": "development", "MongoUriSecretName": "", "JwtSecretName": "", "GoogleClientSecretName": "",
-                    "VendorApiKeySecretName": "", "WebhookSecretName": ""}
+                    "VendorApiKeySecretName": "", "WebhookSecretName": "", "UnsubscribeSecretName": ""}
+# With CHANNEL=ses and no SES_FROM_ADDRESS (environment or config file): who local e-mail is from.
+LOCAL_SENDER = "Mini CRM <crm@example.com>"
 LOCAL_AWS_ENV = {"AWS_ACCESS_KEY_ID": "offline", "AWS_SECRET_ACCESS_KEY": "offline", "AWS_DEFAULT_REGION": "us-east-1",
                  "AWS_REGION": "us-east-1"}
 
@@ -88,13 +91,51 @@ class MongoServer(ChildProcess):
 
 
 class SqsServer(ChildProcess):
-    """moto server, for SQS."""
+    """moto server, for SQS (and, with CHANNEL=ses, SES)."""
 
     def __init__(self, port: int | None = None, log_path: Path | None = None):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         super().__init__("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
                          _http_ok(f"{self.url}/moto-api/"), log_path)
+
+
+def config_value(env: Mapping[str, str], key: str) -> str | None:
+    """A setting as a function reads it when nothing declares it: the environment, else the config file."""
+    if env.get(key):
+        return env[key]
+    path = env.get("CRM_CONFIG_FILE")
+    try:
+        value = json.loads(Path(path).read_text()).get(key) if path else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(value) if value not in (None, "") else None
+
+
+def prepare_local_ses(env: dict[str, str], configuration_set: str = f"{STACK_NAME}-email") -> str | None:
+    """With CHANNEL=ses in env: SES is moto's (SES_ENDPOINT_URL, by default the SQS endpoint: one moto server),
+    the sender is verified there and the configuration set exists, as in an account set up for the stack. Fills
+    in env's SES_* settings and returns the sender; None (env untouched) for any other channel."""
+    if (env.get("CHANNEL") or "").strip().lower() != "ses":
+        return None
+    import boto3
+    from botocore.exceptions import ClientError
+
+    env["SES_ENDPOINT_URL"] = env.get("SES_ENDPOINT_URL") or env["SQS_ENDPOINT_URL"]
+    env["SES_FROM_ADDRESS"] = config_value(env, "SES_FROM_ADDRESS") or LOCAL_SENDER
+    env["SES_CONFIGURATION_SET"] = config_value(env, "SES_CONFIGURATION_SET") or configuration_set
+    ses = boto3.client("sesv2", endpoint_url=env["SES_ENDPOINT_URL"], region_name=env.get("AWS_REGION", "us-east-1"),
+                       aws_access_key_id=env.get("AWS_ACCESS_KEY_ID", LOCAL_AWS_ENV["AWS_ACCESS_KEY_ID"]),
+                       aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY", LOCAL_AWS_ENV["AWS_SECRET_ACCESS_KEY"]))
+    # moto refuses to send from an address that is neither verified itself nor of a verified domain.
+    for create, name in ((ses.create_email_identity, {"EmailIdentity": parseaddr(env["SES_FROM_ADDRESS"])[1]}),
+                         (ses.create_configuration_set, {"ConfigurationSetName": env["SES_CONFIGURATION_SET"]})):
+        try:
+            create(**name)
+        except ClientError as exc:  # there already: SES says AlreadyExistsException, moto names the kind
+            if "AlreadyExists" not in exc.response.get("Error", {}).get("Code", ""):
+                raise
+    return env["SES_FROM_ADDRESS"]
 
 
 def queue_env(stack: Template) -> dict[str, str]:

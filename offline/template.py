@@ -163,9 +163,12 @@ def load(path: Path, parameter_overrides: dict[str, str] | None = None,
          local_queues: dict[str, LocalQueue] | None = None) -> Template:
     """local_queues: where each queue (by logical id) lives locally, for `!Ref` and `!GetAtt` on it."""
     doc = yaml.load(path.read_text(), Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
-    resources = doc.get("Resources", {})
     parameters = {name: str(spec.get("Default", "")) for name, spec in (doc.get("Parameters") or {}).items()}
     parameters.update(parameter_overrides or {})
+    # A resource whose Condition is false is not created, as CloudFormation would not create it.
+    deciding = Resolver(parameters, {}, doc.get("Conditions") or {})
+    resources = {name: r for name, r in (doc.get("Resources") or {}).items()
+                 if "Condition" not in r or deciding.condition(r["Condition"])}
     queues = {name: QueueSpec(name, r.get("Properties") or {})
               for name, r in resources.items() if r.get("Type") == "AWS::SQS::Queue"}
     function_names = {name for name, r in resources.items() if r.get("Type") == "AWS::Serverless::Function"}

@@ -134,3 +134,27 @@ def test_consumer_events_carry_a_customer_through_a_campaign(env, db, stack, mon
     assert stored["status"] == "COMPLETED" and stored["stats"] == stats(audience=1, sent=1)
     assert _invoke("reconciler", _event("reconciler"))["completed"] == 0, "nothing is left to settle"
     assert queues_sent_to == {("CampaignFanoutFunction", "CampaignSendQueue")}
+
+
+def test_unsubscribe_and_ses_events(env, db):
+    # The sample link names no one (as sam local invoke sends it): the page says so, and nothing changes.
+    reply = _invoke("unsubscribe", _event("unsubscribe"))
+    assert reply["statusCode"] == 404 and reply["headers"]["content-type"].startswith("text/html")
+    assert "This link is not valid." in reply["body"] and db.suppressions.count_documents({}) == 0
+
+    # The sample SES event is the delivery of events/ses/delivery.json: one EventBridge event as the queue's body.
+    event = _event("delivery_events")
+    [record] = event["Records"]
+    assert json.loads(record["body"]) == json.loads((EVENTS / "ses" / "delivery.json").read_text())
+    log_id = ObjectId(json.loads(record["body"])["detail"]["mail"]["tags"]["log_id"][0])
+    assert _invoke("delivery_events", event) == {"batchItemFailures": []}, "an unknown message changes nothing"
+    message_id = json.loads(record["body"])["detail"]["mail"]["messageId"]
+    campaign_id = ObjectId()
+    db.campaigns.insert_one({"_id": campaign_id, "name": "Winter sale", "status": "SENDING",
+                             "stats": {"audience": 1, "queued": 1, "sent": 0, "failed": 0, "skipped": 0},
+                             "fanout": {"done": True}})
+    db.communication_logs.insert_one({"_id": log_id, "campaign_id": campaign_id, "status": "QUEUED",
+                                      "vendor_message_id": message_id, "to": {"email": "ada@example.com"}})
+    assert _invoke("delivery_events", event) == {"batchItemFailures": []}
+    assert db.communication_logs.find_one({"_id": log_id})["status"] == "SENT"
+    assert db.campaigns.find_one({"_id": campaign_id})["stats"]["delivered"] == 1

@@ -80,3 +80,140 @@ def test_every_queue_url_a_function_is_given_is_one_its_policies_let_it_use():
                    for arn in statement["Resource"]}
         assert named <= sqs_policy_queues(name) | checked, name
         assert sqs_policy_queues(name) <= named, f"{name} may send to a queue it is not told of"
+
+
+SECRET_POLICIES = {"MONGO_URI_SECRET_NAME": "ReadMongoUriSecretPolicy", "JWT_SECRET_NAME": "ReadJwtSecretPolicy",
+                   "GOOGLE_CLIENT_SECRET_NAME": "ReadGoogleClientSecretPolicy",
+                   "VENDOR_API_KEY_NAME": "ReadVendorApiKeySecretPolicy",
+                   "WEBHOOK_SECRET_NAME": "ReadWebhookSecretPolicy",
+                   "UNSUBSCRIBE_SECRET_NAME": "ReadUnsubscribeSecretPolicy"}
+
+
+def test_each_function_may_read_exactly_the_secrets_it_is_told_of():
+    for name, resource in template.load(TEMPLATE).doc["Resources"].items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        props = resource["Properties"]
+        told = {SECRET_POLICIES[key] for key in (props.get("Environment") or {}).get("Variables") or {}
+                if key in SECRET_POLICIES}
+        readable = {p["Ref"] for p in props["Policies"] if isinstance(p, dict) and p.get("Ref") in
+                    SECRET_POLICIES.values()}
+        assert told == readable, name
+    fan_out = template.load(TEMPLATE).functions["CampaignFanoutFunction"].environment
+    assert "UNSUBSCRIBE_SECRET_NAME" in fan_out, "every recipient's unsubscribe link is signed at the fan-out"
+
+
+SES_RESOURCES = ("EmailConfigurationSet", "EmailEventDestination", "DeliveryEventRule", "DeliveryEventQueuePolicy")
+
+
+def _ses_statements(value) -> list[dict]:
+    """Every policy statement anywhere in a template fragment that names an SES action."""
+    if isinstance(value, list):
+        return [s for item in value for s in _ses_statements(item)]
+    if not isinstance(value, dict):
+        return []
+    actions = value.get("Action")
+    actions = [actions] if isinstance(actions, str) else actions if isinstance(actions, list) else []
+    own = [value] if any(str(a).lower().startswith("ses:") for a in actions) else []
+    return own + [s for item in value.values() for s in _ses_statements(item)]
+
+
+def test_e_mail_resources_exist_with_the_ses_channel_only_and_the_event_path_in_every_stack():
+    doc = template.load(TEMPLATE).doc
+    assert doc["Conditions"]["UseSes"] == {"Fn::Equals": [{"Ref": "Channel"}, "ses"]}
+    assert all(doc["Resources"][name]["Condition"] == "UseSes" for name in SES_RESOURCES)
+    # The queue and its consumer are there whatever the channel: switching to SES adds no function, and a local
+    # run with CHANNEL=ses has them.
+    for name in ("DeliveryEventQueue", "DeliveryEventDLQ", "DeliveryEventDLQAlarm", "DeliveryEventsFunction"):
+        assert "Condition" not in doc["Resources"][name], name
+    assert {"DeliveryEventQueue", "DeliveryEventDLQ"} <= set(template.load(TEMPLATE).queues)
+
+
+def test_only_the_send_function_may_send_e_mail_as_the_identity_through_the_stacks_configuration_set():
+    resources = template.load(TEMPLATE).doc["Resources"]
+    assert [s for name, r in resources.items() if name != "CampaignSendFunction" for s in _ses_statements(r)] == []
+    send = resources["CampaignSendFunction"]["Properties"]
+    [granted] = [p["Fn::If"] for p in send["Policies"] if isinstance(p, dict) and "Fn::If" in p]
+    condition, allowed, otherwise = granted
+    assert (condition, otherwise) == ("UseSes", {"Ref": "AWS::NoValue"})
+    [statement] = allowed["Statement"]
+    assert statement == {"Effect": "Allow", "Action": ["ses:SendEmail"], "Resource": [
+        {"Fn::Sub": "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/${SesIdentity}"},
+        {"Fn::Sub": "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:"
+                    "configuration-set/${EmailConfigurationSet}"}]}
+    assert _ses_statements(send) == [statement]
+    variables = send["Environment"]["Variables"]
+    # The set it may send through is the set it names, and the one whose events the rule forwards.
+    assert variables["SES_CONFIGURATION_SET"] == {"Fn::If": ["UseSes", {"Ref": "EmailConfigurationSet"}, ""]}
+    assert variables["SES_FROM_ADDRESS"] == {"Ref": "SesFromAddress"}
+    assert variables["SES_MAX_PER_SECOND"] == {"Ref": "SesMaxPerSecond"}
+    for function in ("CampaignSendFunction", "CampaignsFunction", "ReconcilerFunction"):
+        assert resources[function]["Properties"]["Environment"]["Variables"]["CHANNEL"] == {"Ref": "Channel"}
+
+
+def _matches(pattern, event) -> bool:
+    """EventBridge's matching, for the part of it a rule of exact values uses: every key of the pattern is in the
+    event, and a list of values matches a value of the event (or of an array in the event) that is in it."""
+    if isinstance(pattern, dict):
+        return isinstance(event, dict) and all(key in event and _matches(value, event[key])
+                                               for key, value in pattern.items())
+    values = event if isinstance(event, list) else [event]
+    return any(value in pattern for value in values)
+
+
+def test_ses_events_of_this_stacks_configuration_set_reach_the_delivery_event_consumer():
+    import json
+
+    from crm.channels.ses_events import EFFECTS
+
+    stack = template.load(TEMPLATE)
+    resources = stack.doc["Resources"]
+    destination = resources["EmailEventDestination"]["Properties"]
+    assert destination["ConfigurationSetName"] == {"Ref": "EmailConfigurationSet"}
+    assert destination["EventDestination"]["Enabled"] is True
+    assert destination["EventDestination"]["EventBridgeDestination"]["EventBusArn"]["Fn::Sub"].endswith(
+        ":event-bus/default"), "SES publishes to the default bus"
+    published = set(destination["EventDestination"]["MatchingEventTypes"])
+    acted_on = {kind[0].lower() + kind[1:].replace(" ", "") for kind in [*EFFECTS, "Bounce"]}
+    assert acted_on <= published, "every kind of event the consumer acts on is published"
+
+    rule = resources["DeliveryEventRule"]["Properties"]
+    [target] = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["DeliveryEventQueue", "Arn"]}
+    assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["DeliveryEventDLQ", "Arn"]}
+    consumers = [name for name, spec in stack.functions.items()
+                 for source in spec.sqs_sources if source.queue == "DeliveryEventQueue"]
+    assert consumers == ["DeliveryEventsFunction"]
+    assert stack.functions["DeliveryEventsFunction"].code_uri.name == "delivery_events"
+
+    # The pattern, with the configuration set named as the fixtures name theirs, matches every SES event of them
+    # (AWS's documented shapes) and none of another configuration set's or another source's.
+    named = '"mini-crm-prod"'
+    pattern = json.loads(json.dumps(rule["EventPattern"]).replace('{"Ref": "EmailConfigurationSet"}', named))
+    fixtures = [json.loads(path.read_text()) for path in sorted((TEMPLATE.parent / "events" / "ses").glob("*.json"))]
+    assert len(fixtures) >= 9 and all(_matches(pattern, event) for event in fixtures)
+    other_set = json.loads(json.dumps(fixtures[0]).replace(named, '"someone-else"'))
+    assert not _matches(pattern, other_set)
+    assert not _matches(pattern, {**fixtures[0], "source": "aws.events"})
+
+
+def test_only_the_stacks_rule_may_put_events_on_the_delivery_event_queue():
+    resources = template.load(TEMPLATE).doc["Resources"]
+    policy = resources["DeliveryEventQueuePolicy"]["Properties"]
+    assert policy["Queues"] == [{"Ref": "DeliveryEventQueue"}, {"Ref": "DeliveryEventDLQ"}]
+    [statement] = policy["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Allow" and statement["Action"] == "sqs:SendMessage"
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Resource"] == [{"Fn::GetAtt": ["DeliveryEventQueue", "Arn"]},
+                                     {"Fn::GetAtt": ["DeliveryEventDLQ", "Arn"]}]
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["DeliveryEventRule", "Arn"]}}}
+
+
+def test_unsubscribe_links_lead_to_the_unsubscribe_function_on_the_public_url():
+    stack = template.load(TEMPLATE)
+    assert stack.route("GET", "/u/abc")[0] == stack.route("POST", "/u/abc")[0] == "UnsubscribeFunction"
+    assert stack.route("DELETE", "/u/abc") is None
+    assert stack.functions["CampaignFanoutFunction"].environment["PUBLIC_URL"] == (
+        "https://HttpApi.execute-api.us-east-1.amazonaws.com"), "the HTTP API's own URL by default"
+    custom = template.load(TEMPLATE, {"PublicUrl": "https://crm.shop.example.com"})
+    assert custom.functions["CampaignFanoutFunction"].environment["PUBLIC_URL"] == "https://crm.shop.example.com"

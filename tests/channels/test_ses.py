@@ -103,3 +103,37 @@ def test_an_email_campaign_needs_a_subject(api, db, ses_env):
     assert status == 422
     assert_error(body, "validation_error", ["body", "subject"])
     assert db.campaigns.count_documents({}) == 0
+
+
+def test_an_email_with_no_event_by_the_receipt_timeout_fails_at_the_first_look(db, consumers, ses_channel,
+                                                                               email_campaign):
+    from datetime import timedelta
+
+    from crm.models.common import utcnow
+    from crm.services.reconcile import Limits, reconcile
+
+    campaign_id = email_campaign(2)
+    consumers.drain(SEND)  # sent; SES never says what became of them
+    limits = Limits(timedelta(hours=1), timedelta(minutes=15), 3, timedelta(minutes=5))
+    settled = reconcile(db, utcnow() + timedelta(minutes=20), limits, ses_channel.status, [].extend, [].append, 1e12)
+    assert settled.no_receipt == 2
+    campaign = db.campaigns.find_one({"_id": ObjectId(campaign_id)})
+    assert campaign["status"] == "COMPLETED" and campaign["stats"] == stats(audience=2, failed=2)
+    assert {log["reason"] for log in db.communication_logs.find({})} == {"no_receipt"}
+
+
+def test_a_slow_account_rate_sends_what_fits_and_hands_back_the_rest(db, consumers, ses_env, monkeypatch):
+    from crm.channels import ses
+    from crm.channels.ses import SesChannel
+    from crm.config import get_settings
+
+    monkeypatch.setenv("SES_MAX_PER_SECOND", "1")
+    monkeypatch.setenv("SEND_CONCURRENCY", "5")  # a fifth of a message a second for this container
+    get_settings.cache_clear()
+    monkeypatch.setattr(ses, "CALL_BUDGET_SECONDS", 12)
+    channel = SesChannel(get_settings())
+    assert channel.longest_call_seconds == 12 and channel.limiter.interval == 5
+    messages = [{"log_id": str(ObjectId()), "to": {"name": "A", "email": f"a{i}@example.com"}, "message": "Hi",
+                 "subject": "Hi"} for i in range(4)]
+    outcomes = channel.send(messages)
+    assert 1 <= len(outcomes) < 4, "what did not fit in the call's time is left out, to come back later"

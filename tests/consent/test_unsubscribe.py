@@ -64,9 +64,14 @@ def test_tokens_name_one_customer_and_no_other_secret_makes_them():
     assert customer_of("other", token_for("s3cret", first)) is None
 
 
-def test_the_page_renders_in_a_browser_and_its_button_posts_the_unsubscribe(stack, db, ada, tmp_path):
+def test_the_page_renders_in_a_browser_and_its_button_posts_the_unsubscribe(stack, db, tmp_path):
+    from crm.models.common import to_iso, utcnow
+    from crm.services.customers import upsert_customers
+
     http, runner = stack
-    token = _token(ada["_id"])
+    # Stored directly: the runner's own consumers read the ingest queue.
+    upsert_customers(db, [{"name": "Ada", "email": "ada@example.com", "accepted_at": to_iso(utcnow())}])
+    token = _token(db.customers.find_one({"email": "ada@example.com"})["_id"])
     dom = rendered_dom(f"http://127.0.0.1:{runner.port}/u/{token}", tmp_path / "profile")
     form = re.search(r'<form method="post" action="([^"]+)"><button type="submit">Unsubscribe</button></form>', dom)
     assert form, dom

@@ -88,8 +88,10 @@ class Settings(BaseSettings):
     ses_from_address: str = ""
     ses_configuration_set: str = ""
     ses_endpoint_url: str | None = None
-    # The account's SES sending rate (its quota, messages a second), shared by the send function's containers.
+    # The account's SES sending rate (its quota, messages a second), shared by the send function's containers:
+    # each keeps its share, the rate over send_concurrency (the most containers the send function runs at once).
     ses_max_per_second: float = 14.0
+    send_concurrency: int = 1
     # Where recipients reach the unsubscribe page (the HTTP API's URL), and what its links are signed with.
     public_url: str = "http://localhost:4000"
     unsubscribe_secret: SecretStr = SecretStr(DEV_UNSUBSCRIBE_SECRET)

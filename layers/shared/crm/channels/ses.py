@@ -27,6 +27,7 @@ from crm.config import Settings
 
 ATTEMPTS = 4
 BACKOFF_SECONDS = 0.5
+CALL_BUDGET_SECONDS = 30
 THROTTLED = {"TooManyRequestsException", "Throttling", "ThrottlingException"}
 # The account cannot send now (daily quota, sending paused, identity not ready): the messages wait, not fail.
 CANNOT_SEND_NOW = {"LimitExceededException", "SendingPausedException", "AccountSuspendedException",
@@ -48,9 +49,11 @@ class SesChannel:
             config=Config(connect_timeout=3, read_timeout=self.timeout, retries={"total_max_attempts": 1}))
         self.sender = settings.ses_from_address
         self.configuration_set = settings.ses_configuration_set
-        self.limiter = RateLimiter(settings.ses_max_per_second)
-        self.longest_call_seconds = (BATCH * self.limiter.interval + ATTEMPTS * self.timeout
-                                     + BACKOFF_SECONDS * 2 ** ATTEMPTS)
+        self.limiter = RateLimiter(settings.ses_max_per_second / max(1, settings.send_concurrency))
+        # A batch is sent one message at a time and stops at this budget (what it did not reach comes back), so a
+        # slow account rate never makes a call longer than the send function can wait for.
+        self.longest_call_seconds = min(BATCH * self.limiter.interval + ATTEMPTS * self.timeout
+                                        + BACKOFF_SECONDS * 2 ** ATTEMPTS, CALL_BUDGET_SECONDS)
 
     def send(self, messages: list[dict[str, Any]], deadline: float | None = None) -> dict[str, Accepted | Rejected]:
         """Each message on its own; stops where the deadline (or the batch's own time) would be passed, and the
@@ -72,7 +75,8 @@ class SesChannel:
         return outcomes
 
     def status(self, vendor_message_id: str) -> str | None:
-        return None  # SES answers no questions about a message: its events say what became of it
+        # SES answers no questions about a message; with no event by now, it has no outcome (no_receipt).
+        return "ACCEPTED"
 
     def _send_one(self, message: dict[str, Any], stop_at: float) -> Accepted | Rejected | None:
         try:

@@ -201,9 +201,12 @@ def _new_logs(campaign: dict[str, Any], customers: list[dict[str, Any]], send_by
               unsubscribe_link: UnsubscribeLink | None) -> list[dict[str, Any]]:
     now = utcnow()
     logs = []
+    subject = campaign.get("subject")
+    # An e-mail (one with a subject) always carries its link in List-Unsubscribe; another message only if it asks.
+    linked = unsubscribe_link is not None and (
+        subject is not None or "{{unsubscribe_url}}" in campaign["message"])
     for c in customers:
-        link = unsubscribe_link(c["_id"]) if unsubscribe_link else ""
-        subject = campaign.get("subject")
+        link = unsubscribe_link(c["_id"]) if linked else ""
         logs.append({
             "_id": ObjectId(), "campaign_id": campaign["_id"], "customer_id": c["_id"], "status": QUEUED,
             "message": personalise(campaign["message"], c["name"], c.get("attributes"), link),

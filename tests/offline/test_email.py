@@ -1,0 +1,158 @@
+"""E-mail through the whole local system, as `CHANNEL=ses make run` runs it: the runner verifies the sender in moto's
+SES, campaigns go out through it with their unsubscribe links on the runner's own URL, and `offline.ses_feedback`
+answers for SES through the delivery-event queue until the campaign completes with SES's counts."""
+from __future__ import annotations
+
+import email
+import json
+import sys
+import time
+from email import policy
+
+import httpx
+import pytest
+from bson import ObjectId
+
+from offline import services, ses_feedback, template
+from offline.runner import OfflineRunner
+from tests.conftest import TEMPLATE
+from tests.offline.conftest import wait_for
+
+SENDER = "Shop <news@shop.example.com>"
+READERS = [f"reader{i}@example.com" for i in range(8)]
+# Seeded so that these eight readers have every fate: 3 bounce; of the 5 delivered, 2 complain, 3 open, 2 click.
+SHARES = ses_feedback.Shares(bounce=0.2, complaint=0.2, open=0.5, click=0.3, seed="email")
+
+
+@pytest.fixture
+def email_system(stack_env, queues, db):
+    """The offline runner with CHANNEL=ses over this test's database and queues; an admin's HTTP client on it."""
+    port = services.free_port()
+    env = {**stack_env, "CHANNEL": "ses", "SES_FROM_ADDRESS": SENDER, "PUBLIC_URL": f"http://localhost:{port}"}
+    assert services.prepare_local_ses(env) == SENDER
+    runner = OfflineRunner(template.load(TEMPLATE, services.LOCAL_PARAMETERS, queues), queues, env, port=port,
+                           retry_delay_seconds=0, reload=False, out=sys.stdout).start()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+            signed_in = http.post("/api/auth/dev-token", json={"email": "ops@example.com"})
+            assert signed_in.status_code == 200, signed_in.text
+            http.headers["Authorization"] = f"Bearer {signed_in.json()['token']}"
+            yield http, env
+    finally:
+        runner.stop()
+
+
+def test_an_email_campaign_goes_out_through_ses_and_completes_with_what_ses_reports(email_system, db, sqs, queues,
+                                                                                    tmp_path, capsys):
+    http, env = email_system
+    fates = {address: ses_feedback.fate(address, SHARES) for address in READERS}
+    bounced = {a for a, kinds in fates.items() if "Bounce" in kinds}
+    complained = {a for a, kinds in fates.items() if "Complaint" in kinds}
+    assert bounced and complained and len(bounced) < len(READERS), "the readers cover every fate"
+
+    assert http.post("/api/customers", json={"customers": [
+        {"name": f"Reader {i}", "email": address} for i, address in enumerate(READERS)]}).status_code == 202
+    wait_for(lambda: db.customers.count_documents({}) == len(READERS), 30, what="customers ingested")
+    segment = http.post("/api/segments", json={"name": "Readers", "rules": {"field": "visits", "op": ">=",
+                                                                            "value": 0}}).json()
+    campaign = {"name": "Winter sale", "segment_id": segment["id"], "message": "Hi {{first_name}}: {{unsubscribe_url}}"}
+    refused = http.post("/api/campaigns", json=campaign)
+    assert refused.status_code == 422 and refused.json()["error"]["details"][0]["loc"] == ["body", "subject"]
+    created = http.post("/api/campaigns", json={**campaign, "subject": "Winter sale, {{first_name}}"})
+    assert created.status_code == 202, created.text
+    campaign_id = ObjectId(created.json()["id"])
+
+    # The sends reach moto's SES: one message per reader, from the sender, with their own one-click link.
+    def sent_logs():
+        logs = list(db.communication_logs.find({"campaign_id": campaign_id, "vendor_message_id": {"$ne": None}}))
+        return logs if len(logs) == len(READERS) else None
+
+    logs = wait_for(sent_logs, 40, interval=0.5, what="every e-mail sent")
+    data = httpx.get(f"{env['SES_ENDPOINT_URL']}/moto-api/data.json").json()
+    raw = {m["id"]: m for m in data["ses"]["RawMessage"]}
+    for log in logs:
+        mail = email.message_from_string(raw[log["vendor_message_id"]]["raw_data"], policy=policy.default)
+        assert mail["From"] == SENDER and mail["To"].addresses[0].addr_spec == log["to"]["email"]
+        assert mail["Subject"] == f"Winter sale, {log['to']['name'].split()[0]}"
+        assert log["unsubscribe_url"].startswith(f"{env['PUBLIC_URL']}/u/")
+        assert mail["List-Unsubscribe"] == f"<{log['unsubscribe_url']}>"
+    # The link is served by the runner: the page, and the one-click POST a mailbox provider makes.
+    leaving = next(a for a in READERS if a not in bounced | complained)
+    link = httpx.URL(next(log["unsubscribe_url"] for log in logs if log["to"]["email"] == leaving)).path
+    page = http.get(link)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert http.post(link, content=b"List-Unsubscribe=One-Click").status_code == 200
+
+    # `python -m offline.ses_feedback`, finding the system as `make run` leaves it described.
+    queue_url = queues[ses_feedback.DELIVERY_QUEUE].url
+    (tmp_path / "running.json").write_text(json.dumps({
+        "env": "development", "mongo_uri": env["MONGO_URI"], "mongo_db": env["MONGO_DB"],
+        "sqs_endpoint_url": env["SQS_ENDPOINT_URL"], "ses_endpoint_url": env["SES_ENDPOINT_URL"],
+        "ses_configuration_set": env["SES_CONFIGURATION_SET"], "queues": {ses_feedback.DELIVERY_QUEUE: queue_url}}))
+    options = ["--bounce", "0.2", "--complaint", "0.2", "--open", "0.5", "--click", "0.3", "--seed", "email"]
+    assert ses_feedback.main([*options, "--data-dir", str(tmp_path)]) == 0
+    delivered = len(READERS) - len(bounced)
+    expected = {"delivered": delivered, "bounced": len(bounced), "complained": len(complained),
+                "opened": sum("Open" in kinds for kinds in fates.values()),
+                "clicked": sum("Click" in kinds for kinds in fates.values())}
+    printed = capsys.readouterr().out
+    assert f"{len(READERS)} message(s) answered with {len(READERS) + sum(expected.values())} event(s)" in printed
+    assert ", ".join(f"{count} {kind}" for kind, count in expected.items()) + "; 0 answered already" in printed
+
+    deadline = time.monotonic() + 40
+    while (detail := http.get(f"/api/campaigns/{campaign_id}").json())["status"] != "COMPLETED":
+        assert time.monotonic() < deadline, detail["stats"]
+        time.sleep(0.5)
+    assert detail["stats"] == {"audience": len(READERS), "queued": 0, "sent": delivered, "failed": len(bounced),
+                               "skipped": 0, **expected}
+    statuses = {log["to"]["email"]: (log["status"], log.get("reason"))
+                for log in db.communication_logs.find({"campaign_id": campaign_id})}
+    assert statuses == {a: ("FAILED", "bounced") if a in bounced else ("SENT", None) for a in READERS}
+    suppressed = {s["email"]: s["reason"] for s in http.get("/api/suppressions").json()["items"]}
+    assert suppressed == {**{a: "complained" for a in complained}, **{a: "bounced" for a in bounced},
+                          leaving: "unsubscribed"}
+
+    # Answered once: a second run finds every log settled, and puts nothing on the queue.
+    again = ses_feedback.feedback(db, sqs, queue_url, ses_feedback.sent_mail(env["SES_ENDPOINT_URL"]), SHARES)
+    assert again["answered"] == again["events"] == 0 and again["answered already"] == len(READERS)
+
+
+def test_ses_feedback_is_for_a_local_development_system_only(tmp_path, monkeypatch, capsys):
+    for key in ("ENV", "MONGO_URI", "SQS_ENDPOINT_URL", "SES_ENDPOINT_URL"):
+        monkeypatch.delenv(key, raising=False)
+    assert ses_feedback.main(["--data-dir", str(tmp_path)]) == 2
+    assert "no local system found" in capsys.readouterr().err
+    running = {"env": "development", "mongo_uri": "mongodb://127.0.0.1:1/", "sqs_endpoint_url": "http://127.0.0.1:1"}
+    (tmp_path / "running.json").write_text(json.dumps({**running, "env": "production"}))
+    assert ses_feedback.main(["--data-dir", str(tmp_path)]) == 2
+    assert "refused: ENV is production" in capsys.readouterr().err
+    (tmp_path / "running.json").write_text(json.dumps(running))
+    monkeypatch.setenv("ENV", "production")
+    assert ses_feedback.main(["--data-dir", str(tmp_path)]) == 2
+    assert "refused" in capsys.readouterr().err
+
+
+def test_a_send_whose_answer_was_lost_is_answered_by_its_link_and_subject(db, consumers, sqs, queues):
+    from crm.channels.ses import raw_message
+
+    campaign_id, log_id = ObjectId(), ObjectId()
+    link = f"http://localhost:4000/u/{'a' * 38}"
+    db.campaigns.insert_one({"_id": campaign_id, "name": "Sale", "status": "SENDING", "fanout": {"done": True},
+                             "stats": {"audience": 1, "queued": 1, "sent": 0, "failed": 0, "skipped": 0}})
+    db.communication_logs.insert_one({
+        "_id": log_id, "campaign_id": campaign_id, "status": "QUEUED", "vendor_message_id": f"unconfirmed:{log_id}",
+        "subject": "Sale, Ada", "unsubscribe_url": link, "to": {"name": "Ada", "email": "ada@example.com"}})
+    message = {"log_id": str(log_id), "to": {"name": "Ada", "email": "ada@example.com"}, "message": "Hi",
+               "subject": "Sale, Ada", "unsubscribe_url": link}
+    lost = ses_feedback.SentMail.from_moto({"id": "0100-lost-answer", "source": SENDER,
+                                            "raw_data": raw_message(SENDER, message).decode()})
+    other = ses_feedback.SentMail.from_moto({"id": "0100-someone-else", "source": SENDER, "raw_data": raw_message(
+        SENDER, {**message, "subject": "Another campaign"}).decode()})
+    delivered = ses_feedback.Shares(bounce=0, complaint=0, open=0, click=0)
+    done = ses_feedback.feedback(db, sqs, queues[ses_feedback.DELIVERY_QUEUE].url, [lost, other], delivered)
+    assert (done["answered"], done["unknown"], done["events"]) == (1, 1, 2)
+
+    consumers.drain(ses_feedback.DELIVERY_QUEUE)
+    log = db.communication_logs.find_one({"_id": log_id})
+    assert (log["status"], log["vendor_message_id"]) == ("SENT", "0100-lost-answer")
+    assert db.campaigns.find_one({"_id": campaign_id})["stats"]["delivered"] == 1
