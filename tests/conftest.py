@@ -4,6 +4,7 @@ Each test gets its own database name and its own queues, so tests never see each
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import io
 import json
@@ -273,3 +274,20 @@ def stack(stack_env, queues):
     with httpx.Client(base_url=f"http://127.0.0.1:{runner.port}", timeout=30) as client:
         yield client, runner
     runner.stop()
+
+
+@contextlib.contextmanager
+def signed_in_system(env: dict[str, str], queues, port: int):
+    """The offline runner over these queues with this environment, on this port; an admin's HTTP client on it."""
+    from offline.runner import OfflineRunner
+
+    runner = OfflineRunner(template.load(TEMPLATE, services.LOCAL_PARAMETERS, queues), queues, env, port=port,
+                           retry_delay_seconds=0, reload=False, out=sys.stdout).start()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+            signed_in = http.post("/api/auth/dev-token", json={"email": "ops@example.com"})
+            assert signed_in.status_code == 200, signed_in.text
+            http.headers["Authorization"] = f"Bearer {signed_in.json()['token']}"
+            yield http
+    finally:
+        runner.stop()

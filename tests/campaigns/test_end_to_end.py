@@ -2,7 +2,6 @@
 its signed receipts on the receipt function's own URL."""
 from __future__ import annotations
 
-import sys
 import time
 
 import httpx
@@ -11,9 +10,8 @@ from bson import ObjectId
 
 from crm.models.campaigns import FAILED
 from crm.services.mock_vendor import outcome_for
-from offline import services, template
-from offline.runner import OfflineRunner
-from tests.conftest import TEMPLATE
+from offline import services
+from tests.conftest import signed_in_system
 from tests.offline.conftest import wait_for
 
 
@@ -25,16 +23,8 @@ def system(stack_env, queues, db):
     env = {**stack_env, "VENDOR_URL": f"http://127.0.0.1:{port}/api/mock-send",
            "RECEIPT_URL": f"http://127.0.0.1:{port}/_url/ReceiptsFunction/api/delivery-receipt",
            "MOCK_VENDOR_SEED": "e2e"}
-    runner = OfflineRunner(template.load(TEMPLATE, services.LOCAL_PARAMETERS, queues), queues, env, port=port,
-                           retry_delay_seconds=0, reload=False, out=sys.stdout).start()
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
-            signed_in = http.post("/api/auth/dev-token", json={"email": "ops@example.com"})
-            assert signed_in.status_code == 200, signed_in.text
-            http.headers["Authorization"] = f"Bearer {signed_in.json()['token']}"
-            yield http
-    finally:
-        runner.stop()
+    with signed_in_system(env, queues, port) as http:
+        yield http
 
 
 def _completed(http: httpx.Client, campaign_id: str, timeout: float) -> dict:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import email
 import json
-import sys
 import time
 from email import policy
 
@@ -13,9 +12,8 @@ import httpx
 import pytest
 from bson import ObjectId
 
-from offline import services, ses_feedback, template
-from offline.runner import OfflineRunner
-from tests.conftest import TEMPLATE
+from offline import services, ses_feedback
+from tests.conftest import signed_in_system
 from tests.offline.conftest import wait_for
 
 SENDER = "Shop <news@shop.example.com>"
@@ -30,16 +28,8 @@ def email_system(stack_env, queues, db):
     port = services.free_port()
     env = {**stack_env, "CHANNEL": "ses", "SES_FROM_ADDRESS": SENDER, "PUBLIC_URL": f"http://localhost:{port}"}
     assert services.prepare_local_ses(env) == SENDER
-    runner = OfflineRunner(template.load(TEMPLATE, services.LOCAL_PARAMETERS, queues), queues, env, port=port,
-                           retry_delay_seconds=0, reload=False, out=sys.stdout).start()
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
-            signed_in = http.post("/api/auth/dev-token", json={"email": "ops@example.com"})
-            assert signed_in.status_code == 200, signed_in.text
-            http.headers["Authorization"] = f"Bearer {signed_in.json()['token']}"
-            yield http, env
-    finally:
-        runner.stop()
+    with signed_in_system(env, queues, port) as http:
+        yield http, env
 
 
 def test_an_email_campaign_goes_out_through_ses_and_completes_with_what_ses_reports(email_system, db, sqs, queues,
