@@ -137,3 +137,44 @@ def test_a_slow_account_rate_sends_what_fits_and_hands_back_the_rest(db, consume
                  "subject": "Hi"} for i in range(4)]
     outcomes = channel.send(messages)
     assert 1 <= len(outcomes) < 4, "what did not fit in the call's time is left out, to come back later"
+
+
+def test_what_stops_every_send_waits_instead_of_failing_each_recipient(db, consumers, ses_channel, email_campaign,
+                                                                        monkeypatch):
+    from botocore.exceptions import NoCredentialsError
+
+    errors = [ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not allowed"}}, "SendEmail"),
+              NoCredentialsError()]
+
+    def broken(**_params):
+        raise errors[0]
+
+    monkeypatch.setattr(ses_channel.client, "send_email", broken)
+    campaign_id = email_campaign(2)
+    bodies = [m["Body"] for m in consumers.messages(SEND)]
+    for error in errors:
+        errors[0] = error
+        result = consumers.deliver(SEND, bodies)
+        assert len(result["batchItemFailures"]) == len(bodies), "the message comes back for later"
+    logs = list(db.communication_logs.find({"campaign_id": ObjectId(campaign_id)}))
+    assert {(log["status"], log["vendor_message_id"]) for log in logs} == {("QUEUED", None)}
+
+
+def test_someone_who_unsubscribes_during_a_slow_batch_gets_nothing_after(api, db, consumers, ses_channel,
+                                                                          email_campaign, monkeypatch):
+    from crm.consent.unsubscribe import unsubscribe
+
+    monkeypatch.setattr(ses_channel, "checked_every", 1)  # a rate of one message a second
+    real, sent = ses_channel.client.send_email, []
+
+    def send_then_p2_unsubscribes(**params):
+        sent.append(params["Destination"]["ToAddresses"][0])
+        if len(sent) == 1:
+            unsubscribe(db, db.customers.find_one({"email": "p2@example.com"})["_id"], "test")
+        return real(**params)
+
+    monkeypatch.setattr(ses_channel.client, "send_email", send_then_p2_unsubscribes)
+    email_campaign(3)
+    consumers.drain(SEND)
+    assert "p2@example.com" not in sent and len(sent) == 2
+    assert db.communication_logs.find_one({"to.email": "p2@example.com"})["reason"] == "unsubscribed"

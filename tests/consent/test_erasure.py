@@ -94,3 +94,21 @@ def test_only_an_admin_may_erase_and_an_unknown_id_is_404(api, db, consumers):
     assert status == 403 and db.customers.count_documents({}) == 1
     assert api.request("DELETE", f"/api/customers/{ObjectId()}")[0] == 404
     assert api.request("DELETE", "/api/customers/not-an-id")[0] in (404, 422)
+
+
+def test_a_blanked_log_whose_send_was_lost_is_skipped_not_failed(api, db, consumers):
+    from datetime import timedelta
+
+    from crm.models.common import utcnow
+    from crm.services.reconcile import Limits, reconcile
+
+    _ingest(api, consumers, PERSON)
+    _campaign(api, consumers, vendor_sends=False)
+    consumers.messages(SEND)  # the send message is lost
+    person = db.customers.find_one({"email": PERSON["email"]})
+    assert api.request("DELETE", f"/api/customers/{person['_id']}")[0] == 204
+    sends: list = []
+    limits = Limits(timedelta(hours=1), timedelta(minutes=15), 3, timedelta(minutes=5))
+    reconcile(db, utcnow() + timedelta(hours=2), limits, lambda _: None, sends.extend, [].append, 1e12)
+    [log] = db.communication_logs.find({})
+    assert (log["status"], log["reason"]) == ("SKIPPED", "erased") and sends == []

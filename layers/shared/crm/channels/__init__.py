@@ -29,6 +29,9 @@ class ChannelUnavailable(Exception):
 class Channel(Protocol):
     # One send() of BATCH messages at the worst: the send step claims logs for this long.
     longest_call_seconds: float
+    # Messages handed over between two consent checks: a channel that sends one message at a time checks again
+    # about every second, so that someone who unsubscribes meanwhile is not messaged after that.
+    checked_every: int
 
     def send(self, messages: list[dict[str, Any]], deadline: float | None = None) -> dict[str, Accepted | Rejected]:
         """Messages ({log_id, to, message, subject?, unsubscribe_url?}); the outcome of each by log_id. A log the

@@ -19,6 +19,7 @@ from botocore.exceptions import (
     ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
+    ReadTimeoutError,
 )
 
 from crm.channels import BATCH, Accepted, ChannelUnavailable, Rejected
@@ -32,12 +33,15 @@ THROTTLED = {"TooManyRequestsException", "Throttling", "ThrottlingException"}
 # The account cannot send now (daily quota, sending paused, identity not ready): the messages wait, not fail.
 CANNOT_SEND_NOW = {"LimitExceededException", "SendingPausedException", "AccountSuspendedException",
                    "MailFromDomainNotVerifiedException", "NotFoundException", "InternalFailure",
-                   "ServiceUnavailable"}
+                   "ServiceUnavailable", "AccessDeniedException", "ConfigurationSetDoesNotExistException",
+                   "UnrecognizedClientException", "InvalidClientTokenId", "ExpiredTokenException"}
 # A call that may have reached SES (it went out, no answer came back): sending again could deliver it twice.
 UNCONFIRMED = "unconfirmed:"
 SMTP_POLICY = policy.SMTP.clone(max_line_length=998)
 # Errors raised before a request left this container: sending again is safe.
 NOT_SENT_ERRORS = (ConnectTimeoutError, EndpointConnectionError)
+# Errors after a request left, with no answer: it may have been sent.
+UNANSWERED_ERRORS = (ReadTimeoutError, ConnectionClosedError)
 
 
 class SesChannel:
@@ -50,6 +54,7 @@ class SesChannel:
         self.sender = settings.ses_from_address
         self.configuration_set = settings.ses_configuration_set
         self.limiter = RateLimiter(settings.ses_max_per_second / max(1, settings.send_concurrency))
+        self.checked_every = max(1, min(BATCH, int(1 / self.limiter.interval) if self.limiter.interval else BATCH))
         # A batch is sent one message at a time and stops at this budget (what it did not reach comes back), so a
         # slow account rate never makes a call longer than the send function can wait for.
         self.longest_call_seconds = min(BATCH * self.limiter.interval + ATTEMPTS * self.timeout
@@ -97,13 +102,16 @@ class SesChannel:
                     continue
                 if code in CANNOT_SEND_NOW or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500:
                     raise ChannelUnavailable(f"SES cannot send now ({code})") from exc
-                return Rejected(f"{code}: {exc.response.get('Error', {}).get('Message', '')}"[:200])
+                # The code only: SES's message may quote the address, which an erasure must not leave behind.
+                return Rejected(code or "rejected")
             except NOT_SENT_ERRORS:
                 continue
-            except (ConnectionClosedError, BotoCoreError):
+            except UNANSWERED_ERRORS:
                 # It may have been sent: recorded as sent without SES's id, so it is never sent again; its events
                 # (found by the log id tag) or, failing them, the reconciler settle it.
                 return Accepted(f"{UNCONFIRMED}{message['log_id']}")
+            except BotoCoreError as exc:  # credentials, parameters: nothing left this container
+                raise ChannelUnavailable(f"SES could not be called ({type(exc).__name__})") from exc
             return Accepted(reply["MessageId"])
         raise ChannelUnavailable("SES kept throttling")
 

@@ -24,6 +24,8 @@ class Outcome:
     vendor_message_id: str | None = None
     at: datetime | None = None
     reason: str | None = None
+    # More of the log to change with its status, in the same write (an erased person's log is blanked).
+    also: dict | None = None
 
 
 def record_outcomes(db: Database, outcomes: Iterable[Outcome], only_if: dict | None = None) -> tuple[int, int]:
@@ -72,7 +74,7 @@ def _changes(outcome: Outcome, now: datetime) -> dict:
                "reason": outcome.reason}
     if outcome.vendor_message_id:
         changes["vendor_message_id"] = outcome.vendor_message_id
-    return changes
+    return {**changes, **(outcome.also or {})}
 
 
 def complete_in(db: Database, campaign_id: ObjectId, session: ClientSession | None = None) -> bool:

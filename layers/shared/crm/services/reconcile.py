@@ -19,8 +19,9 @@ from bson import ObjectId
 from pymongo.database import Database
 
 from crm.consent import erasure
+from crm.consent.suppressions import ERASED
 from crm.db import CAMPAIGNS, LOGS
-from crm.models.campaigns import FAILED, QUEUED, SENDING
+from crm.models.campaigns import FAILED, QUEUED, SENDING, SKIPPED
 from crm.models.common import utcnow
 from crm.services.delivery import Outcome, complete_in, record_outcomes
 from crm.services.sending import send_record
@@ -87,7 +88,7 @@ def _take_due(db: Database, now: datetime) -> list[dict[str, Any]]:
                          {"$set": {"due_at": now + LEASE, "reconcile": token}})
     return list(db[LOGS].find({"_id": {"$in": ids}, "reconcile": token},
                               {"to": 1, "message": 1, "subject": 1, "unsubscribe_url": 1, "vendor_message_id": 1,
-                               "send_attempts": 1, "vendor_asks": 1}))
+                               "send_attempts": 1, "vendor_asks": 1, "erased": 1}))
 
 
 def _settle_unanswered(db: Database, logs: list[dict[str, Any]], now: datetime, limits: Limits,
@@ -121,7 +122,13 @@ def _settle_unanswered(db: Database, logs: list[dict[str, Any]], now: datetime, 
 
 def _send_again(db: Database, logs: list[dict[str, Any]], now: datetime, limits: Limits,
                 queue_sends: Callable[[list[dict[str, Any]]], None], settled: Settled) -> None:
-    """Never sent: FAILED once senders have tried it often enough, else queued again."""
+    """Never sent: FAILED once senders have tried it often enough, else queued again; an erased person's is SKIPPED
+    (there is no one to send it to)."""
+    erased = [log["_id"] for log in logs if log.get("erased")]
+    if erased:
+        record_outcomes(db, [Outcome(log_id, SKIPPED, reason=ERASED) for log_id in erased],
+                        only_if={"vendor_message_id": None, "claimed_until": {"$not": {"$gte": utcnow()}}})
+    logs = [log for log in logs if not log.get("erased")]
     give_up = [log["_id"] for log in logs if log.get("send_attempts", 0) >= limits.max_send_attempts]
     if give_up:
         # Not a log a live sender holds now: that one may yet be sent.

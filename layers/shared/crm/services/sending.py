@@ -18,7 +18,9 @@ from pymongo import UpdateOne
 from pymongo.database import Database
 
 from crm.channels import BATCH, Accepted, Channel, ChannelUnavailable
+from crm.consent.erasure import BLANK_LOG
 from crm.consent.gate import reasons_not_to_send
+from crm.consent.suppressions import ERASED
 from crm.db import LOGS
 from crm.errors import InvalidInput, RetryableRecordError
 from crm.models.campaigns import FAILED, QUEUED, SKIPPED, SendRecordIn
@@ -104,9 +106,7 @@ def _send_batch(db: Database, channel: Channel, batch: list[SendRecordIn], timeo
         ids = [ObjectId(s.log_id) for s in pending]
         token, claimed = _claim(db, ids, deadline, timedelta(seconds=channel.longest_call_seconds))
         held, held_until = _held_by_others(db, [i for i in ids if str(i) not in claimed])
-        sends = _may_be_sent(db, [s for s in pending if s.log_id in claimed], token)
-        if sends:
-            retry += _call_vendor(db, channel, sends, token, timeouts, deadline)
+        retry += _send_checked(db, channel, [s for s in pending if s.log_id in claimed], token, timeouts, deadline)
         pending = [s for s in pending if s.log_id in held]
         # Waiting is worth it only if the other claim ends while there is still time for a call of our own.
         if pending and (deadline is None or held_until.timestamp() > deadline - channel.longest_call_seconds):
@@ -116,14 +116,31 @@ def _send_batch(db: Database, channel: Channel, batch: list[SendRecordIn], timeo
     return retry
 
 
+def _send_checked(db: Database, channel: Channel, claimed: list[SendRecordIn], token: str, timeouts: SendTimeouts,
+                  deadline: float | None) -> list[str]:
+    """The claimed sends, consent checked again before every `checked_every` of them; the log ids to try later."""
+    retry: list[str] = []
+    stop_at = time.time() + channel.longest_call_seconds
+    for start in range(0, len(claimed), channel.checked_every):
+        chunk = claimed[start:start + channel.checked_every]
+        if start and time.time() >= stop_at:
+            retry += [s.log_id for s in claimed[start:]]  # past the claim's time: the rest come back
+            break
+        sends = _may_be_sent(db, chunk, token)
+        if sends:
+            retry += _call_vendor(db, channel, sends, token, timeouts, deadline)
+    return retry
+
+
 def _may_be_sent(db: Database, sends: list[SendRecordIn], token: str) -> list[SendRecordIn]:
     """Claimed sends whose recipient may still be messaged; the others are SKIPPED with the reason, under the claim."""
     if not sends:
         return sends
     reasons = reasons_not_to_send(db, [ObjectId(s.log_id) for s in sends])
     if reasons:
-        record_outcomes(db, [Outcome(log_id, SKIPPED, reason=reason) for log_id, reason in reasons.items()],
-                        only_if={"claim": token})
+        # An erased person's log written after their erasure blanked the others (a fan-out racing it) is blanked now.
+        record_outcomes(db, [Outcome(log_id, SKIPPED, reason=reason, also=BLANK_LOG if reason == ERASED else None)
+                             for log_id, reason in reasons.items()], only_if={"claim": token})
     return [s for s in sends if ObjectId(s.log_id) not in reasons]
 
 
