@@ -112,3 +112,28 @@ def test_a_blanked_log_whose_send_was_lost_is_skipped_not_failed(api, db, consum
     reconcile(db, utcnow() + timedelta(hours=2), limits, lambda _: None, sends.extend, [].append, 1e12)
     [log] = db.communication_logs.find({})
     assert (log["status"], log["reason"]) == ("SKIPPED", "erased") and sends == []
+
+
+def test_an_ingest_accepted_before_the_erasure_brings_no_one_back_and_a_new_one_does(api, db, consumers):
+    _ingest(api, consumers, PERSON)
+    person = db.customers.find_one({"email": PERSON["email"]})
+    api.post("/api/customers", PERSON)  # accepted, still in the queue
+    late = consumers.messages("CustomerIngestQueue")
+    assert api.request("DELETE", f"/api/customers/{person['_id']}")[0] == 204
+    consumers.deliver("CustomerIngestQueue", [m["Body"] for m in late])
+    assert db.customers.count_documents({}) == 0, "an older ingest does not bring the person back"
+    _ingest(api, consumers, PERSON)
+    assert db.customers.count_documents({}) == 1, "a new import does (and is never messaged)"
+
+
+def test_every_kind_of_value_only_the_person_had_leaves_the_registry(api, db, consumers):
+    _ingest(api, consumers, {**PERSON, "attributes": {"nickname": "zq-the-unique", "birthday": "1990-01-02T00:00:00Z",
+                                                       "lucky": 987654321, "city": "Pune"}},
+            {"name": "Other", "email": "other@example.com", "attributes": {"city": "Pune", "lucky": 7}})
+    person = db.customers.find_one({"email": PERSON["email"]})
+    assert api.request("DELETE", f"/api/customers/{person['_id']}")[0] == 204
+    _, body, _ = api.get("/api/customers/attributes")
+    shown = json.dumps(body)
+    for trace in ("zq-the-unique", "1990-01-02", "987654321"):
+        assert trace not in shown, trace
+    assert "Pune" in shown

@@ -52,7 +52,7 @@ def read(event: Any) -> SesEvent:
         happened = _time(event.get("time"))
         bounce = detail.get("bounce") or {}
         return SesEvent(kind, str(mail["messageId"]), log_id, happened, bounce.get("bounceType") == "Permanent")
-    except (KeyError, TypeError, IndexError) as exc:
+    except (KeyError, TypeError, IndexError, AttributeError, ValueError) as exc:
         raise InvalidInput(f"not an SES event: {type(exc).__name__} {exc}") from exc
 
 

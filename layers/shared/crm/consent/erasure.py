@@ -5,6 +5,7 @@ than a request should touch is finished by the reconciler, a page at a time."""
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
@@ -35,11 +36,12 @@ def erase(audit: Auditor, customer_id: ObjectId) -> None:
     def change(session) -> None:
         suppressions.erase(db[SUPPRESSIONS], customer["email"], session)
         db[CUSTOMERS].delete_one({"_id": customer_id}, session=session)
-        db[ERASURES].update_one({"_id": customer_id}, {"$setOnInsert": {"at": utcnow()}}, upsert=True,
-                                session=session)
+        # Until the erasure is done (in this request, or by the reconciler after a crash), its record keeps the
+        # attribute values to take out of the registry; then it goes too.
+        db[ERASURES].update_one({"_id": customer_id}, {"$setOnInsert": {
+            "at": utcnow(), "attributes": customer.get("attributes") or {}}}, upsert=True, session=session)
 
     audit.write("customer.erase", "customer", str(customer_id), change)
-    _forget_registry_values(db, customer.get("attributes") or {})
     blank_logs(db, customer_id, LOGS_IN_REQUEST)
 
 
@@ -50,6 +52,9 @@ def blank_logs(db: Database, customer_id: ObjectId, limit: int) -> bool:
     if ids:
         db[LOGS].update_many({"_id": {"$in": ids}}, {"$set": {**BLANK_LOG, "updated_at": utcnow()}})
     if len(ids) < limit:
+        record = db[ERASURES].find_one({"_id": customer_id}, {"attributes": 1})
+        if record is not None:
+            _forget_registry_values(db, record.get("attributes") or {})
         db[ERASURES].delete_one({"_id": customer_id})
         return True
     return False
@@ -68,7 +73,23 @@ def finish_pending(db: Database, deadline: float) -> int:
 
 
 def _forget_registry_values(db: Database, attributes: dict[str, Any]) -> None:
-    """A text the person alone had (a name in a free-text attribute) leaves the registry's examples and values."""
+    """A value the person alone had (a name in a free-text attribute, a birthday) leaves the registry's examples
+    and values; the registry holds times as their ISO text, the customer as a date."""
     for key, value in attributes.items():
-        if isinstance(value, str) and db[CUSTOMERS].find_one({f"attributes.{key}": value}, {"_id": 1}) is None:
-            db[ATTRIBUTE_REGISTRY].update_one({"_id": key}, {"$pull": {"examples": value, "values": value}})
+        if value is None or db[CUSTOMERS].find_one({f"attributes.{key}": value}, {"_id": 1}) is not None:
+            continue
+        entry = db[ATTRIBUTE_REGISTRY].find_one({"_id": key}, {"examples": 1, "values": 1}) or {}
+        kept = {field: [v for v in entry.get(field) or [] if not _same(v, value)] for field in ("examples", "values")}
+        db[ATTRIBUTE_REGISTRY].update_one({"_id": key}, {"$set": kept})
+
+
+def _same(shown: Any, stored: Any) -> bool:
+    if isinstance(stored, datetime) and isinstance(shown, str):
+        try:
+            parsed = datetime.fromisoformat(shown.replace("Z", "+00:00"))
+        except ValueError:
+            return False
+        return abs((parsed - stored).total_seconds()) < 0.001 if parsed.tzinfo else False
+    return shown == stored and type(shown) is type(stored) or (
+        isinstance(shown, (int, float)) and isinstance(stored, (int, float)) and not isinstance(shown, bool)
+        and not isinstance(stored, bool) and shown == stored)

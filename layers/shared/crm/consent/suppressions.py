@@ -35,7 +35,7 @@ def erase(suppressions: Collection, email: str, session: ClientSession | None = 
     """The address is kept only as its hash, with the reason `erased`, whatever its entry said before."""
     try:
         suppressions.update_one({"email_hash": address_hash(email)},
-                                {"$set": {"email": None, "reason": ERASED},
+                                {"$set": {"email": None, "reason": ERASED, "erased_at": utcnow()},
                                  "$setOnInsert": {"created_at": utcnow()}}, upsert=True, session=session)
     except DuplicateKeyError:
         erase(suppressions, email, session)
@@ -49,6 +49,16 @@ def remove(suppressions: Collection, email: str, session: ClientSession | None =
     if entry["reason"] == ERASED:
         raise Conflict("An erased person's address stays suppressed", code="erased")
     suppressions.delete_one({"_id": entry["_id"], "reason": {"$ne": ERASED}}, session=session)
+
+
+def erased_at(suppressions: Collection, emails: Iterable[str]) -> dict[str, Any]:
+    """When each of these addresses (as given) was erased, for those that were: one indexed read."""
+    by_hash = {address_hash(e): e for e in emails}
+    if not by_hash:
+        return {}
+    return {by_hash[d["email_hash"]]: d["erased_at"] for d in suppressions.find(
+        {"email_hash": {"$in": list(by_hash)}, "reason": ERASED, "erased_at": {"$exists": True}},
+        {"email_hash": 1, "erased_at": 1})}
 
 
 def reasons(suppressions: Collection, emails: Iterable[str]) -> dict[str, str]:

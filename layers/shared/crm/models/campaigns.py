@@ -58,7 +58,7 @@ class CampaignIn(InputModel):
     @field_validator("subject")
     @classmethod
     def _subject_is_one_line(cls, subject: str | None) -> str | None:
-        if subject is not None and any(c in subject for c in "\r\n"):
+        if subject is not None and len(subject.splitlines()) > 1 or subject and subject != subject.strip("\r\n"):
             raise ValueError("must be one line")
         if subject is not None and longest_personalised(subject) > MAX_PERSONALISED_SUBJECT:
             raise ValueError(f"may reach {longest_personalised(subject)} characters once personalised; a subject "

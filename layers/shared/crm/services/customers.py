@@ -11,7 +11,8 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 
 from crm import rules
-from crm.db import ATTRIBUTE_REGISTRY, CUSTOMERS, bulk_upsert
+from crm.consent import suppressions
+from crm.db import ATTRIBUTE_REGISTRY, CUSTOMERS, SUPPRESSIONS, bulk_upsert
 from crm.errors import InvalidInput
 from crm.models.common import first_problem, to_iso, utcnow
 from crm.models.customers import MAX_BATCH, Customer, CustomerIn, attribute_type
@@ -40,6 +41,9 @@ def upsert_customers(db: Database, records: list[Any]) -> None:
             valid.append(_parse_record(record))
         except (ValidationError, TypeError, ValueError) as exc:
             invalid.append((index, exc))
+    # A record the API accepted before its person was erased (a late or redelivered message) brings no one back.
+    erased = suppressions.erased_at(db[SUPPRESSIONS], {customer.email for customer, _, _ in valid})
+    valid = [(c, at, v) for c, at, v in valid if c.email not in erased or at > erased[c.email]]
     ops = [_upsert_op(customer, accepted_at, version) for customer, accepted_at, version in valid]
     if ops:
         bulk_upsert(customers, ops)

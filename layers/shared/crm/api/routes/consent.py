@@ -37,7 +37,7 @@ def suppress(body: SuppressionIn, audit: Audit) -> Suppression:
     return _suppression(doc)
 
 
-@router.delete("/{email}", status_code=204, response_class=Response)
+@router.delete("/{email:path}", status_code=204, response_class=Response)
 def unsuppress(email: Annotated[Email, Path()], audit: Audit) -> Response:
     """The address may be messaged again (if its customer is subscribed); 409 for an erased person's."""
     audit.write("suppression.delete", "suppression", suppressions.address_hash(email),
