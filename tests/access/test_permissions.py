@@ -12,8 +12,9 @@ from tests.helpers import new_key, token_for
 SOME_ID = "0123456789abcdef01234567"
 SCOPES = ["customers:write", "customers:read", "orders:write", "orders:read"]
 CALLERS = ["admin", "marketer", "analyst", *(f"key {s}" for s in SCOPES), "revoked key", "disabled user"]
-# Reached without a person's or a key's credential: meta, sign-in, and the vendor's routes with their own secrets.
-PUBLIC = re.compile(r"^(/health|/docs|/openapi\.json|/api/auth/.*|/api/mock-send.*|/api/delivery-receipt)$")
+# Reached without a person's or a key's credential: meta, sign-in, the vendor's routes with their own secrets, and the
+# unsubscribe link (its signed token).
+PUBLIC = re.compile(r"^(/health|/docs|/openapi\.json|/api/auth/.*|/api/mock-send.*|/api/delivery-receipt|/u/.*)$")
 ADMIN_ONLY = re.compile(r"^/api/(users|api-keys|audit)(/.*)?$")
 # "analyst: every GET, previews, and POST /api/ai/summary; no other write."
 ANALYST_POSTS = {"/api/segments/preview", "/api/ai/summary"}

@@ -15,7 +15,7 @@ from crm.consent.links import customer_of
 from crm.consent.unsubscribe import unsubscribe
 
 # Public by design: the signed token is the credential.
-router = APIRouter(prefix="/u", tags=["unsubscribe"], include_in_schema=False)
+router = APIRouter(prefix="/u", tags=["unsubscribe"])
 
 PAGE = """<!doctype html>
 <html lang="en">
