@@ -38,6 +38,8 @@ def local_stack(with_runner: bool = True, max_consumers: int = 2, log_path: Path
                "VENDOR_URL": f"http://127.0.0.1:{port}/api/mock-send",
                "RECEIPT_URL": f"http://127.0.0.1:{port}/_url/ReceiptsFunction/api/delivery-receipt",
                "POWERTOOLS_LOG_LEVEL": "WARNING", "LOG_LEVEL": "WARNING", **(extra_env or {})}
+        # With CHANNEL=ses in extra_env: SES is this moto's, the sender verified there (as `python -m offline` does).
+        services.prepare_local_ses(env)
         if with_runner:
             log_path = log_path or ROOT / ".local" / "bench-runner.log"
             log_path.parent.mkdir(parents=True, exist_ok=True)
