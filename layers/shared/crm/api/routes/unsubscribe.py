@@ -14,8 +14,10 @@ from crm.api.storage import DbDep
 from crm.consent.links import customer_of
 from crm.consent.unsubscribe import unsubscribe
 
-# Public by design: the signed token is the credential.
-router = APIRouter(prefix="/u", tags=["unsubscribe"])
+# Public by design: the signed token is the credential. Pages for people, not API: not in the API's document.
+router = APIRouter(prefix="/u", tags=["unsubscribe"], include_in_schema=False)
+# The template routes that serve pages for people rather than the API.
+PAGES = ("/u/{token}",)
 
 PAGE = """<!doctype html>
 <html lang="en">
