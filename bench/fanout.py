@@ -125,7 +125,9 @@ def run(argv: list[str] | None = None) -> list[Row]:
 MOCK_RECIPIENTS = 100_000
 SES_RECIPIENTS = 20_000
 SUPPRESSED_EVERY = 20  # every 20th address is on the suppression list: 5 %
-CONSENT_BATCH = 100  # what the send function checks at once (crm.channels.BATCH logs a send message)
+# What the send function checks at once: a send message's crm.channels.BATCH logs, or the channel's checked_every
+# (SES with a rate limit checks about every second; with none, as here, every 100 like the mock vendor).
+CONSENT_BATCH = 100
 # The mock vendor as in the mock fan-out above: no rate limit, immediate receipts, a patient timeout.
 MOCK_ENV = {"VENDOR_MAX_PER_SECOND": "0", "MOCK_VENDOR_DELAY_SECONDS": "0", "VENDOR_TIMEOUT_SECONDS": "30"}
 # moto's SES, no account rate locally (0: the rate limiter never waits); a 10 s answer time (the default 5 s
