@@ -16,7 +16,10 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
+    ValidationInfo,
+    field_validator,
 )
+from pydantic.fields import FieldInfo
 
 from crm.errors import InvalidInput
 
@@ -88,8 +91,32 @@ MoneyParam = Annotated[float, Field(ge=0, le=MAX_MONEY, allow_inf_nan=False)]
 CountParam = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 
 
+def _trimmed(value: Any) -> Any:
+    if type(value) is str:  # noqa: E721 - an enum member is a str too, and must stay a member
+        return value.strip()
+    if isinstance(value, list):
+        return [_trimmed(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _trimmed(item) for key, item in value.items()}
+    return value
+
+
 class InputModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    """Strings are trimmed after their limits are checked, so a limit means what the OpenAPI document says it means
+    of the text as sent; a required text that is only spaces is refused."""
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _trim_strings(cls, value: Any, info: ValidationInfo) -> Any:
+        trimmed = _trimmed(value)
+        if type(value) is str and value and not trimmed and _min_length(cls.model_fields[info.field_name]):
+            raise ValueError("must not be blank")
+        return trimmed
+
+
+def _min_length(field: FieldInfo) -> int:
+    return max((getattr(item, "min_length", 0) for item in field.metadata), default=0)
 
 
 class Accepted(BaseModel):
