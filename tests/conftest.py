@@ -277,12 +277,13 @@ def stack(stack_env, queues):
 
 
 @contextlib.contextmanager
-def signed_in_system(env: dict[str, str], queues, port: int):
-    """The offline runner over these queues with this environment, on this port; an admin's HTTP client on it."""
+def signed_in_system(env: dict[str, str], queues, port: int, faults=None):
+    """The offline runner over these queues with this environment, on this port (in fault mode with `faults`, an
+    offline.faults.Faults); an admin's HTTP client on it."""
     from offline.runner import OfflineRunner
 
     runner = OfflineRunner(template.load(TEMPLATE, services.LOCAL_PARAMETERS, queues), queues, env, port=port,
-                           retry_delay_seconds=0, reload=False, out=sys.stdout).start()
+                           retry_delay_seconds=0, reload=False, out=sys.stdout, faults=faults).start()
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
             signed_in = http.post("/api/auth/dev-token", json={"email": "ops@example.com"})

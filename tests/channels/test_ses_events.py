@@ -102,3 +102,28 @@ def test_a_bounced_address_is_skipped_by_the_next_campaign(db, consumers, sent_l
     [skipped] = db.communication_logs.find({"campaign_id": ObjectId(second)})
     assert (skipped["status"], skipped["reason"], skipped["vendor_message_id"]) == ("SKIPPED", "bounced", None)
     assert db.campaigns.find_one({"_id": ObjectId(second)})["stats"] == stats(audience=1, skipped=1)
+
+
+def test_a_batch_that_fails_together_is_applied_message_by_message(db, sent_logs, monkeypatch):
+    from crm.consent import suppressions
+
+    campaign_id, [failing, fine] = sent_logs(2)
+    real_add = suppressions.add
+
+    def add(collection, email, reason, session=None):
+        if email == failing["to"]["email"]:
+            raise RuntimeError("this address's write fails")
+        return real_add(collection, email, reason, session)
+
+    monkeypatch.setattr(suppressions, "add", add)
+    events = [ses_event("delivery", fine), ses_event("complaint", failing), ses_event("delivery", failing)]
+    result = deliver(events)
+    assert len(result["batchItemFailures"]) == 1, "only the message that fails by itself goes back"
+    assert db.communication_logs.find_one({"_id": fine["_id"]})["status"] == "SENT"
+    assert db.communication_logs.find_one({"_id": failing["_id"]})["status"] == "SENT"
+    assert "complained" not in db.communication_logs.find_one({"_id": failing["_id"]}).get("events", {})
+    monkeypatch.setattr(suppressions, "add", real_add)
+    assert deliver(events) == {"batchItemFailures": []}
+    campaign = db.campaigns.find_one({"_id": ObjectId(campaign_id)})
+    assert campaign["stats"] == stats(audience=2, sent=2, delivered=2, complained=1)
+    assert [s["reason"] for s in db.suppressions.find({})] == ["complained"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import email
 import json
 import time
+from collections import Counter
 from email import policy
 
 import httpx
@@ -13,6 +14,7 @@ import pytest
 from bson import ObjectId
 
 from offline import services, ses_feedback
+from offline.faults import Faults
 from tests.conftest import signed_in_system
 from tests.offline.conftest import wait_for
 
@@ -105,6 +107,62 @@ def test_an_email_campaign_goes_out_through_ses_and_completes_with_what_ses_repo
     # Answered once: a second run finds every log settled, and puts nothing on the queue.
     again = ses_feedback.feedback(db, sqs, queue_url, ses_feedback.sent_mail(env["SES_ENDPOINT_URL"]), SHARES)
     assert again["answered"] == again["events"] == 0 and again["answered already"] == len(READERS)
+
+
+def test_under_faults_each_reader_is_sent_once_and_each_event_counted_once(stack_env, queues, db, sqs):
+    """Fault mode on the whole e-mail path: SQS delivers send and event batches twice (at once and after) and kills
+    their workers mid-batch; SES's events are put on the queue again while earlier copies are still applied."""
+    readers = [f"guest{i:02d}@example.com" for i in range(30)]
+    shares = ses_feedback.Shares(bounce=0.2, complaint=0.2, open=0.5, click=0.3, seed="faults")
+    fates = {address: ses_feedback.fate(address, shares) for address in readers}
+    port = services.free_port()
+    env = {**stack_env, "CHANNEL": "ses", "SES_FROM_ADDRESS": SENDER, "PUBLIC_URL": f"http://localhost:{port}"}
+    assert services.prepare_local_ses(env) == SENDER
+    faults = Faults({"sqs_dup": 0.5, "sqs_kill": 0.5}, seed=14)
+    with signed_in_system(env, queues, port, faults) as http:
+        assert http.post("/api/customers", json={"customers": [
+            {"name": f"Guest {i}", "email": address} for i, address in enumerate(readers)]}).status_code == 202
+        wait_for(lambda: db.customers.count_documents({}) == len(readers), 120, what="customers ingested")
+        segment = http.post("/api/segments", json={"name": "Guests", "rules": {"field": "visits", "op": ">=",
+                                                                               "value": 0}}).json()
+        created = http.post("/api/campaigns", json={"name": "Open day", "segment_id": segment["id"],
+                                                    "subject": "Open day", "message": "Hi {{first_name}}"})
+        assert created.status_code == 202, created.text
+        campaign_id = ObjectId(created.json()["id"])
+        wait_for(lambda: db.communication_logs.count_documents(
+            {"campaign_id": campaign_id, "vendor_message_id": {"$ne": None}}) == len(readers), 180, interval=0.5,
+            what="every e-mail sent")
+
+        queue_url = queues[ses_feedback.DELIVERY_QUEUE].url
+        deadline = time.monotonic() + 180
+        while (detail := http.get(f"/api/campaigns/{campaign_id}").json())["status"] != "COMPLETED":
+            assert time.monotonic() < deadline, detail["stats"]
+            # Events for every log still waiting, again while the copies put before are still being applied.
+            ses_feedback.feedback(db, sqs, queue_url, ses_feedback.sent_mail(env["SES_ENDPOINT_URL"]), shares)
+            time.sleep(3)
+        wait_for(lambda: _settled(sqs, queues), 120, interval=0.5, what="the delivery-event queue drained")
+        detail = http.get(f"/api/campaigns/{campaign_id}").json()
+
+    bounced = {address for address, kinds in fates.items() if "Bounce" in kinds}
+    counted = {name: sum(kind in kinds for kinds in fates.values()) for kind, name in ses_feedback.COUNTED.items()}
+    assert detail["stats"] == {"audience": len(readers), "queued": 0, "sent": len(readers) - len(bounced),
+                               "failed": len(bounced), "skipped": 0, **counted}
+    statuses = {log["to"]["email"]: log["status"] for log in db.communication_logs.find({"campaign_id": campaign_id})}
+    assert statuses == {address: "FAILED" if address in bounced else "SENT" for address in readers}
+    # SES takes no idempotency key: a sender killed between SES's answer and its record sends that log again, once.
+    sent = ses_feedback.sent_mail(env["SES_ENDPOINT_URL"])
+    per_reader = Counter(mail.message["To"].addresses[0].addr_spec for mail in sent)
+    assert set(per_reader) == set(readers)
+    injected = faults.injected()
+    assert injected["sqs_dup"] and injected["sqs_kill"], injected
+    assert sum(count - 1 for count in per_reader.values()) <= injected["sqs_kill"], (per_reader, injected)
+
+
+def _settled(sqs, queues) -> bool:
+    url = queues[ses_feedback.DELIVERY_QUEUE].url
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    return attributes == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}
 
 
 def test_ses_feedback_is_for_a_local_development_system_only(tmp_path, monkeypatch, capsys):

@@ -72,3 +72,44 @@ def make_sqs_handler(kind: str, apply_records: RecordsApplier, read: Callable[[s
                                         context=context)
 
     return handler
+
+
+def make_sqs_batch_handler(apply_records: RecordsApplier, read: Callable[[str], list[Any]]
+                           ) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """A Lambda handler that applies a whole batch's records in one call (one transaction, where a call per message
+    would contend with every other writer of the same documents); when that fails, each message alone, so only
+    the messages that fail by themselves go back to the queue."""
+
+    def apply(messages: list[tuple[str, list[Any]]], deadline: float | None) -> None:
+        budget = None if deadline is None else time_budget(deadline - time.time(), DB_MARGIN_SECONDS)
+        with pymongo.timeout(budget):
+            apply_records([item for _, records in messages for item in records], deadline)
+
+    @logger.inject_lambda_context(clear_state=True)
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        deadline = None if context is None else time.time() + context.get_remaining_time_in_millis() / 1000
+        messages: list[tuple[str, list[Any]]] = []
+        failed: list[str] = []
+        for record in event["Records"]:
+            try:
+                messages.append((record["messageId"], read(record["body"])))
+            except Exception as exc:
+                logger.warning("message not read", extra={"message_id": record["messageId"],
+                                                          "error": getattr(exc, "message", type(exc).__name__)})
+                failed.append(record["messageId"])
+        try:
+            if messages:
+                apply(messages, deadline)
+        except Exception as exc:
+            logger.warning("batch not applied; applying its messages one by one", extra={"error": type(exc).__name__})
+            for message in messages:
+                try:
+                    if deadline is not None and (deadline - time.time()) * 1000 < MIN_REMAINING_MS:
+                        raise NotStarted(message[0])
+                    apply([message], deadline)
+                except Exception:
+                    logger.exception("message failed", extra={"message_id": message[0]})
+                    failed.append(message[0])
+        return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
+
+    return handler
