@@ -139,6 +139,18 @@ def test_a_slow_account_rate_sends_what_fits_and_hands_back_the_rest(db, consume
     assert 1 <= len(outcomes) < 4, "what did not fit in the call's time is left out, to come back later"
 
 
+def test_a_long_vendor_timeout_still_leaves_each_send_room_in_its_call(db, consumers, ses_env, monkeypatch):
+    from crm.channels.ses import CALL_BUDGET_SECONDS, SesChannel
+    from crm.config import get_settings
+
+    monkeypatch.setenv("VENDOR_TIMEOUT_SECONDS", str(CALL_BUDGET_SECONDS * 2))
+    get_settings.cache_clear()
+    channel = SesChannel(get_settings())
+    messages = [{"log_id": str(ObjectId()), "to": {"name": "A", "email": f"a{i}@example.com"}, "message": "Hi",
+                 "subject": "Hi"} for i in range(3)]
+    assert len(channel.send(messages)) == 3
+
+
 def test_what_stops_every_send_waits_instead_of_failing_each_recipient(db, consumers, ses_channel, email_campaign,
                                                                         monkeypatch):
     from botocore.exceptions import NoCredentialsError
