@@ -127,3 +127,16 @@ def test_a_batch_that_fails_together_is_applied_message_by_message(db, sent_logs
     campaign = db.campaigns.find_one({"_id": ObjectId(campaign_id)})
     assert campaign["stats"] == stats(audience=2, sent=2, delivered=2, complained=1)
     assert [s["reason"] for s in db.suppressions.find({})] == ["complained"]
+
+
+def test_an_unconfirmed_send_takes_the_events_of_the_first_message_named_only(db, sent_logs):
+    campaign_id, [log] = sent_logs(1)
+    db.communication_logs.update_one({"_id": log["_id"]}, {"$set": {"vendor_message_id": f"unconfirmed:{log['_id']}"}})
+    first, other = {**log, "vendor_message_id": "ses-first"}, {**log, "vendor_message_id": "ses-other"}
+    assert deliver([ses_event("delivery", first), ses_event("bounce_permanent", other),
+                    ses_event("open", other)]) == {"batchItemFailures": []}
+    stored = db.communication_logs.find_one({"_id": log["_id"]})
+    assert (stored["vendor_message_id"], stored["status"]) == ("ses-first", "SENT")
+    assert set(stored["events"]) == {"delivered"}
+    assert db.campaigns.find_one({"_id": ObjectId(campaign_id)})["stats"] == stats(audience=1, sent=1, delivered=1)
+    assert db.suppressions.count_documents({}) == 0

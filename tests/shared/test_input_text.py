@@ -24,3 +24,19 @@ def test_text_is_stored_trimmed_and_spaces_alone_are_refused(api, db):
     assert_error(reply, "validation_error", ["body", "name"])
     assert "blank" in str(reply["error"]["details"])
     assert db.api_keys.count_documents({}) == 1
+
+
+def test_a_minimum_holds_for_the_trimmed_text_and_rules_are_read_as_written(api, db):
+    status, reply, _ = api.post("/api/customers", {"name": "Ada", "email": "ada@example.com", "phone": "12 "})
+    assert status == 422, reply
+    assert_error(reply, "validation_error", ["body", "phone"])
+    from crm.db import ATTRIBUTE_REGISTRY, CUSTOMERS
+    from crm.models.customers import CustomerIn
+    from crm.services import attributes
+
+    attributes.register(db[ATTRIBUTE_REGISTRY], db[CUSTOMERS],
+                        [CustomerIn(name="Sam", email="sam@example.com", attributes={"city": "San Jose"})])
+    rules = {"field": "attributes.city", "op": "starts_with", "value": "San "}
+    status, created, _ = api.post("/api/segments", {"name": " Bay ", "rules": rules})
+    assert status == 201, created
+    assert created["name"] == "Bay" and created["rules"] == rules

@@ -1,7 +1,7 @@
 """SES's events about the e-mails it was given (through the configuration set's EventBridge destination), applied
 to their logs with the receipts' discipline: a log's status only moves forward, each kind of event counts once per
-message, and each event's changes (log, counters, suppression, completion) commit in one transaction. Duplicated
-and out-of-order events change nothing twice."""
+message, and a queue batch's changes (logs, counters, suppressions, completion) commit in one transaction.
+Duplicated and out-of-order events change nothing twice."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
@@ -82,10 +82,16 @@ def apply_events(db: Database, events: list[SesEvent]) -> int:
     def change(session: ClientSession) -> int:
         counts: dict[ObjectId, Counter[str]] = defaultdict(Counter)
         outcomes: dict[ObjectId, Outcome] = {}
+        # This attempt's view of each log: the first event naming an unconfirmed log's message decides which
+        # message it was sent as, for the events after it in the batch (and a retried attempt starts afresh).
+        sent_as = {log["_id"]: log.get("vendor_message_id") for _, _, log in matched}
         for event, (outcome, counter, suppress), log in matched:
-            if str(log.get("vendor_message_id")).startswith(UNCONFIRMED):
-                db[LOGS].update_one({"_id": log["_id"]}, {"$set": {"vendor_message_id": event.message_id}},
-                                    session=session)
+            if str(sent_as[log["_id"]]).startswith(UNCONFIRMED):
+                db[LOGS].update_one({"_id": log["_id"], "vendor_message_id": sent_as[log["_id"]]},
+                                    {"$set": {"vendor_message_id": event.message_id}}, session=session)
+                sent_as[log["_id"]] = event.message_id
+            elif sent_as[log["_id"]] not in (event.message_id, None):
+                continue  # about another message than the one this log was sent as
             if counter and _mark_first(db, session, log, counter, event.at):
                 counts[log["campaign_id"]][counter] += 1
             if outcome:

@@ -80,8 +80,8 @@ def make_sqs_batch_handler(apply_records: RecordsApplier, read: Callable[[str], 
     would contend with every other writer of the same documents); when that fails, each message alone, so only
     the messages that fail by themselves go back to the queue."""
 
-    def apply(messages: list[tuple[str, list[Any]]], deadline: float | None) -> None:
-        budget = None if deadline is None else time_budget(deadline - time.time(), DB_MARGIN_SECONDS)
+    def apply(messages: list[tuple[str, list[Any]]], deadline: float | None, share: float = 1.0) -> None:
+        budget = None if deadline is None else time_budget((deadline - time.time()) * share, DB_MARGIN_SECONDS)
         with pymongo.timeout(budget):
             apply_records([item for _, records in messages for item in records], deadline)
 
@@ -99,13 +99,16 @@ def make_sqs_batch_handler(apply_records: RecordsApplier, read: Callable[[str], 
                 failed.append(record["messageId"])
         try:
             if messages:
-                apply(messages, deadline)
+                # Half the time left, so that a batch that fails for want of it leaves time to apply it one by one.
+                apply(messages, deadline, share=0.5)
         except Exception as exc:
             logger.warning("batch not applied; applying its messages one by one", extra={"error": type(exc).__name__})
             for message in messages:
+                if deadline is not None and (deadline - time.time()) * 1000 < MIN_REMAINING_MS:
+                    logger.info("message not started: too little time left", extra={"message_id": message[0]})
+                    failed.append(message[0])
+                    continue
                 try:
-                    if deadline is not None and (deadline - time.time()) * 1000 < MIN_REMAINING_MS:
-                        raise NotStarted(message[0])
                     apply([message], deadline)
                 except Exception:
                     logger.exception("message failed", extra={"message_id": message[0]})

@@ -91,32 +91,26 @@ MoneyParam = Annotated[float, Field(ge=0, le=MAX_MONEY, allow_inf_nan=False)]
 CountParam = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 
 
-def _trimmed(value: Any) -> Any:
-    if type(value) is str:  # noqa: E721 - an enum member is a str too, and must stay a member
-        return value.strip()
-    if isinstance(value, list):
-        return [_trimmed(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _trimmed(item) for key, item in value.items()}
-    return value
-
-
 class InputModel(BaseModel):
-    """Strings are trimmed after their limits are checked, so a limit means what the OpenAPI document says it means
-    of the text as sent; a required text that is only spaces is refused."""
+    """Text fields are trimmed after their limits are checked, so a limit means what the OpenAPI document says it
+    means of the text as sent; a text that is shorter than its minimum once trimmed is refused. Only fields that
+    are text themselves: what a field of another type holds (a rule tree) is that type's to read."""
     model_config = ConfigDict(extra="forbid")
 
     @field_validator("*", mode="after")
     @classmethod
-    def _trim_strings(cls, value: Any, info: ValidationInfo) -> Any:
-        trimmed = _trimmed(value)
-        if type(value) is str and value and not trimmed and _min_length(cls.model_fields[info.field_name]):
-            raise ValueError("must not be blank")
+    def _trim_text(cls, value: Any, info: ValidationInfo) -> Any:
+        if type(value) is not str:  # noqa: E721 - an enum member is a str too, and must stay a member
+            return value
+        trimmed, shortest = value.strip(), _min_length(cls.model_fields[info.field_name])
+        if len(trimmed) < shortest:
+            raise ValueError("must not be blank" if shortest == 1 else
+                             f"must have at least {shortest} characters besides leading and trailing spaces")
         return trimmed
 
 
 def _min_length(field: FieldInfo) -> int:
-    return max((getattr(item, "min_length", 0) for item in field.metadata), default=0)
+    return max((getattr(item, "min_length", None) or 0 for item in field.metadata), default=0)
 
 
 class Accepted(BaseModel):

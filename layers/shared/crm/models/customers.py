@@ -36,7 +36,8 @@ ATTRIBUTE_TYPES = ("string", "number", "boolean", "time")
 AttributeKey = Annotated[str, StringConstraints(pattern=ATTRIBUTE_KEY)]
 AttributeNumber = Annotated[float, Field(ge=-MAX_ATTRIBUTE_NUMBER, le=MAX_ATTRIBUTE_NUMBER, allow_inf_nan=False,
                                          strict=True)]
-AttributeText = Annotated[str, StringConstraints(max_length=MAX_ATTRIBUTE_TEXT)]
+# Trimmed after its limit is checked on the text as sent (as every input text is, crm.models.common.InputModel).
+AttributeText = Annotated[str, StringConstraints(max_length=MAX_ATTRIBUTE_TEXT), AfterValidator(str.strip)]
 AttributeValue = Union[StrictBool, AttributeNumber, AttributeText]
 Tag = Annotated[str, BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v),
                 StringConstraints(pattern=TAG), WithJsonSchema({"type": "string", "pattern": TAG_ANY_CASE})]
