@@ -130,9 +130,9 @@ def test_a_slow_account_rate_sends_what_fits_and_hands_back_the_rest(db, consume
     monkeypatch.setenv("SES_MAX_PER_SECOND", "1")
     monkeypatch.setenv("SEND_CONCURRENCY", "5")  # a fifth of a message a second for this container
     get_settings.cache_clear()
-    monkeypatch.setattr(ses, "CALL_BUDGET_SECONDS", 12)
+    monkeypatch.setattr(ses, "CALL_BUDGET_SECONDS", 20)
     channel = SesChannel(get_settings())
-    assert channel.longest_call_seconds == 12 and channel.limiter.interval == 5
+    assert channel.longest_call_seconds == 20 and channel.limiter.interval == 5
     messages = [{"log_id": str(ObjectId()), "to": {"name": "A", "email": f"a{i}@example.com"}, "message": "Hi",
                  "subject": "Hi"} for i in range(4)]
     outcomes = channel.send(messages)

@@ -32,6 +32,7 @@ CALL_BUDGET_SECONDS = 30
 # SES answers a send in well under a second; a longer wait for one (VENDOR_TIMEOUT_SECONDS is the mock vendor's,
 # whose call carries a hundred messages) would leave no room in the call's budget for a single attempt.
 MAX_READ_SECONDS = 10
+CONNECT_SECONDS = 3
 THROTTLED = {"TooManyRequestsException", "Throttling", "ThrottlingException"}
 # The account cannot send now (daily quota, sending paused, identity not ready): the messages wait, not fail.
 CANNOT_SEND_NOW = {"LimitExceededException", "SendingPausedException", "AccountSuspendedException",
@@ -53,7 +54,8 @@ class SesChannel:
         self.client = client or boto3.client(
             "sesv2", region_name=settings.aws_region, endpoint_url=settings.ses_endpoint_url,
             # Retries are ours: a throttled message waits for the rate, a timed-out one is never sent twice.
-            config=Config(connect_timeout=3, read_timeout=self.timeout, retries={"total_max_attempts": 1}))
+            config=Config(connect_timeout=CONNECT_SECONDS, read_timeout=self.timeout,
+                          retries={"total_max_attempts": 1}))
         self.sender = settings.ses_from_address
         self.configuration_set = settings.ses_configuration_set
         self.limiter = RateLimiter(settings.ses_max_per_second / max(1, settings.send_concurrency))
@@ -94,7 +96,8 @@ class SesChannel:
         for attempt in range(ATTEMPTS):
             if attempt:
                 time.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1) * (1 + random.random()))  # noqa: S311 - jitter
-            if time.time() + self.timeout > stop_at:
+            # The longest this attempt can take: its wait for the rate, a connection, and SES's answer.
+            if time.time() + self.limiter.interval + CONNECT_SECONDS + self.timeout > stop_at:
                 return None
             self.limiter.wait()
             try:
