@@ -2,10 +2,12 @@
 writes, a duplicate fan-out leaving a log no counter saw, sends that could never finish."""
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 from bson import ObjectId
 from pymongo import monitoring
+from pymongo.collection import Collection
 
 from crm.messages import unpack
 from crm.models.common import utcnow
@@ -204,3 +206,32 @@ def test_the_mock_vendor_retries_a_refused_report_on_its_own_schedule_then_gives
     attrs = consumers.sqs.get_queue_attributes(QueueUrl=consumers.queues["VendorReceiptQueue"].url,
                                                AttributeNames=["ApproximateNumberOfMessagesDelayed"])["Attributes"]
     assert attrs["ApproximateNumberOfMessagesDelayed"] == "1", "after the eighth try it gives up"
+
+
+def test_a_page_holds_its_campaign_against_counts_committed_while_it_writes(api, db, segment_id, monkeypatch):
+    """A page's transaction writes its campaign first: an outcome's short transaction on the same campaign, made
+    while the page writes its logs, waits for the page rather than making it start over (written last, the
+    campaign met every such commit, and on a busy campaign the page started over until it timed out)."""
+    campaign_id = ObjectId(api.post("/api/campaigns", {**BODY, "segment_id": segment_id})[1]["id"])
+    real_insert, page_writes, counters = Collection.insert_many, [], []
+
+    def count_a_delivery() -> None:
+        with db.client.start_session() as session:
+            session.with_transaction(lambda s: db.campaigns.update_one(
+                {"_id": campaign_id}, {"$inc": {"stats.delivered": 1}}, session=s))
+
+    def insert_while_a_count_is_made(self, documents, *args, **kwargs):
+        if self.name == "communication_logs" and kwargs.get("session") is not None:
+            page_writes.append(len(documents))
+            if len(page_writes) == 1:
+                counters.append(threading.Thread(target=count_a_delivery))
+                counters[0].start()
+                counters[0].join(timeout=2)
+        return real_insert(self, documents, *args, **kwargs)
+
+    monkeypatch.setattr(Collection, "insert_many", insert_while_a_count_is_made)
+    assert campaign_service.fan_out(db, campaign_id, lambda _: None, lambda: None, 60)
+    counters[0].join(timeout=30)
+    assert len(page_writes) == 1, "the page was written once, not started over"
+    stats = db.campaigns.find_one({"_id": campaign_id})["stats"]
+    assert stats["audience"] == page_writes[0] > 0 and stats["delivered"] == 1

@@ -172,9 +172,10 @@ def _record_page(db: Database, campaign: dict[str, Any], page: list[dict[str, An
             {"campaign_id": campaign["_id"], "customer_id": {"$in": [c["_id"] for c in page]}},
             {"customer_id": 1}, session=session)} if page else set()
         logs = _new_logs(campaign, [c for c in page if c["_id"] not in logged], send_by, unsubscribe_link)
-        if logs:
-            db[LOGS].insert_many(logs, ordered=False, session=session)
         done = len(page) < PAGE_SIZE
+        # The campaign first: this transaction's first write holds the document every send, receipt and event
+        # also counts on, so their short transactions wait for this one. Written last, it made this long one meet
+        # their commits and start over, page after page, until it timed out.
         updated = db[CAMPAIGNS].find_one_and_update(
             {"_id": campaign["_id"], "fanout.cursor": cursor, "fanout.done": False},
             {"$set": {"fanout.cursor": page[-1]["_id"] if page else cursor, "fanout.done": done,
@@ -183,6 +184,8 @@ def _record_page(db: Database, campaign: dict[str, Any], page: list[dict[str, An
             return_document=ReturnDocument.AFTER, session=session)
         if updated is None:
             raise _Overtaken
+        if logs:
+            db[LOGS].insert_many(logs, ordered=False, session=session)
         if done and complete_in(db, campaign["_id"], session):
             updated["status"] = COMPLETED
         return updated, logs
