@@ -166,26 +166,30 @@ def _record_page(db: Database, campaign: dict[str, Any], page: list[dict[str, An
     """The campaign after this page and the logs this run wrote; None for the logs when another run was first.
     A log not sent by send_by has lost its send message; the reconciler queues it again."""
     cursor = campaign["fanout"]["cursor"]
+    done = len(page) < PAGE_SIZE
+    # Made before the transaction: a transaction that starts over does not personalise them again.
+    candidates = _new_logs(campaign, page, send_by, unsubscribe_link)
 
     def record(session: ClientSession) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        # The campaign is the first thing the transaction touches: it then holds the document every send, receipt
+        # and event also counts on, and their short transactions retry until it commits. Touched after anything
+        # else (the transaction's view of the data starts at its first statement), it met their commits and
+        # started over, and on a busy campaign timed out page after page.
+        moved = db[CAMPAIGNS].update_one(
+            {"_id": campaign["_id"], "fanout.cursor": cursor, "fanout.done": False},
+            {"$set": {"fanout.cursor": page[-1]["_id"] if page else cursor, "fanout.done": done,
+                      "fanout.updated_at": utcnow(), "status": SENDING}}, session=session)
+        if not moved.modified_count:
+            raise _Overtaken
         logged = {d["customer_id"] for d in db[LOGS].find(
             {"campaign_id": campaign["_id"], "customer_id": {"$in": [c["_id"] for c in page]}},
             {"customer_id": 1}, session=session)} if page else set()
-        logs = _new_logs(campaign, [c for c in page if c["_id"] not in logged], send_by, unsubscribe_link)
-        done = len(page) < PAGE_SIZE
-        # The campaign first: this transaction's first write holds the document every send, receipt and event
-        # also counts on, so their short transactions wait for this one. Written last, it made this long one meet
-        # their commits and start over, page after page, until it timed out.
-        updated = db[CAMPAIGNS].find_one_and_update(
-            {"_id": campaign["_id"], "fanout.cursor": cursor, "fanout.done": False},
-            {"$set": {"fanout.cursor": page[-1]["_id"] if page else cursor, "fanout.done": done,
-                      "fanout.updated_at": utcnow(), "status": SENDING},
-             "$inc": {"stats.audience": len(logs), "stats.queued": len(logs)}},
-            return_document=ReturnDocument.AFTER, session=session)
-        if updated is None:
-            raise _Overtaken
+        logs = [log for log in candidates if log["customer_id"] not in logged]
         if logs:
             db[LOGS].insert_many(logs, ordered=False, session=session)
+        updated = db[CAMPAIGNS].find_one_and_update(
+            {"_id": campaign["_id"]}, {"$inc": {"stats.audience": len(logs), "stats.queued": len(logs)}},
+            return_document=ReturnDocument.AFTER, session=session)
         if done and complete_in(db, campaign["_id"], session):
             updated["status"] = COMPLETED
         return updated, logs
