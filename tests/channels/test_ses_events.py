@@ -104,7 +104,7 @@ def test_a_bounced_address_is_skipped_by_the_next_campaign(db, consumers, sent_l
     assert db.campaigns.find_one({"_id": ObjectId(second)})["stats"] == stats(audience=1, skipped=1)
 
 
-def test_a_batch_that_fails_together_is_applied_message_by_message(db, sent_logs, monkeypatch):
+def test_a_message_whose_event_fails_goes_back_alone_and_applies_once_later(db, sent_logs, monkeypatch):
     from crm.consent import suppressions
 
     campaign_id, [failing, fine] = sent_logs(2)
