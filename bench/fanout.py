@@ -43,6 +43,15 @@ def seed_customers(db, count: int) -> None:
                                   for i in range(start, min(start + 20_000, count))])
 
 
+def everyone_segment(http: httpx.Client) -> dict:
+    """Signs the client in (a development token) and creates the segment of every seeded customer."""
+    token = http.post("/api/auth/dev-token", json={"email": "bench@example.com"}).json()["token"]
+    http.headers["Authorization"] = f"Bearer {token}"
+    reply = http.post("/api/segments", json={"name": "All", "rules": {"field": "spend", "op": ">=", "value": 0}})
+    reply.raise_for_status()
+    return reply.json()
+
+
 def wait_for(check, timeout: float, what: str) -> float:
     started = time.perf_counter()
     while not check():
@@ -86,12 +95,7 @@ def run(argv: list[str] | None = None) -> list[Row]:
         seed_customers(db, args.recipients)
         ensure_indexes(db)  # as a deploy step would on a big collection: no request waits for it
         with httpx.Client(base_url=stack["url"], timeout=120) as http:
-            token = http.post("/api/auth/dev-token", json={"email": "bench@example.com"}).json()["token"]
-            http.headers["Authorization"] = f"Bearer {token}"
-            reply = http.post("/api/segments", json={"name": "All", "rules": {"field": "spend", "op": ">=",
-                                                                              "value": 0}})
-            reply.raise_for_status()
-            segment = reply.json()
+            segment = everyone_segment(http)
             print(f"fan-out: {segment['audience_size']:,} recipients", flush=True)
             started = time.perf_counter()
             campaign = http.post("/api/campaigns", json={"name": "Bench", "segment_id": segment["id"],
@@ -273,14 +277,10 @@ def _campaign_through(channel: str, recipients: int, extra_env: dict[str, str], 
         answers = SesAnswers(db, stack["sqs"], stack["queues"][DELIVERY_QUEUE].url, stack["env"]["SES_ENDPOINT_URL"],
                              stack["env"]["SES_CONFIGURATION_SET"]) if channel == "ses" else None
         with httpx.Client(base_url=stack["url"], timeout=120) as http:
-            token = http.post("/api/auth/dev-token", json={"email": "bench@example.com"}).json()["token"]
-            http.headers["Authorization"] = f"Bearer {token}"
-            reply = http.post("/api/segments", json={"name": "All", "rules": {"field": "spend", "op": ">=",
-                                                                              "value": 0}})
-            reply.raise_for_status()
+            segment = everyone_segment(http)
             posted_at, started = utcnow(), time.perf_counter()
             reply = http.post("/api/campaigns", json={
-                "name": "Bench e-mail", "segment_id": reply.json()["id"], "subject": "20% off, {{name}}",
+                "name": "Bench e-mail", "segment_id": segment["id"], "subject": "20% off, {{name}}",
                 "message": "Hi {{name}}, 20% off this weekend!\n\nUnsubscribe: {{unsubscribe_url}}"})
             reply.raise_for_status()
             campaign_id = ObjectId(reply.json()["id"])
