@@ -4,9 +4,12 @@ rejection fails the log; a send whose answer was lost is never sent again."""
 from __future__ import annotations
 
 import email
+from collections import Counter
+from datetime import datetime, timezone
 from email import policy
 
 import httpx
+import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 from bson import ObjectId
 
@@ -95,6 +98,46 @@ def test_a_send_whose_answer_was_lost_is_never_sent_again(db, consumers, sqs_ser
     assert log["vendor_message_id"] == f"unconfirmed:{log['_id']}" and log["status"] == "QUEUED"
     assert sum(log["unsubscribe_url"] in m.get_body(("plain",)).get_content()
                for m in _sent_mail(sqs_server).values()) == 1
+
+
+class SenderDied(BaseException):
+    """The send function's container ends mid-batch (its timeout, a crash): nothing after this line runs."""
+
+
+def test_a_sender_that_dies_after_ses_took_a_message_never_sends_it_again(api, db, consumers, sqs_server,
+                                                                         ses_channel, email_campaign, monkeypatch):
+    real, calls = ses_channel.client.send_email, []
+
+    def dies_after_the_second(**params):
+        calls.append(1)
+        reply = real(**params)
+        if len(calls) == 2:
+            raise SenderDied  # SES has sent it; the sender records nothing more
+        return reply
+
+    monkeypatch.setattr(ses_channel.client, "send_email", dies_after_the_second)
+    campaign_id = email_campaign(3)
+    bodies = [m["Body"] for m in consumers.messages(SEND)]
+    with pytest.raises(SenderDied):
+        consumers.deliver(SEND, bodies)
+    # Its claims lapse; SQS shows the message again.
+    db.communication_logs.update_many({}, {"$set": {"claimed_until": datetime(2000, 1, 1, tzinfo=timezone.utc)}})
+    monkeypatch.setattr(ses_channel.client, "send_email", real)
+    consumers.deliver(SEND, bodies)
+    logs = {log["to"]["email"]: log for log in db.communication_logs.find({})}
+    # moto's SES holds every test's mail: this campaign's are those with its recipients' links.
+    sent = Counter(address for address, log in logs.items() for m in _sent_mail(sqs_server).values()
+                   if log["unsubscribe_url"] in m.get_body(("plain",)).get_content())
+    assert sent == {address: 1 for address in logs}, sent
+    # The two SES took before the sender died are sent, unconfirmed: their events settle them.
+    unconfirmed = {a for a, log in logs.items() if log["vendor_message_id"] == f"unconfirmed:{log['_id']}"}
+    assert len(unconfirmed) == 2 and all(logs[a]["status"] == "QUEUED" for a in logs), logs
+    [confirmed] = set(logs) - unconfirmed
+    assert not logs[confirmed]["vendor_message_id"].startswith("unconfirmed:")
+    # The API shows no vendor id where SES gave none.
+    detail = api.get(f"/api/campaigns/{campaign_id}")[1]
+    shown = {log["id"]: log["vendor_message_id"] for log in detail["logs"]["items"]}
+    assert shown == {str(log["_id"]): None if a in unconfirmed else log["vendor_message_id"] for a, log in logs.items()}
 
 
 def test_an_email_campaign_needs_a_subject(api, db, ses_env):

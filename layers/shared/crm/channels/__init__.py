@@ -9,6 +9,9 @@ from crm.config import Settings
 
 # The most messages one send call carries: one queue message of the send step.
 BATCH = 100
+# The vendor message id of a send that may have been made with no answer to say so: sending it again could deliver
+# it twice, so it is recorded as sent, and its events (found by the log id) or the reconciler settle it.
+UNCONFIRMED = "unconfirmed:"
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,9 @@ class Channel(Protocol):
     # Messages handed over between two consent checks: a channel that sends one message at a time checks again
     # about every second, so that someone who unsubscribes meanwhile is not messaged after that.
     checked_every: int
+    # Whether a message handed over twice is sent once (the vendor takes the log id as its idempotency key). A
+    # channel that cannot tell a repeat from a new message is handed one message at a time, each marked first.
+    repeats_safely: bool
 
     def send(self, messages: list[dict[str, Any]], deadline: float | None = None) -> dict[str, Accepted | Rejected]:
         """Messages ({log_id, to, message, subject?, unsubscribe_url?}); the outcome of each by log_id. A log the

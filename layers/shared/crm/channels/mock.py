@@ -26,6 +26,7 @@ class MockChannel:
         self.http = http or httpx.Client(timeout=self.timeout)
         self.limiter = RateLimiter(settings.vendor_max_per_second)
         self.checked_every = BATCH  # one vendor call takes the whole batch at once
+        self.repeats_safely = True
         # One call of BATCH messages at the worst: the rate limiter's wait, then every attempt timing out.
         self.longest_call_seconds = (BATCH * self.limiter.interval + ATTEMPTS * self.timeout
                                      + BACKOFF_SECONDS * 2 ** ATTEMPTS)

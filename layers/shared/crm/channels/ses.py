@@ -22,7 +22,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from crm.channels import BATCH, Accepted, ChannelUnavailable, Rejected
+from crm.channels import BATCH, UNCONFIRMED, Accepted, ChannelUnavailable, Rejected
 from crm.channels.rate import RateLimiter
 from crm.config import Settings
 
@@ -39,8 +39,6 @@ CANNOT_SEND_NOW = {"LimitExceededException", "SendingPausedException", "AccountS
                    "MailFromDomainNotVerifiedException", "NotFoundException", "InternalFailure",
                    "ServiceUnavailable", "AccessDeniedException", "ConfigurationSetDoesNotExistException",
                    "UnrecognizedClientException", "InvalidClientTokenId", "ExpiredTokenException"}
-# A call that may have reached SES (it went out, no answer came back): sending again could deliver it twice.
-UNCONFIRMED = "unconfirmed:"
 SMTP_POLICY = policy.SMTP.clone(max_line_length=998)
 # Errors raised before a request left this container: sending again is safe.
 NOT_SENT_ERRORS = (ConnectTimeoutError, EndpointConnectionError)
@@ -59,6 +57,8 @@ class SesChannel:
         self.sender = settings.ses_from_address
         self.configuration_set = settings.ses_configuration_set
         self.limiter = RateLimiter(settings.ses_max_per_second / max(1, settings.send_concurrency))
+        # SES takes no idempotency key: a message it is handed twice is delivered twice.
+        self.repeats_safely = False
         self.checked_every = max(1, min(BATCH, int(1 / self.limiter.interval) if self.limiter.interval else BATCH))
         # A batch is sent one message at a time and stops at this budget (what it did not reach comes back), so a
         # slow account rate never makes a call longer than the send function can wait for.

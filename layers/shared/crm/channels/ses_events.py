@@ -12,7 +12,7 @@ from bson import ObjectId
 from pymongo.client_session import ClientSession
 from pymongo.database import Database
 
-from crm.channels.ses import UNCONFIRMED
+from crm.channels import UNCONFIRMED
 from crm.consent import suppressions
 from crm.db import CAMPAIGNS, LOGS, SUPPRESSIONS
 from crm.errors import InvalidInput

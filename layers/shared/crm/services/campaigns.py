@@ -16,6 +16,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from crm import rules
 from crm.access.audit import Auditor
+from crm.channels import UNCONFIRMED
 from crm.db import CAMPAIGNS, CUSTOMERS, LOGS, SEGMENTS, find_by_id, only_duplicates
 from crm.models.campaigns import COMPLETED, PLACEHOLDERS, QUEUED, SENDING, Campaign, Log, Stats
 from crm.models.common import to_iso, utcnow
@@ -232,7 +233,10 @@ def to_campaign(doc: dict[str, Any]) -> Campaign:
 
 
 def to_log(doc: dict[str, Any]) -> Log:
+    vendor_message_id = doc.get("vendor_message_id")
+    if vendor_message_id and vendor_message_id.startswith(UNCONFIRMED):
+        vendor_message_id = None  # sent (or being handed over) with no id from the vendor
     return Log(id=str(doc["_id"]), customer_id=str(doc["customer_id"]), status=doc["status"], message=doc["message"],
-               vendor_message_id=doc.get("vendor_message_id"), sent_at=doc.get("sent_at"),
+               vendor_message_id=vendor_message_id, sent_at=doc.get("sent_at"),
                updated_at=doc["updated_at"], reason=doc.get("reason") or doc.get("failure_reason"),
                opened_at=doc.get("events", {}).get("opened"), clicked_at=doc.get("events", {}).get("clicked"))

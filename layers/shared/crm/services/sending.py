@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from pymongo import UpdateOne
 from pymongo.database import Database
 
-from crm.channels import BATCH, Accepted, Channel, ChannelUnavailable
+from crm.channels import BATCH, UNCONFIRMED, Accepted, Channel, ChannelUnavailable, Rejected
 from crm.consent.erasure import BLANK_LOG
 from crm.consent.gate import reasons_not_to_send
 from crm.consent.suppressions import ERASED
@@ -148,13 +148,17 @@ def _call_vendor(db: Database, channel: Channel, sends: list[SendRecordIn], toke
                  deadline: float | None) -> list[str]:
     """One vendor call for claimed logs, its outcome recorded under the claim; the log ids to try again later."""
     try:
-        outcomes = channel.send([s.model_dump(exclude_none=True) for s in sends], deadline)
+        if channel.repeats_safely:
+            outcomes = channel.send([s.model_dump(exclude_none=True) for s in sends], deadline)
+        else:
+            outcomes = _hand_over_one_at_a_time(db, channel, sends, token, timeouts, deadline)
     except ChannelUnavailable:
         db[LOGS].update_many({"_id": {"$in": [ObjectId(s.log_id) for s in sends]}, "claim": token},
                              {"$unset": {"claimed_until": ""}, "$set": {"due_at": utcnow() + timeouts.send}})
         return [s.log_id for s in sends]
     now = utcnow()
-    accepted = [UpdateOne({"_id": ObjectId(log_id), "status": QUEUED, "vendor_message_id": None, "claim": token},
+    accepted = [UpdateOne({"_id": ObjectId(log_id), "status": QUEUED, "claim": token,
+                           "vendor_message_id": {"$in": [None, UNCONFIRMED + log_id]}},
                           {"$set": {"vendor_message_id": result.vendor_message_id, "sent_at": now, "updated_at": now,
                                     # No receipt by then, the reconciler asks the vendor.
                                     "due_at": now + timeouts.receipt},
@@ -162,13 +166,49 @@ def _call_vendor(db: Database, channel: Channel, sends: list[SendRecordIn], toke
                 for log_id, result in outcomes.items() if isinstance(result, Accepted)]
     if accepted:
         db[LOGS].bulk_write(accepted, ordered=False)
-    rejected = [Outcome(ObjectId(log_id), FAILED, reason=result.reason)
+    rejected = [Outcome(ObjectId(log_id), FAILED, reason=result.reason, also={"vendor_message_id": None})
                 for log_id, result in outcomes.items() if not isinstance(result, Accepted)]
     if rejected:
         # Under this sender's claim: one whose claim lapsed must not fail a log another sender has since sent.
         record_outcomes(db, rejected, only_if={"claim": token})
     # A log the vendor's reply did not mention was not sent: its message comes back for it.
     return [s.log_id for s in sends if s.log_id not in outcomes]
+
+
+def _hand_over_one_at_a_time(db: Database, channel: Channel, sends: list[SendRecordIn], token: str,
+                             timeouts: SendTimeouts, deadline: float | None) -> dict[str, Accepted | Rejected]:
+    """For a channel that would deliver a repeated message twice: each log is marked sent, unconfirmed, before its
+    message is handed over, and unmarked if it was not. A sender that dies once the channel has it leaves the mark,
+    which no later claim takes, so it is never sent again (its events, found by the log id, or the reconciler settle
+    it); one that dies between the mark and the call loses that one message. At most once, never twice."""
+    outcomes: dict[str, Accepted | Rejected] = {}
+    stop_at = time.time() + channel.longest_call_seconds
+    if deadline is not None:
+        stop_at = min(stop_at, deadline)
+    for send in sends:
+        log_id, mark, now = ObjectId(send.log_id), UNCONFIRMED + send.log_id, utcnow()
+        if not db[LOGS].update_one(
+                {"_id": log_id, "status": QUEUED, "vendor_message_id": None, "claim": token},
+                {"$set": {"vendor_message_id": mark, "sent_at": now, "due_at": now + timeouts.receipt}}).modified_count:
+            continue  # no longer this sender's to send: it comes back, and finds it settled or held
+        try:
+            outcome = channel.send([send.model_dump(exclude_none=True)], stop_at).get(send.log_id)
+        except ChannelUnavailable:
+            outcome = None
+            if not outcomes:
+                _unmark(db, log_id, mark, token)
+                raise
+        if outcome is None:
+            _unmark(db, log_id, mark, token)
+            break
+        outcomes[send.log_id] = outcome
+    return outcomes
+
+
+def _unmark(db: Database, log_id: ObjectId, mark: str, token: str) -> None:
+    """The message was not handed over: the log is unsent again, for the next claim."""
+    db[LOGS].update_one({"_id": log_id, "vendor_message_id": mark, "claim": token},
+                        {"$set": {"vendor_message_id": None, "sent_at": None}})
 
 
 def _claim(db: Database, log_ids: list[ObjectId], deadline: float | None, call: timedelta) -> tuple[str, set[str]]:
