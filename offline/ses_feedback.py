@@ -48,7 +48,7 @@ TEMPLATES = {"Send": "send.json", "Delivery": "delivery.json", "Bounce": "bounce
              "Complaint": "complaint.json", "Open": "open.json", "Click": "click.json"}
 COUNTED = {"Delivery": "delivered", "Bounce": "bounced", "Complaint": "complained", "Open": "opened",
            "Click": "clicked"}
-UNCONFIRMED = "unconfirmed:"  # crm.channels.ses.UNCONFIRMED: a send whose answer was lost
+UNCONFIRMED = "unconfirmed:"  # crm.channels.UNCONFIRMED: a send made with no answer from SES
 LOOKUP_CHUNK = 500
 SQS_BATCH = 10
 

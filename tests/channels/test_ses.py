@@ -140,6 +140,33 @@ def test_a_sender_that_dies_after_ses_took_a_message_never_sends_it_again(api, d
     assert shown == {str(log["_id"]): None if a in unconfirmed else log["vendor_message_id"] for a, log in logs.items()}
 
 
+def test_a_sender_that_dies_waiting_for_the_rate_leaves_that_message_to_be_sent(db, consumers, sqs_server,
+                                                                                ses_channel, email_campaign,
+                                                                                monkeypatch):
+    """Only a message SES may have taken is held back from the next sender: one still waiting for its turn is not."""
+    real, waits = ses_channel.limiter.wait, []
+
+    def dies_on_the_second_wait():
+        waits.append(1)
+        if len(waits) == 2:
+            raise SenderDied
+        real()
+
+    monkeypatch.setattr(ses_channel.limiter, "wait", dies_on_the_second_wait)
+    email_campaign(3)
+    bodies = [m["Body"] for m in consumers.messages(SEND)]
+    with pytest.raises(SenderDied):
+        consumers.deliver(SEND, bodies)
+    db.communication_logs.update_many({}, {"$set": {"claimed_until": datetime(2000, 1, 1, tzinfo=timezone.utc)}})
+    monkeypatch.setattr(ses_channel.limiter, "wait", real)
+    consumers.deliver(SEND, bodies)
+    logs = {log["to"]["email"]: log for log in db.communication_logs.find({})}
+    sent = Counter(address for address, log in logs.items() for m in _sent_mail(sqs_server).values()
+                   if log["unsubscribe_url"] in m.get_body(("plain",)).get_content())
+    assert sent == {address: 1 for address in logs}, sent
+    assert sorted(log["vendor_message_id"].startswith("unconfirmed:") for log in logs.values()) == [False, False, True]
+
+
 def test_an_email_campaign_needs_a_subject(api, db, ses_env):
     _, segment, _ = api.post("/api/segments", {"name": "All", "rules": {"field": "visits", "op": ">=", "value": 0}})
     status, body, _ = api.post("/api/campaigns", {"name": "x", "segment_id": segment["id"], "message": "Hi"})

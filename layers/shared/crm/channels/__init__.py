@@ -3,7 +3,7 @@ to one Channel; each implementation says what became of every message it was giv
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from crm.config import Settings
 
@@ -25,6 +25,10 @@ class Rejected:
     reason: str
 
 
+# Called with a log id just before its message is handed over; False: it is no longer the sender's to send.
+HandingOver = Callable[[str], bool]
+
+
 class ChannelUnavailable(Exception):
     """5xx, throttling or timeouts outlasted the retries; the send is tried again later."""
 
@@ -39,10 +43,12 @@ class Channel(Protocol):
     # channel that cannot tell a repeat from a new message is handed one message at a time, each marked first.
     repeats_safely: bool
 
-    def send(self, messages: list[dict[str, Any]], deadline: float | None = None) -> dict[str, Accepted | Rejected]:
+    def send(self, messages: list[dict[str, Any]], deadline: float | None = None,
+             handing_over: HandingOver | None = None) -> dict[str, Accepted | Rejected]:
         """Messages ({log_id, to, message, subject?, unsubscribe_url?}); the outcome of each by log_id. A log the
         answer leaves out was not sent (its message comes back). No attempt starts that could outlast the deadline
-        (seconds since the epoch)."""
+        (seconds since the epoch). A channel that does not repeat safely calls handing_over just before each
+        attempt to hand a message over, and skips the message if it answers False."""
 
     def status(self, vendor_message_id: str) -> str | None:
         """What the channel says became of a message (SENT, FAILED, or still ACCEPTED); None when it cannot say."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from crm.channels import BATCH, Accepted, ChannelUnavailable, Rejected
+from crm.channels import BATCH, Accepted, ChannelUnavailable, HandingOver, Rejected
 from crm.channels.rate import RateLimiter
 from crm.config import Settings
 
@@ -31,7 +31,8 @@ class MockChannel:
         self.longest_call_seconds = (BATCH * self.limiter.interval + ATTEMPTS * self.timeout
                                      + BACKOFF_SECONDS * 2 ** ATTEMPTS)
 
-    def send(self, messages: list[dict[str, Any]], deadline: float | None = None) -> dict[str, Accepted | Rejected]:
+    def send(self, messages: list[dict[str, Any]], deadline: float | None = None,
+             handing_over: HandingOver | None = None) -> dict[str, Accepted | Rejected]:
         """Up to BATCH messages in one call; each log_id is the vendor's idempotency key, so a call repeated after a
         lost reply sends nothing twice. A 4xx other than throttling rejects them all."""
         messages = [{field: m[field] for field in VENDOR_FIELDS} for m in messages]

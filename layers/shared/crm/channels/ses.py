@@ -16,13 +16,12 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
-    ReadTimeoutError,
+    HTTPClientError,
 )
 
-from crm.channels import BATCH, UNCONFIRMED, Accepted, ChannelUnavailable, Rejected
+from crm.channels import BATCH, UNCONFIRMED, Accepted, ChannelUnavailable, HandingOver, Rejected
 from crm.channels.rate import RateLimiter
 from crm.config import Settings
 
@@ -42,8 +41,10 @@ CANNOT_SEND_NOW = {"LimitExceededException", "SendingPausedException", "AccountS
 SMTP_POLICY = policy.SMTP.clone(max_line_length=998)
 # Errors raised before a request left this container: sending again is safe.
 NOT_SENT_ERRORS = (ConnectTimeoutError, EndpointConnectionError)
-# Errors after a request left, with no answer: it may have been sent.
-UNANSWERED_ERRORS = (ReadTimeoutError, ConnectionClosedError)
+# Errors after a request left, with no answer (a read timeout, a connection closed mid-reply): it may have been sent.
+UNANSWERED_ERRORS = (HTTPClientError,)
+# A message the sender no longer holds: left out of the answer, not sent.
+NOT_HANDED_OVER = object()
 
 
 class SesChannel:
@@ -65,30 +66,34 @@ class SesChannel:
         self.longest_call_seconds = min(BATCH * self.limiter.interval + ATTEMPTS * self.timeout
                                         + BACKOFF_SECONDS * 2 ** ATTEMPTS, CALL_BUDGET_SECONDS)
 
-    def send(self, messages: list[dict[str, Any]], deadline: float | None = None) -> dict[str, Accepted | Rejected]:
+    def send(self, messages: list[dict[str, Any]], deadline: float | None = None,
+             handing_over: HandingOver | None = None) -> dict[str, Accepted | Rejected]:
         """Each message on its own; stops where the deadline (or the batch's own time) would be passed, and the
-        messages not reached come back later. An account that cannot send now ends the batch the same way."""
+        messages not reached come back later. An account that cannot send now ends the batch the same way. A
+        message handing_over refuses is left out."""
         outcomes: dict[str, Accepted | Rejected] = {}
         stop_at = time.time() + self.longest_call_seconds
         if deadline is not None:
             stop_at = min(stop_at, deadline)
         for message in messages:
             try:
-                outcome = self._send_one(message, stop_at)
+                outcome = self._send_one(message, stop_at, handing_over)
             except ChannelUnavailable:
                 if not outcomes:
                     raise
                 break
             if outcome is None:
                 break
-            outcomes[message["log_id"]] = outcome
+            if outcome is not NOT_HANDED_OVER:
+                outcomes[message["log_id"]] = outcome
         return outcomes
 
     def status(self, vendor_message_id: str) -> str | None:
         # SES answers no questions about a message; with no event by now, it has no outcome (no_receipt).
         return "ACCEPTED"
 
-    def _send_one(self, message: dict[str, Any], stop_at: float) -> Accepted | Rejected | None:
+    def _send_one(self, message: dict[str, Any], stop_at: float,
+                  handing_over: HandingOver | None) -> Accepted | Rejected | object | None:
         try:
             raw = raw_message(self.sender, message)
         except ValueError as exc:  # a header that cannot be written (a line break in a name)
@@ -100,6 +105,8 @@ class SesChannel:
             if time.time() + self.limiter.interval + CONNECT_SECONDS + self.timeout > stop_at:
                 return None
             self.limiter.wait()
+            if handing_over is not None and not handing_over(message["log_id"]):
+                return NOT_HANDED_OVER
             try:
                 reply = self.client.send_email(**self._request(message, raw))
             except ClientError as exc:

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from pymongo import UpdateOne
 from pymongo.database import Database
 
-from crm.channels import BATCH, UNCONFIRMED, Accepted, Channel, ChannelUnavailable, Rejected
+from crm.channels import BATCH, UNCONFIRMED, Accepted, Channel, ChannelUnavailable
 from crm.consent.erasure import BLANK_LOG
 from crm.consent.gate import reasons_not_to_send
 from crm.consent.suppressions import ERASED
@@ -128,7 +128,9 @@ def _send_checked(db: Database, channel: Channel, claimed: list[SendRecordIn], t
             break
         sends = _may_be_sent(db, chunk, token)
         if sends:
-            retry += _call_vendor(db, channel, sends, token, timeouts, deadline)
+            # Within the claim's time, whatever time each call would allow itself.
+            retry += _call_vendor(db, channel, sends, token, timeouts,
+                                  stop_at if deadline is None else min(deadline, stop_at))
     return retry
 
 
@@ -146,16 +148,26 @@ def _may_be_sent(db: Database, sends: list[SendRecordIn], token: str) -> list[Se
 
 def _call_vendor(db: Database, channel: Channel, sends: list[SendRecordIn], token: str, timeouts: SendTimeouts,
                  deadline: float | None) -> list[str]:
-    """One vendor call for claimed logs, its outcome recorded under the claim; the log ids to try again later."""
+    """One vendor call for claimed logs, its outcome recorded under the claim; the log ids to try again later.
+
+    A channel that would deliver a repeated message twice has each log marked sent, unconfirmed, just before its
+    message is handed over. A sender that dies after that leaves the mark, which no later claim takes, so it is
+    never sent again (its events, found by the log id, or the reconciler settle it): at most once, never twice.
+    A mark whose message was not handed over after all is taken off again."""
+    messages = [s.model_dump(exclude_none=True) for s in sends]
+    marked: set[str] = set()
     try:
         if channel.repeats_safely:
-            outcomes = channel.send([s.model_dump(exclude_none=True) for s in sends], deadline)
+            outcomes = channel.send(messages, deadline)
         else:
-            outcomes = _hand_over_one_at_a_time(db, channel, sends, token, timeouts, deadline)
+            outcomes = channel.send(messages, deadline, lambda log_id: _mark(db, log_id, token, timeouts, marked))
     except ChannelUnavailable:
+        _unmark(db, marked, token, timeouts)  # the channel took none of them
         db[LOGS].update_many({"_id": {"$in": [ObjectId(s.log_id) for s in sends]}, "claim": token},
                              {"$unset": {"claimed_until": ""}, "$set": {"due_at": utcnow() + timeouts.send}})
         return [s.log_id for s in sends]
+    # Any other error keeps every mark: the channel may have taken those messages.
+    _unmark(db, marked - set(outcomes), token, timeouts)
     now = utcnow()
     accepted = [UpdateOne({"_id": ObjectId(log_id), "status": QUEUED, "claim": token,
                            "vendor_message_id": {"$in": [None, UNCONFIRMED + log_id]}},
@@ -175,40 +187,26 @@ def _call_vendor(db: Database, channel: Channel, sends: list[SendRecordIn], toke
     return [s.log_id for s in sends if s.log_id not in outcomes]
 
 
-def _hand_over_one_at_a_time(db: Database, channel: Channel, sends: list[SendRecordIn], token: str,
-                             timeouts: SendTimeouts, deadline: float | None) -> dict[str, Accepted | Rejected]:
-    """For a channel that would deliver a repeated message twice: each log is marked sent, unconfirmed, before its
-    message is handed over, and unmarked if it was not. A sender that dies once the channel has it leaves the mark,
-    which no later claim takes, so it is never sent again (its events, found by the log id, or the reconciler settle
-    it); one that dies between the mark and the call loses that one message. At most once, never twice."""
-    outcomes: dict[str, Accepted | Rejected] = {}
-    stop_at = time.time() + channel.longest_call_seconds
-    if deadline is not None:
-        stop_at = min(stop_at, deadline)
-    for send in sends:
-        log_id, mark, now = ObjectId(send.log_id), UNCONFIRMED + send.log_id, utcnow()
-        if not db[LOGS].update_one(
-                {"_id": log_id, "status": QUEUED, "vendor_message_id": None, "claim": token},
-                {"$set": {"vendor_message_id": mark, "sent_at": now, "due_at": now + timeouts.receipt}}).modified_count:
-            continue  # no longer this sender's to send: it comes back, and finds it settled or held
-        try:
-            outcome = channel.send([send.model_dump(exclude_none=True)], stop_at).get(send.log_id)
-        except ChannelUnavailable:
-            outcome = None
-            if not outcomes:
-                _unmark(db, log_id, mark, token)
-                raise
-        if outcome is None:
-            _unmark(db, log_id, mark, token)
-            break
-        outcomes[send.log_id] = outcome
-    return outcomes
+def _mark(db: Database, log_id: str, token: str, timeouts: SendTimeouts, marked: set[str]) -> bool:
+    """Marks a log sent, unconfirmed, while this sender's claim on it lasts (and its person is not erased); whether
+    it may be handed over. Each attempt of the same message finds its own mark."""
+    now, mark = utcnow(), UNCONFIRMED + log_id
+    if not db[LOGS].update_one(
+            {"_id": ObjectId(log_id), "status": QUEUED, "claim": token, "claimed_until": {"$gte": now},
+             "erased": {"$ne": True}, "vendor_message_id": {"$in": [None, mark]}},
+            {"$set": {"vendor_message_id": mark, "sent_at": now, "due_at": now + timeouts.receipt}}).matched_count:
+        return False
+    marked.add(log_id)
+    return True
 
 
-def _unmark(db: Database, log_id: ObjectId, mark: str, token: str) -> None:
-    """The message was not handed over: the log is unsent again, for the next claim."""
-    db[LOGS].update_one({"_id": log_id, "vendor_message_id": mark, "claim": token},
-                        {"$set": {"vendor_message_id": None, "sent_at": None}})
+def _unmark(db: Database, log_ids: set[str], token: str, timeouts: SendTimeouts) -> None:
+    """Marked logs whose message was not handed over after all: unsent again, their message comes back for them."""
+    if log_ids:
+        db[LOGS].update_many(
+            {"_id": {"$in": [ObjectId(i) for i in log_ids]}, "claim": token,
+             "vendor_message_id": {"$in": [UNCONFIRMED + i for i in log_ids]}},
+            {"$set": {"vendor_message_id": None, "sent_at": None, "due_at": utcnow() + timeouts.send}})
 
 
 def _claim(db: Database, log_ids: list[ObjectId], deadline: float | None, call: timedelta) -> tuple[str, set[str]]:
@@ -232,6 +230,7 @@ def _claim(db: Database, log_ids: list[ObjectId], deadline: float | None, call: 
 def _held_by_others(db: Database, log_ids: list[ObjectId]) -> tuple[set[str], datetime]:
     """Of logs this sender could not claim, those another live sender holds (their message is not done yet), and
     when the last of those claims ends."""
-    held = list(db[LOGS].find({"_id": {"$in": log_ids}, "status": QUEUED, "vendor_message_id": None,
-                               "claimed_until": {"$gte": utcnow()}}, {"claimed_until": 1})) if log_ids else []
+    # Marked sent, unconfirmed, under a live claim is held too: its sender may still find it was not handed over.
+    held = list(db[LOGS].find({"_id": {"$in": log_ids}, "status": QUEUED, "claimed_until": {"$gte": utcnow()}},
+                              {"claimed_until": 1})) if log_ids else []
     return {str(d["_id"]) for d in held}, max((d["claimed_until"] for d in held), default=utcnow())
