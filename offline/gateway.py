@@ -9,6 +9,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qsl, urlsplit
@@ -18,6 +19,9 @@ from offline.template import HttpRoute
 
 # API Gateway refuses larger payloads before any function runs.
 MAX_BODY_BYTES = 10 * 1024 * 1024
+# The error codes of requests refused before any route is found.
+REFUSALS = {HTTPStatus.REQUEST_URI_TOO_LONG: "uri_too_long",
+            HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE: "headers_too_large"}
 API_ID = "offline"
 
 # A function's own URL is served locally under /_url/<FunctionName>/, with that prefix removed.
@@ -159,6 +163,14 @@ def make_server(host: str, port: int, dispatch: Dispatch, handle: Handle, log: C
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
             pass
+
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            """What http.server refuses before routing (a request line too long, too many headers, a malformed
+            request) is answered as the gateway's own refusals are: the error envelope, in JSON."""
+            self.close_connection = True
+            phrase = HTTPStatus(code).phrase
+            self._reply(error_reply(code, REFUSALS.get(code, "bad_request"), message or phrase))
+            log("gateway", f"refused before routing: {code} {phrase}")
 
         def _serve(self) -> None:
             started = time.perf_counter()

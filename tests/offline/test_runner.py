@@ -1,6 +1,7 @@
 """The offline runner over real HTTP: API Gateway v2 events, SQS event sources, timeouts, errors, reload."""
 from __future__ import annotations
 
+import http.client as http_client
 import io
 import json
 import textwrap
@@ -169,6 +170,19 @@ def test_requests_become_http_api_v2_events(small_stack):
     lines = log.getvalue().splitlines()
     assert any(line.strip().startswith("Echo | echo called") for line in lines), lines
     assert any("gateway | POST /items/42?a=1&a=2&b=x -> Echo 200" in line for line in lines), lines
+
+
+def test_a_request_line_too_long_for_the_server_is_refused_with_the_error_envelope(small_stack):
+    http, _, log = small_stack
+    # Longer than httpx will send; http.client sends it as it is.
+    connection = http_client.HTTPConnection(http.base_url.host, http.base_url.port, timeout=10)
+    connection.request("GET", "/items/42?q=" + "%C3%A9" * 20_000)  # 120 KB
+    reply = connection.getresponse()
+    assert reply.status == 414 and reply.getheader("content-type") == "application/json"
+    assert_error(json.loads(reply.read()), "uri_too_long")
+    connection.close()
+    assert "refused before routing: 414" in log.getvalue()
+    assert http.get("/items/42").status_code == 200  # and the server serves on
 
 
 def test_a_raising_handler_gets_an_error_page_with_its_trace(small_stack):
