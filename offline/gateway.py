@@ -169,7 +169,9 @@ def make_server(host: str, port: int, dispatch: Dispatch, handle: Handle, log: C
             request) is answered as the gateway's own refusals are: the error envelope, in JSON."""
             self.close_connection = True
             phrase = HTTPStatus(code).phrase
-            self._reply(error_reply(code, REFUSALS.get(code, "bad_request"), message or phrase))
+            reply = error_reply(code, REFUSALS.get(code, "bad_request"), message or phrase)
+            reply["headers"]["connection"] = "close"
+            self._reply(reply)
             log("gateway", f"refused before routing: {code} {phrase}")
 
         def _serve(self) -> None:

@@ -188,7 +188,7 @@ def test_linked_operations_answer_as_documented(fuzzed_stack):
                 return super().step(input)
             except HypothesisException:
                 raise  # Hypothesis's own control flow, not a finding
-            except Exception as exc:  # a failed check, and a call that raised or timed out
+            except (Exception, BaseExceptionGroup) as exc:  # failed checks (a group), a call that raised or timed out
                 failures.append(exc)
                 raise
 

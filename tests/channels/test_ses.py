@@ -4,6 +4,7 @@ rejection fails the log; a send whose answer was lost is never sent again."""
 from __future__ import annotations
 
 import email
+import json
 from collections import Counter
 from datetime import datetime, timezone
 from email import policy
@@ -165,6 +166,39 @@ def test_a_sender_that_dies_waiting_for_the_rate_leaves_that_message_to_be_sent(
                    if log["unsubscribe_url"] in m.get_body(("plain",)).get_content())
     assert sent == {address: 1 for address in logs}, sent
     assert sorted(log["vendor_message_id"].startswith("unconfirmed:") for log in logs.values()) == [False, False, True]
+
+
+def _this_campaigns_mail(db, sqs_server) -> Counter:
+    """Mail per recipient of the logs in the database (moto's SES holds every test's mail: matched by link)."""
+    logs = {log["to"]["email"]: log for log in db.communication_logs.find({})}
+    return Counter(address for address, log in logs.items() for m in _sent_mail(sqs_server).values()
+                   if log["unsubscribe_url"] in m.get_body(("plain",)).get_content())
+
+
+def test_a_server_error_from_ses_with_the_message_in_hand_is_never_sent_again(db, consumers, sqs_server, ses_channel,
+                                                                              email_campaign, monkeypatch):
+    real = ses_channel.client.send_email
+
+    def failed_after_taking_it(**params):
+        real(**params)
+        raise ClientError({"Error": {"Code": "InternalFailure", "Message": "internal error"},
+                           "ResponseMetadata": {"HTTPStatusCode": 500}}, "SendEmail")
+
+    monkeypatch.setattr(ses_channel.client, "send_email", failed_after_taking_it)
+    email_campaign(2)
+    bodies = [m["Body"] for m in consumers.messages(SEND)]
+    consumers.deliver(SEND, bodies)
+    monkeypatch.setattr(ses_channel.client, "send_email", real)
+    consumers.deliver(SEND, bodies)
+    assert set(_this_campaigns_mail(db, sqs_server).values()) == {1}
+    assert all(log["vendor_message_id"] == f"unconfirmed:{log['_id']}" for log in db.communication_logs.find({}))
+
+
+def test_a_log_named_twice_in_one_send_message_is_sent_once(db, consumers, sqs_server, ses_channel, email_campaign):
+    email_campaign(1)
+    [body] = [json.loads(m["Body"]) for m in consumers.messages(SEND)]
+    consumers.deliver(SEND, [json.dumps({**body, "records": body["records"] * 2})])
+    assert list(_this_campaigns_mail(db, sqs_server).values()) == [1]
 
 
 def test_an_email_campaign_needs_a_subject(api, db, ses_env):

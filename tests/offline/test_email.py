@@ -123,7 +123,9 @@ def test_under_faults_no_reader_is_sent_twice_and_each_event_counted_once(stack_
     shares = ses_feedback.Shares(bounce=0.2, complaint=0.2, open=0.5, click=0.3, seed="faults")
     fates = {address: ses_feedback.fate(address, shares) for address in readers}
     port = services.free_port()
-    env = {**stack_env, "CHANNEL": "ses", "SES_FROM_ADDRESS": SENDER, "PUBLIC_URL": f"http://localhost:{port}"}
+    # A log marked sent whose message never reached SES (killed between the two) is settled at the receipt timeout.
+    env = {**stack_env, "CHANNEL": "ses", "SES_FROM_ADDRESS": SENDER, "PUBLIC_URL": f"http://localhost:{port}",
+           "RECEIPT_TIMEOUT_SECONDS": "60"}
     assert services.prepare_local_ses(env) == SENDER
     faults = Faults({"sqs_dup": 0.5, "sqs_kill": 0.4}, seed=14)
     with signed_in_system(env, queues, port, faults) as http:

@@ -35,10 +35,12 @@ CONNECT_SECONDS = 3
 THROTTLED = {"TooManyRequestsException", "Throttling", "ThrottlingException"}
 # The account cannot send now (daily quota, sending paused, identity not ready): the messages wait, not fail.
 CANNOT_SEND_NOW = {"LimitExceededException", "SendingPausedException", "AccountSuspendedException",
-                   "MailFromDomainNotVerifiedException", "NotFoundException", "InternalFailure",
+                   "MailFromDomainNotVerifiedException", "NotFoundException",
                    "ServiceUnavailable", "AccessDeniedException", "ConfigurationSetDoesNotExistException",
                    "UnrecognizedClientException", "InvalidClientTokenId", "ExpiredTokenException"}
 SMTP_POLICY = policy.SMTP.clone(max_line_length=998)
+# Answers of the endpoint's front (bad gateway, unavailable, gateway timeout): SES did not take the request.
+NOT_PROCESSED_STATUSES = {502, 503, 504}
 # Errors raised before a request left this container: sending again is safe.
 NOT_SENT_ERRORS = (ConnectTimeoutError, EndpointConnectionError)
 # Errors after a request left, with no answer (a read timeout, a connection closed mid-reply): it may have been sent.
@@ -113,8 +115,11 @@ class SesChannel:
                 code = exc.response.get("Error", {}).get("Code", "")
                 if code in THROTTLED:
                     continue
-                if code in CANNOT_SEND_NOW or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500:
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+                if code in CANNOT_SEND_NOW or status in NOT_PROCESSED_STATUSES:
                     raise ChannelUnavailable(f"SES cannot send now ({code})") from exc
+                if status >= 500:  # SES failed while it had the message: it may have sent it
+                    return Accepted(f"{UNCONFIRMED}{message['log_id']}")
                 # The code only: SES's message may quote the address, which an erasure must not leave behind.
                 return Rejected(code or "rejected")
             except NOT_SENT_ERRORS:

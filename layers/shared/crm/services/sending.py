@@ -81,9 +81,13 @@ def send_records(db: Database, channel: Channel, records: list[Any], timeouts: S
 
 def _parse(records: list[Any]) -> tuple[list[SendRecordIn], list[ObjectId], list[dict[str, Any]]]:
     valid, unsendable, invalid = [], [], []
+    seen: set[str] = set()
     for index, record in enumerate(records):
         try:
-            valid.append(SendRecordIn.model_validate(record if isinstance(record, dict) else {}))
+            send = SendRecordIn.model_validate(record if isinstance(record, dict) else {})
+            if send.log_id not in seen:  # a log named twice in one message is sent once
+                seen.add(send.log_id)
+                valid.append(send)
         except ValidationError as exc:
             log_id = record.get("log_id") if isinstance(record, dict) else None
             if isinstance(log_id, str) and ObjectId.is_valid(log_id) and len(log_id) == 24:
