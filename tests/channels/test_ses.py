@@ -105,6 +105,25 @@ class SenderDied(BaseException):
     """The send function's container ends mid-batch (its timeout, a crash): nothing after this line runs."""
 
 
+def _this_campaigns_mail(db, sqs_server) -> Counter:
+    """Mail per recipient of the logs in the database (moto's SES holds every test's mail: matched by link)."""
+    logs = {log["to"]["email"]: log for log in db.communication_logs.find({})}
+    return Counter(address for address, log in logs.items() for m in _sent_mail(sqs_server).values()
+                   if log["unsubscribe_url"] in m.get_body(("plain",)).get_content())
+
+
+def _dies_then_comes_back(db, consumers, undo_the_fault) -> dict[str, dict]:
+    """The send messages delivered to a sender that dies; its claims lapse, SQS shows them again to a healthy one.
+    The logs by address."""
+    bodies = [m["Body"] for m in consumers.messages(SEND)]
+    with pytest.raises(SenderDied):
+        consumers.deliver(SEND, bodies)
+    db.communication_logs.update_many({}, {"$set": {"claimed_until": datetime(2000, 1, 1, tzinfo=timezone.utc)}})
+    undo_the_fault()
+    consumers.deliver(SEND, bodies)
+    return {log["to"]["email"]: log for log in db.communication_logs.find({})}
+
+
 def test_a_sender_that_dies_after_ses_took_a_message_never_sends_it_again(api, db, consumers, sqs_server,
                                                                          ses_channel, email_campaign, monkeypatch):
     real, calls = ses_channel.client.send_email, []
@@ -118,17 +137,8 @@ def test_a_sender_that_dies_after_ses_took_a_message_never_sends_it_again(api, d
 
     monkeypatch.setattr(ses_channel.client, "send_email", dies_after_the_second)
     campaign_id = email_campaign(3)
-    bodies = [m["Body"] for m in consumers.messages(SEND)]
-    with pytest.raises(SenderDied):
-        consumers.deliver(SEND, bodies)
-    # Its claims lapse; SQS shows the message again.
-    db.communication_logs.update_many({}, {"$set": {"claimed_until": datetime(2000, 1, 1, tzinfo=timezone.utc)}})
-    monkeypatch.setattr(ses_channel.client, "send_email", real)
-    consumers.deliver(SEND, bodies)
-    logs = {log["to"]["email"]: log for log in db.communication_logs.find({})}
-    # moto's SES holds every test's mail: this campaign's are those with its recipients' links.
-    sent = Counter(address for address, log in logs.items() for m in _sent_mail(sqs_server).values()
-                   if log["unsubscribe_url"] in m.get_body(("plain",)).get_content())
+    logs = _dies_then_comes_back(db, consumers, lambda: monkeypatch.setattr(ses_channel.client, "send_email", real))
+    sent = _this_campaigns_mail(db, sqs_server)
     assert sent == {address: 1 for address in logs}, sent
     # The two SES took before the sender died are sent, unconfirmed: their events settle them.
     unconfirmed = {a for a, log in logs.items() if log["vendor_message_id"] == f"unconfirmed:{log['_id']}"}
@@ -155,24 +165,10 @@ def test_a_sender_that_dies_waiting_for_the_rate_leaves_that_message_to_be_sent(
 
     monkeypatch.setattr(ses_channel.limiter, "wait", dies_on_the_second_wait)
     email_campaign(3)
-    bodies = [m["Body"] for m in consumers.messages(SEND)]
-    with pytest.raises(SenderDied):
-        consumers.deliver(SEND, bodies)
-    db.communication_logs.update_many({}, {"$set": {"claimed_until": datetime(2000, 1, 1, tzinfo=timezone.utc)}})
-    monkeypatch.setattr(ses_channel.limiter, "wait", real)
-    consumers.deliver(SEND, bodies)
-    logs = {log["to"]["email"]: log for log in db.communication_logs.find({})}
-    sent = Counter(address for address, log in logs.items() for m in _sent_mail(sqs_server).values()
-                   if log["unsubscribe_url"] in m.get_body(("plain",)).get_content())
+    logs = _dies_then_comes_back(db, consumers, lambda: monkeypatch.setattr(ses_channel.limiter, "wait", real))
+    sent = _this_campaigns_mail(db, sqs_server)
     assert sent == {address: 1 for address in logs}, sent
     assert sorted(log["vendor_message_id"].startswith("unconfirmed:") for log in logs.values()) == [False, False, True]
-
-
-def _this_campaigns_mail(db, sqs_server) -> Counter:
-    """Mail per recipient of the logs in the database (moto's SES holds every test's mail: matched by link)."""
-    logs = {log["to"]["email"]: log for log in db.communication_logs.find({})}
-    return Counter(address for address, log in logs.items() for m in _sent_mail(sqs_server).values()
-                   if log["unsubscribe_url"] in m.get_body(("plain",)).get_content())
 
 
 def test_a_server_error_from_ses_with_the_message_in_hand_is_never_sent_again(db, consumers, sqs_server, ses_channel,
