@@ -139,8 +139,9 @@ def test_under_faults_no_reader_is_sent_twice_and_each_event_counted_once(stack_
         assert created.status_code == 202, created.text
         campaign_id = ObjectId(created.json()["id"])
         queue_url = queues[ses_feedback.DELIVERY_QUEUE].url
-        # A killed sender's claim lapses after about a minute, and the reconciler looks every minute.
-        deadline = time.monotonic() + 480
+        # A killed sender's claim lapses after about a minute, and the reconciler looks every minute: three kills of
+        # the same logs' sender (max_send_attempts) take up to six minutes to settle.
+        deadline = time.monotonic() + 600
         while (detail := http.get(f"/api/campaigns/{campaign_id}").json())["status"] != "COMPLETED":
             assert time.monotonic() < deadline, detail["stats"]
             # Events for every log sent and still waiting, again while the copies put before are still applied.
