@@ -14,6 +14,11 @@ BATCH = 100
 UNCONFIRMED = "unconfirmed:"
 
 
+def is_unconfirmed(vendor_message_id: str | None) -> bool:
+    """Whether a log's vendor message id is the mark of a send made with no id from the vendor."""
+    return isinstance(vendor_message_id, str) and vendor_message_id.startswith(UNCONFIRMED)
+
+
 @dataclass(frozen=True)
 class Accepted:
     vendor_message_id: str

@@ -12,7 +12,7 @@ from bson import ObjectId
 from pymongo.client_session import ClientSession
 from pymongo.database import Database
 
-from crm.channels import UNCONFIRMED
+from crm.channels import is_unconfirmed
 from crm.consent import suppressions
 from crm.db import CAMPAIGNS, LOGS, SUPPRESSIONS
 from crm.errors import InvalidInput
@@ -77,13 +77,13 @@ def apply(db: Database, event: SesEvent) -> bool:
     # Found by its tag: a message sent without SES's answer ("unconfirmed") still finds its log.
     query = {"_id": event.log_id} if event.log_id else {"vendor_message_id": event.message_id}
     log = db[LOGS].find_one(query, {"campaign_id": 1, "vendor_message_id": 1, "to.email": 1})
-    if log is None or log.get("vendor_message_id") not in (event.message_id, None) and not str(
-            log.get("vendor_message_id")).startswith(UNCONFIRMED):
+    unconfirmed = log is not None and is_unconfirmed(log.get("vendor_message_id"))
+    if log is None or log.get("vendor_message_id") not in (event.message_id, None) and not unconfirmed:
         return False
 
     def change(session: ClientSession) -> bool:
         changed = False
-        if str(log.get("vendor_message_id")).startswith(UNCONFIRMED):
+        if unconfirmed:
             db[LOGS].update_one({"_id": log["_id"]}, {"$set": {"vendor_message_id": event.message_id}},
                                 session=session)
         if counter:

@@ -16,7 +16,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from crm import rules
 from crm.access.audit import Auditor
-from crm.channels import UNCONFIRMED
+from crm.channels import is_unconfirmed
 from crm.db import CAMPAIGNS, CUSTOMERS, LOGS, SEGMENTS, find_by_id, only_duplicates
 from crm.models.campaigns import COMPLETED, PLACEHOLDERS, QUEUED, SENDING, Campaign, Log, Stats
 from crm.models.common import to_iso, utcnow
@@ -234,7 +234,7 @@ def to_campaign(doc: dict[str, Any]) -> Campaign:
 
 def to_log(doc: dict[str, Any]) -> Log:
     vendor_message_id = doc.get("vendor_message_id")
-    if vendor_message_id and vendor_message_id.startswith(UNCONFIRMED):
+    if is_unconfirmed(vendor_message_id):
         vendor_message_id = None  # sent (or being handed over) with no id from the vendor
     return Log(id=str(doc["_id"]), customer_id=str(doc["customer_id"]), status=doc["status"], message=doc["message"],
                vendor_message_id=vendor_message_id, sent_at=doc.get("sent_at"),
