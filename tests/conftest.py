@@ -108,6 +108,8 @@ def local_function_env(mongo_server, sqs_server, queues: dict[str, LocalQueue]) 
         # In-process tests read the fan-out job at once; through the runner the template's setting holds.
         "FANOUT_START_DELAY_SECONDS": "0",
         "VENDOR_MAX_PER_SECOND": "0",
+        # In-process tests read the counters right after a consumer ran: every batch rolls its campaigns up.
+        "ROLL_UP_SECONDS": "0",
         "JWT_SECRET": "test-secret-" + uuid.uuid4().hex,
         "MONGO_URI_SECRET_NAME": "",
         "JWT_SECRET_NAME": "",

@@ -13,6 +13,8 @@ from crm.services import campaigns as campaign_service
 from tests.helpers import assert_error, stats
 
 FANOUT, SEND, RECEIPTS = "CampaignFanoutQueue", "CampaignSendQueue", "VendorReceiptQueue"
+# Verified receipts, between the receipt URL and the consumer that applies them.
+APPLY = "DeliveryReceiptQueue"
 
 
 def _create(api, segment_id, **headers) -> dict:
@@ -226,24 +228,68 @@ def _receipt(log: dict, status: str) -> dict:
 def test_receipts_move_logs_forward_once_and_complete_the_campaign(api, db, env, consumers, segment_id, vendor):
     campaign, logs = _sent_logs(api, db, consumers, segment_id, vendor)
     receipts = [_receipt(log, "FAILED" if i % 10 == 0 else "SENT") for i, log in enumerate(logs)]
-    status, body, _ = _post_receipts(api, env, {"receipts": receipts[:100]})
-    assert (status, body) == (202, {"accepted": 100, "ignored": 0})
-    status, body, _ = _post_receipts(api, env, {"receipts": receipts[:100]})
-    assert (status, body) == (202, {"accepted": 100, "ignored": 100}), "duplicates change nothing"
+    assert _post_receipts(api, env, {"receipts": receipts[:100]})[:2] == (202, {"accepted": 100, "ignored": 0})
+    assert db.communication_logs.count_documents({"status": "QUEUED"}) == 120, "the receipt URL only queues"
+    consumers.drain(APPLY)
+    assert _post_receipts(api, env, {"receipts": receipts[:100]})[:2] == (202, {"accepted": 100, "ignored": 0})
     late = {**receipts[1], "status": "FAILED"}
-    assert _post_receipts(api, env, late)[1] == {"accepted": 1, "ignored": 1}, "a late receipt changes nothing"
     unknown = {**receipts[0], "log_id": str(ObjectId())}
-    assert _post_receipts(api, env, unknown)[1] == {"accepted": 1, "ignored": 1}
+    _post_receipts(api, env, {"receipts": [late, unknown]})
+    consumers.drain(APPLY)
     _, detail, _ = api.get(f"/api/campaigns/{campaign['id']}")
     assert detail["status"] == "SENDING"
-    assert detail["stats"] == stats(audience=120, queued=20, sent=90, failed=10)
+    assert detail["stats"] == stats(audience=120, queued=20, sent=90, failed=10), \
+        "duplicates, a late receipt and an unknown one change nothing"
     _post_receipts(api, env, {"receipts": receipts[100:]})
+    consumers.drain(APPLY)
     _, detail, _ = api.get(f"/api/campaigns/{campaign['id']}?status=FAILED&limit=5")
     assert detail["status"] == "COMPLETED"
     assert detail["stats"] == stats(audience=120, sent=108, failed=12)
     assert len(detail["logs"]["items"]) == 5 and {log["status"] for log in detail["logs"]["items"]} == {"FAILED"}
     by_status = {s: db.communication_logs.count_documents({"status": s}) for s in ("QUEUED", "SENT", "FAILED")}
     assert by_status == {"QUEUED": 0, "SENT": 108, "FAILED": 12}, "stats agree with the logs"
+    assert db.communication_logs.count_documents({"tally": {"$exists": True}}) == 0, "every tally counted"
+
+
+def test_receipts_are_applied_as_one_bulk_write_and_one_campaign_write_a_batch(api, db, env, consumers, segment_id,
+                                                                               vendor):
+    """Ten messages of receipts, one delivery of the consumer: one bulk write of the logs, one roll-up."""
+    from pymongo import monitoring
+
+    campaign, logs = _sent_logs(api, db, consumers, segment_id, vendor)
+    for start in range(0, 120, 12):
+        _post_receipts(api, env, {"receipts": [_receipt(log, "SENT") for log in logs[start:start + 12]]})
+    bodies = [m["Body"] for m in consumers.messages(APPLY)]
+    assert len(bodies) == 10
+
+    class Writes(monitoring.CommandListener):
+        def __init__(self):
+            self.seen: list[tuple[str, str]] = []
+
+        def started(self, event):
+            name = event.command_name
+            if name in ("update", "findAndModify", "insert", "delete"):
+                self.seen.append((name, event.command.get(name)))
+
+        def succeeded(self, event):
+            pass
+
+        def failed(self, event):
+            pass
+
+    writes = Writes()
+    monitoring.register(writes)
+    try:
+        from crm.db import get_client
+        get_client.__globals__["_clients"].clear()  # a client made now carries the listener
+        assert consumers.deliver(APPLY, bodies) == {"batchItemFailures": []}
+    finally:
+        monitoring._LISTENERS.command_listeners.remove(writes)
+        get_client.__globals__["_clients"].clear()
+    assert db.campaigns.find_one({"_id": ObjectId(campaign["id"])})["stats"]["sent"] == 120
+    campaign_writes = [w for w in writes.seen if w[1] == "campaigns"]
+    assert len(campaign_writes) <= 2, campaign_writes  # the roll-up, and the completion
+    assert len([w for w in writes.seen if w == ("update", "communication_logs")]) == 2, writes.seen
 
 
 @pytest.mark.parametrize("case", ["forged", "stale", "future", "missing", "other_body"])

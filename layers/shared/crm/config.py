@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     sqs_campaign_fanout_queue_url: str = ""
     sqs_campaign_send_queue_url: str = ""
     sqs_vendor_receipt_queue_url: str = ""
+    # Verified receipts, applied by their consumer a batch at a time.
+    sqs_delivery_receipt_queue_url: str = ""
     # SQS accepts up to 256 KiB per message; records are packed up to this size.
     sqs_max_message_bytes: int = 256 * 1024
     sqs_timeout_seconds: float = 5.0
@@ -109,6 +111,10 @@ class Settings(BaseSettings):
     # again, up to max_send_attempts times, then fails it (send_failed).
     send_timeout_seconds: int = 3600
     max_send_attempts: int = 3
+    # A campaign's counters are rolled up from its logs at most once in this many seconds by the consumers that
+    # change its logs, and every this many seconds by the scheduled roll-up: one write to the campaign for each
+    # roll-up, however many recipients it counts. 0: every batch rolls up (in-process tests).
+    roll_up_seconds: float = 5.0
     # A campaign's fan-out job is queued just before the campaign is stored; the delay lets the store land first.
     fanout_start_delay_seconds: int = 2
     # A fan-out that has not recorded a page for this long has lost its job: the reconciler queues it again.

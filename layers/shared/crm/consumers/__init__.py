@@ -72,3 +72,39 @@ def make_sqs_handler(kind: str, apply_records: RecordsApplier, read: Callable[[s
                                         context=context)
 
     return handler
+
+
+def make_sqs_batch_handler(kind: str, apply_records: RecordsApplier, read: Callable[[str], list[Any]] | None = None
+                           ) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """A Lambda handler that applies the records of every message of its batch in one call (outcomes are applied as
+    one bulk write and one roll-up a batch, not a message). A message that cannot be read fails alone; when applying
+    fails, every message of the batch comes back (applying is idempotent)."""
+    read = read or packed(kind)
+
+    @logger.inject_lambda_context(clear_state=True)
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        failed: list[str] = []
+        applying: list[str] = []
+        records: list[Any] = []
+        for message in event.get("Records") or []:
+            try:
+                records += read(message["body"])
+                applying.append(message["messageId"])
+            except Exception as exc:  # noqa: BLE001 - a bad message fails alone
+                logger.warning("message not readable", extra={"message_id": message.get("messageId"),
+                                                              "error": f"{type(exc).__name__}: {exc}"[:300]})
+                failed.append(message.get("messageId"))
+        remaining = context.get_remaining_time_in_millis() / 1000 if context is not None else None
+        if records and remaining is not None and remaining * 1000 < MIN_REMAINING_MS:
+            failed += applying
+        elif records:
+            deadline = None if remaining is None else time.time() + remaining
+            try:
+                with pymongo.timeout(None if remaining is None else time_budget(remaining, DB_MARGIN_SECONDS)):
+                    apply_records(records, deadline)
+            except Exception as exc:  # noqa: BLE001 - reported as the batch's failure; SQS delivers it again
+                logger.exception("batch failed", extra={"messages": len(applying), "error": type(exc).__name__})
+                failed += applying
+        return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
+
+    return handler

@@ -1,20 +1,38 @@
-"""Delivery outcomes: a log's status only moves forward, and the campaign's counters (and its completion) move with
-it in the same transaction."""
+"""Delivery outcomes: a log's status only moves forward, applied in bulk, and the campaign's counters catch up by a
+roll-up per batch, never a write to the campaign per recipient.
+
+Who writes what (v3):
+- a log's transition (QUEUED → SENT | FAILED | SKIPPED, or an event's first mark: delivered, opened, ...) is one
+  update of that log alone, conditioned on where it moves from, that also pushes the counter it moves onto the
+  log's `tally`; a batch of outcomes is one bulk write, no transaction;
+- `roll_up` moves a campaign's counters by what its logs' tallies hold and clears those tallies, in one
+  transaction that takes the campaign first and then the logs (the fan-out's page transaction takes them in the
+  same order), so each tally is counted exactly once: a consumer that dies between its bulk write and its
+  roll-up leaves the tallies for the next roll-up of that campaign (its own retry, another batch's, or the
+  reconciler's).
+"""
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Iterable
+from datetime import datetime, timedelta
+from typing import Any, Iterable
 
 from bson import ObjectId
-from pymongo import UpdateOne
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.client_session import ClientSession
+from pymongo.cursor import Cursor
 from pymongo.database import Database
 
 from crm.db import CAMPAIGNS, LOGS
 from crm.models.campaigns import COMPLETED, QUEUED
 from crm.models.common import utcnow
+
+# The counters a log's move out of QUEUED adds to; each also takes one from `queued`.
+FINAL_COUNTERS = ("sent", "failed", "skipped")
+# Logs one roll-up transaction clears: a few bulk statements, whatever the campaign's size.
+ROLL_UP_LOGS = 2000
+PENDING_INDEX = "tally_pending"
 
 
 @dataclass(frozen=True)
@@ -28,53 +46,91 @@ class Outcome:
     also: dict | None = None
 
 
-def record_outcomes(db: Database, outcomes: Iterable[Outcome], only_if: dict | None = None) -> tuple[int, int]:
-    """Applies each outcome to a QUEUED log only (and only to logs matching only_if, when given); returns (applied,
-    ignored). Duplicates and late ones are ignored.
-
-    Log updates, counter increments and the campaign's completion commit together, so the stats always agree
-    with the logs and a crash cannot leave a finished campaign SENDING. A handful of bulk operations per batch
-    keeps the transaction short, whatever the batch size.
-    """
-    outcomes = list(outcomes)
-    with db.client.start_session() as session:
-        applied = session.with_transaction(lambda s: apply_outcomes(db, s, outcomes, only_if))
-    return applied, len(outcomes) - applied
-
-
-def apply_outcomes(db: Database, session: ClientSession, outcomes: list[Outcome], only_if: dict | None = None) -> int:
-    """record_outcomes' work inside the caller's transaction; how many logs moved."""
-    latest = {o.log_id: o for o in outcomes}
-    queued = list(db[LOGS].find({"_id": {"$in": list(latest)}, "status": QUEUED, **(only_if or {})},
-                                {"campaign_id": 1, "vendor_message_id": 1}, session=session))
-    moving = [log for log in queued if _answers(latest[log["_id"]], log)]
-    if not moving:
-        return 0
-    now = utcnow()
-    db[LOGS].bulk_write([UpdateOne({"_id": log["_id"], "status": QUEUED}, {
-        "$set": _changes(latest[log["_id"]], now), "$unset": {"claimed_until": "", "due_at": ""}})
-        for log in moving], ordered=False, session=session)
-    per_campaign: dict[ObjectId, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for log in moving:
-        per_campaign[log["campaign_id"]][f"stats.{latest[log['_id']].status.lower()}"] += 1
-    for campaign_id, counts in per_campaign.items():
-        db[CAMPAIGNS].update_one({"_id": campaign_id}, {"$inc": {
-            **counts, "stats.queued": -sum(counts.values())}}, session=session)
-        complete_in(db, campaign_id, session)
-    return len(moving)
-
-
-def _answers(outcome: Outcome, log: dict) -> bool:
-    """A receipt must name the message the vendor accepted for this log (or the send not yet recorded)."""
-    return outcome.vendor_message_id is None or log.get("vendor_message_id") in (None, outcome.vendor_message_id)
-
-
-def _changes(outcome: Outcome, now: datetime) -> dict:
+def outcome_update(outcome: Outcome, only_if: dict | None = None, now: datetime | None = None) -> UpdateOne:
+    """A QUEUED log's move to the outcome's status, tallied for the roll-up; a receipt must name the message the
+    vendor accepted for this log (or a send not yet recorded). Repeated, it matches nothing."""
+    query: dict[str, Any] = {"_id": outcome.log_id, "status": QUEUED, **(only_if or {})}
+    if outcome.vendor_message_id is not None:
+        query["vendor_message_id"] = {"$in": [None, outcome.vendor_message_id]}
+    now = now or utcnow()
     changes = {"status": outcome.status, "updated_at": now, "delivered_at": outcome.at or now,
                "reason": outcome.reason}
     if outcome.vendor_message_id:
         changes["vendor_message_id"] = outcome.vendor_message_id
-    return {**changes, **(outcome.also or {})}
+    return UpdateOne(query, {"$set": {**changes, **(outcome.also or {})},
+                             "$push": {"tally": outcome.status.lower()},
+                             "$unset": {"claimed_until": "", "due_at": ""}})
+
+
+def record_outcomes(db: Database, outcomes: Iterable[Outcome], only_if: dict | None = None,
+                    roll_up_every: float = 0) -> tuple[int, int]:
+    """Applies each outcome to a QUEUED log only (and only to logs matching only_if, when given), then rolls up
+    their campaigns that were not rolled up in the last roll_up_every seconds; returns (applied, ignored).
+    Duplicates and late ones are ignored."""
+    latest = {o.log_id: o for o in outcomes}
+    if not latest:
+        return 0, 0
+    now = utcnow()
+    result = db[LOGS].bulk_write([outcome_update(o, only_if, now) for o in latest.values()], ordered=False)
+    # Also when nothing moved now: a first delivery of these outcomes that died before its roll-up left tallies.
+    roll_up_due(db, list(latest), roll_up_every)
+    return result.modified_count, len(latest) - result.modified_count
+
+
+def roll_up_due(db: Database, log_ids: list[ObjectId], every: float) -> None:
+    """Rolls up the campaigns of these logs that were not rolled up in the last `every` seconds. Skipping the
+    others bounds the writes to a busy campaign to one per `every` seconds, however many batches its outcomes
+    come in; the scheduled roll-up (crm.consumers.roll_up) counts what the last batches left within `every`."""
+    campaign_ids = db[LOGS].distinct("campaign_id", {"_id": {"$in": log_ids}})
+    if every > 0:
+        recent = utcnow() - timedelta(seconds=every)
+        campaign_ids = [c["_id"] for c in db[CAMPAIGNS].find(
+            {"_id": {"$in": campaign_ids}, "rolled_up_at": {"$not": {"$gte": recent}}}, {"_id": 1})]
+    for campaign_id in campaign_ids:
+        roll_up(db, campaign_id)
+
+
+def pending_campaigns(db: Database) -> list[ObjectId]:
+    """Campaigns with tallies not yet counted (read on the sparse tally index: only logs waiting for a roll-up)."""
+    return list({log["campaign_id"] for log in _pending(db, {}, {"campaign_id": 1})})
+
+
+def _pending(db: Database, query: dict, fields: dict, session: ClientSession | None = None) -> Cursor:
+    """Logs with a tally, read through the sparse index that holds only those (named: not every planner takes a
+    sparse index for $exists on its own)."""
+    return db[LOGS].find({"tally": {"$exists": True}, **query}, fields, session=session).hint(PENDING_INDEX)
+
+
+def roll_up(db: Database, campaign_id: ObjectId) -> int:
+    """Moves the campaign's counters by its logs' tallies and clears them; completes the campaign once nothing is
+    QUEUED. How many tallies it counted."""
+    counted = 0
+    # Read outside a transaction first: a campaign with nothing to count is not written.
+    while next(_pending(db, {"campaign_id": campaign_id}, {"_id": 1}).limit(1), None):
+        with db.client.start_session() as session:
+            moved = session.with_transaction(lambda s: _roll_up_in(db, s, campaign_id))
+        counted += moved
+        if moved < ROLL_UP_LOGS:
+            break
+    return counted
+
+
+def _roll_up_in(db: Database, session: ClientSession, campaign_id: ObjectId) -> int:
+    logs = list(_pending(db, {"campaign_id": campaign_id}, {"tally": 1}, session).limit(ROLL_UP_LOGS))
+    counts: Counter[str] = Counter(t for log in logs for t in log["tally"])
+    if not counts:
+        return 0
+    queued = sum(counts[c] for c in FINAL_COUNTERS)
+    campaign = db[CAMPAIGNS].find_one_and_update(
+        {"_id": campaign_id}, {"$inc": {**{f"stats.{c}": n for c, n in counts.items()}, "stats.queued": -queued},
+                               "$set": {"rolled_up_at": utcnow()}},
+        projection={"stats.queued": 1, "fanout.done": 1, "status": 1},
+        return_document=ReturnDocument.AFTER, session=session)
+    db[LOGS].update_many({"_id": {"$in": [log["_id"] for log in logs]}}, {"$unset": {"tally": ""}},
+                         session=session)
+    if campaign and campaign["stats"]["queued"] == 0 and campaign["fanout"]["done"]:
+        complete_in(db, campaign_id, session)
+    return len(logs)
 
 
 def complete_in(db: Database, campaign_id: ObjectId, session: ClientSession | None = None) -> bool:
