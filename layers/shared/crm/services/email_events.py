@@ -5,6 +5,7 @@ Duplicated and out-of-order events change nothing twice."""
 from __future__ import annotations
 
 from datetime import timedelta
+
 from bson import ObjectId
 from pymongo import UpdateOne
 from pymongo.database import Database
