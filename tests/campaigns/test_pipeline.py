@@ -196,12 +196,17 @@ def test_vendor_4xx_fails_the_logs_for_good(api, db, consumers, segment_id, vend
     assert counted == stats(audience=120, queued=20, failed=100)
 
 
-def test_vendor_down_returns_the_message_and_frees_the_logs(api, db, consumers, segment_id, vendor):
+def test_vendor_down_frees_the_logs_counts_an_attempt_and_queues_them_again_later(api, db, consumers, segment_id,
+                                                                                   vendor):
     _fanned_out(api, consumers, segment_id)
     vendor.script = [503] * 8
     bodies = [m["Body"] for m in consumers.messages(SEND)]
-    assert len(consumers.deliver(SEND, bodies)["batchItemFailures"]) == len(bodies)
+    assert consumers.deliver(SEND, bodies) == {"batchItemFailures": []}, "given back as new messages, not failed"
     assert db.communication_logs.count_documents({"claimed_until": {"$exists": True}}) == 0
+    assert db.communication_logs.count_documents({"send_attempts": 1}) == 120, "the vendor was asked: one attempt"
+    attributes = consumers.sqs.get_queue_attributes(QueueUrl=consumers.queues[SEND].url,
+                                                    AttributeNames=["ApproximateNumberOfMessagesDelayed"])
+    assert attributes["Attributes"]["ApproximateNumberOfMessagesDelayed"] == "2", "back after RETRY_SECONDS"
     assert consumers.deliver(SEND, bodies) == {"batchItemFailures": []}
     assert db.communication_logs.count_documents({"vendor_message_id": None}) == 0
 

@@ -7,7 +7,7 @@ from bson import ObjectId
 
 from crm.messages import unpack
 from crm.models.common import utcnow
-from crm.services.reconcile import Limits, reconcile
+from crm.services.reconcile import MAX_CLAIMS, Limits, reconcile
 from offline.lambda_worker import LambdaContext
 from tests.conftest import load_function
 from tests.helpers import stats
@@ -42,24 +42,32 @@ def test_a_send_message_that_was_lost_is_queued_again(api, db, consumers, segmen
     assert db.communication_logs.count_documents({"status": "QUEUED"}) == 120
 
 
-def test_a_send_tried_and_failed_often_enough_is_failed_unless_a_live_sender_holds_it(api, db, consumers, segment_id,
-                                                                                     vendor):
+def test_a_send_the_channel_failed_often_enough_is_failed_and_only_what_was_tried_counts(api, db, consumers,
+                                                                                        segment_id, vendor):
     campaign_id = _campaign(api, consumers, segment_id)
     vendor.script = [503] * 4 * 3  # every attempt of three deliveries of the first message fails
-    [first, *_] = [m["Body"] for m in consumers.messages(SEND)]
-    for _ in range(3):
-        assert consumers.deliver(SEND, [first])["batchItemFailures"]
-    tried = [log["_id"] for log in db.communication_logs.find({"send_attempts": 3})]
-    assert len(tried) == 100, "each delivery that claimed the logs counts as one attempt"
-    held = tried[0]
-    db.communication_logs.update_one({"_id": held}, {"$set": {"claimed_until": utcnow() + LATER * 2}})
-    settled = _run(db, utcnow() + LATER)
-    assert settled.send_failed == 99
-    assert db.communication_logs.find_one({"_id": held})["status"] == "QUEUED", "a live sender may yet send it"
+    [first, second] = [m["Body"] for m in consumers.messages(SEND)]
+    for tries in (1, 2):
+        assert consumers.deliver(SEND, [first]) == {"batchItemFailures": []}
+        assert db.communication_logs.count_documents({"send_attempts": tries}) == 100, "each failed call counts once"
+    assert db.communication_logs.count_documents({"send_attempts": {"$exists": True, "$gt": 0},
+                                                  "to.email": "c119@example.com"}) == 0, "the other message untried"
+    assert consumers.deliver(SEND, [first]) == {"batchItemFailures": []}
     reasons = {log["reason"] for log in db.communication_logs.find({"status": "FAILED"})}
-    assert reasons == {"send_failed"}
-    assert db.campaigns.find_one({"_id": campaign_id})["stats"]["failed"] == 99
+    assert db.communication_logs.count_documents({"status": "FAILED"}) == 100 and reasons == {"send_failed"}
+    assert db.campaigns.find_one({"_id": campaign_id})["stats"]["failed"] == 100
+    assert consumers.deliver(SEND, [second]) == {"batchItemFailures": []}
+    assert db.communication_logs.count_documents({"status": "QUEUED", "vendor_message_id": None}) == 0
 
+
+def test_a_log_whose_senders_keep_dying_is_failed_unless_a_live_sender_holds_it(api, db, consumers, segment_id):
+    _campaign(api, consumers, segment_id)
+    consumers.messages(SEND)
+    logs = [log["_id"] for log in db.communication_logs.find({}, {"_id": 1}).limit(3)]
+    db.communication_logs.update_many({"_id": {"$in": logs}}, {"$set": {"claims": MAX_CLAIMS}})
+    db.communication_logs.update_one({"_id": logs[0]}, {"$set": {"claimed_until": utcnow() + LATER * 2}})
+    assert _run(db, utcnow() + LATER).send_failed == 2
+    assert db.communication_logs.find_one({"_id": logs[0]})["status"] == "QUEUED", "a live sender may yet send it"
 
 def test_a_lost_receipt_is_settled_by_asking_the_vendor(api, db, consumers, segment_id, vendor):
     campaign_id = _campaign(api, consumers, segment_id)
@@ -102,11 +110,19 @@ def test_a_stalled_fan_out_is_queued_again(api, db, consumers, segment_id):
     assert _run(db, utcnow() + timedelta(minutes=10), fan_outs=fan_outs).fanouts_requeued == 0, "once per stall"
 
 
-def test_the_scheduled_handler_queues_sends_and_asks_the_mock_vendor(api, db, env, consumers, segment_id):
+def test_the_scheduled_handler_queues_again_only_once_no_send_message_is_on_its_way(api, db, env, consumers,
+                                                                                    segment_id):
+    """A campaign longer than the send timeout (its messages wait in the queue behind others) is not duplicated: the
+    reconciler leaves unsent logs alone while the send queue holds any message, and queues them once it is idle."""
     campaign_id = _campaign(api, consumers, segment_id)
-    consumers.messages(SEND)
     db.communication_logs.update_many({}, {"$set": {"due_at": utcnow() - timedelta(seconds=1)}})
     event = {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}
+    counts = load_function("reconciler").handler(event, LambdaContext("ReconcilerFunction", 512, "r", 2e9))
+    assert counts["requeued"] == 0, "their messages are still in the queue"
+    lost = consumers.messages(SEND)  # lost: dead-lettered, say
+    consumers.sqs.delete_message_batch(QueueUrl=consumers.queues[SEND].url, Entries=[
+        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(lost)])
+    db.communication_logs.update_many({}, {"$set": {"due_at": utcnow() - timedelta(seconds=1)}})
     counts = load_function("reconciler").handler(event, LambdaContext("ReconcilerFunction", 512, "r", 2e9))
     assert counts["requeued"] == 120
     assert sum(len(unpack(m["Body"])[1]) for m in consumers.messages(SEND)) == 120

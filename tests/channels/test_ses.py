@@ -266,10 +266,13 @@ def test_what_stops_every_send_waits_instead_of_failing_each_recipient(db, consu
     bodies = [m["Body"] for m in consumers.messages(SEND)]
     for error in errors:
         errors[0] = error
-        result = consumers.deliver(SEND, bodies)
-        assert len(result["batchItemFailures"]) == len(bodies), "the message comes back for later"
+        assert consumers.deliver(SEND, bodies) == {"batchItemFailures": []}
     logs = list(db.communication_logs.find({"campaign_id": ObjectId(campaign_id)}))
     assert {(log["status"], log["vendor_message_id"]) for log in logs} == {("QUEUED", None)}
+    assert {log.get("send_attempts", 0) for log in logs} == {0}, "waiting for the channel is no attempt"
+    attributes = consumers.sqs.get_queue_attributes(QueueUrl=consumers.queues[SEND].url,
+                                                    AttributeNames=["ApproximateNumberOfMessagesDelayed"])
+    assert attributes["Attributes"]["ApproximateNumberOfMessagesDelayed"] == "2", "each comes back after a wait"
 
 
 def test_someone_who_unsubscribes_during_a_slow_batch_gets_nothing_after(api, db, consumers, ses_channel,
@@ -290,3 +293,35 @@ def test_someone_who_unsubscribes_during_a_slow_batch_gets_nothing_after(api, db
     consumers.drain(SEND)
     assert "p2@example.com" not in sent and len(sent) == 2
     assert db.communication_logs.find_one({"to.email": "p2@example.com"})["reason"] == "unsubscribed"
+
+
+def test_at_a_sandbox_rate_every_recipient_is_sent_and_none_fails(db, consumers, ses_env, email_campaign, monkeypatch):
+    """Review finding: a claim counted as an attempt for every log of a send message though one call reached a few,
+    and after three deliveries the reconciler failed the rest send_failed though SES was never asked. Now a message
+    carries what one call can send, what a call does not reach is given back at once, and only a hand-over counts."""
+    from datetime import timedelta
+
+    from crm import channels
+    from crm.channels import ses
+    from crm.config import get_settings
+    from crm.models.common import utcnow
+    from crm.services.reconcile import Limits, reconcile
+
+    for key, value in {"SES_MAX_PER_SECOND": "4", "SEND_CONCURRENCY": "1", "VENDOR_TIMEOUT_SECONDS": "1"}.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    channels._channels.clear()
+    monkeypatch.setattr(channels, "CALL_BUDGET_SECONDS", 6, raising=False)  # each call reaches a few: its rate and its margins
+    monkeypatch.setattr(ses, "CALL_BUDGET_SECONDS", 6)
+    campaign_id = email_campaign(40)
+    bodies = [m["Body"] for m in consumers.messages(SEND)]
+    for _ in range(3):  # the queue delivers the same messages again (each delivery came back, or was duplicated)
+        consumers.deliver(SEND, bodies)
+    limits = Limits(timedelta(hours=1), timedelta(minutes=15), 3, timedelta(minutes=5))
+    settled = reconcile(db, utcnow() + timedelta(minutes=5), limits, lambda _: None, [].extend, [].append, 1e12)
+    assert settled.send_failed == 0
+    consumers.drain(SEND)  # what the calls gave back
+    logs = list(db.communication_logs.find({"campaign_id": ObjectId(campaign_id)}))
+    assert len(logs) == 40 and all(log["vendor_message_id"] for log in logs), "every recipient sent"
+    assert {log["status"] for log in logs} == {"QUEUED"} and {log.get("send_attempts", 0) for log in logs} == {0}
+    channels._channels.clear()

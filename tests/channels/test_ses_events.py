@@ -140,3 +140,25 @@ def test_an_unconfirmed_send_takes_the_events_of_the_first_message_named_only(db
     assert set(stored["events"]) == {"delivered"}
     assert db.campaigns.find_one({"_id": ObjectId(campaign_id)})["stats"] == stats(audience=1, sent=1, delivered=1)
     assert db.suppressions.count_documents({}) == 0
+
+
+def test_an_event_for_a_log_already_failed_moves_no_counter(db, sent_logs):
+    """Review finding: a delayed e-mail failed no_receipt, then its Delivery and Open moved the counters (more
+    delivered than sent)."""
+    campaign_id, [log] = sent_logs(1)
+    db.communication_logs.update_one({"_id": log["_id"]}, {"$set": {"status": "FAILED", "reason": "no_receipt"}})
+    db.campaigns.update_one({"_id": ObjectId(campaign_id)}, {"$inc": {"stats.queued": -1, "stats.failed": 1}})
+    assert deliver([ses_event("delivery", log), ses_event("open", log)]) == {"batchItemFailures": []}
+    assert db.campaigns.find_one({"_id": ObjectId(campaign_id)})["stats"] == stats(audience=1, failed=1)
+
+
+def test_a_delivery_delay_moves_the_receipt_timeout_on(db, sent_logs):
+    from datetime import timedelta
+
+    from crm.models.common import utcnow
+
+    _, [log] = sent_logs(1)
+    soon = utcnow() + timedelta(seconds=5)
+    db.communication_logs.update_one({"_id": log["_id"]}, {"$set": {"due_at": soon}})
+    assert deliver([ses_event("delivery_delay", log)]) == {"batchItemFailures": []}
+    assert db.communication_logs.find_one({"_id": log["_id"]})["due_at"] > soon + timedelta(minutes=10)

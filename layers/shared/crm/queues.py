@@ -80,3 +80,13 @@ def enqueue(queue_url: str, kind: str, records: Iterable[dict[str, Any]], settin
 
 def check(queue_url: str, settings: Settings | None = None) -> None:
     get_sqs(settings).get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+
+
+IN_QUEUE = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed")
+
+
+def holds_messages(queue_url: str, settings: Settings | None = None) -> bool:
+    """Whether the queue holds any message: waiting, in flight or delayed (SQS's counts are approximate and about a
+    minute late, so an empty answer is taken as idle only when nothing went in for a while)."""
+    attributes = get_sqs(settings).get_queue_attributes(QueueUrl=queue_url, AttributeNames=list(IN_QUEUE))
+    return any(int(attributes.get("Attributes", {}).get(name, 0)) for name in IN_QUEUE)

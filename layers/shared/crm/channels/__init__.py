@@ -30,12 +30,28 @@ class Rejected:
     reason: str
 
 
+@dataclass(frozen=True)
+class Deferred:
+    """Not sent now; its message comes back later. attempted: the channel was asked and failed it (5xx, timeouts:
+    it counts toward send_failed); waiting: the channel cannot send now (throttling, a quota, sending paused), so
+    the message waits without counting."""
+    attempted: bool
+    waiting: bool
+
+
 # Called with a log id just before its message is handed over; False: it is no longer the sender's to send.
 HandingOver = Callable[[str], bool]
+# Seconds one send call may take, waits for the rate included: a send message carries what one call can send.
+CALL_BUDGET_SECONDS = 30
 
 
 class ChannelUnavailable(Exception):
-    """5xx, throttling or timeouts outlasted the retries; the send is tried again later."""
+    """5xx, throttling or timeouts outlasted the retries; the send is tried again later. waiting: the channel only
+    cannot send now (throttling, a quota, sending paused), which is no failure of the message."""
+
+    def __init__(self, message: str, waiting: bool = False):
+        super().__init__(message)
+        self.waiting = waiting
 
 
 class Channel(Protocol):
@@ -49,14 +65,28 @@ class Channel(Protocol):
     repeats_safely: bool
 
     def send(self, messages: list[dict[str, Any]], deadline: float | None = None,
-             handing_over: HandingOver | None = None) -> dict[str, Accepted | Rejected]:
+             handing_over: HandingOver | None = None) -> dict[str, Accepted | Rejected | Deferred]:
         """Messages ({log_id, to, message, subject?, unsubscribe_url?}); the outcome of each by log_id. A log the
-        answer leaves out was not sent (its message comes back). No attempt starts that could outlast the deadline
+        answer leaves out was not reached (its message comes back at once); ChannelUnavailable means none was sent. No attempt starts that could outlast the deadline
         (seconds since the epoch). A channel that does not repeat safely calls handing_over just before each
         attempt to hand a message over, and skips the message if it answers False."""
 
     def status(self, vendor_message_id: str) -> str | None:
         """What the channel says became of a message (SENT, FAILED, or still ACCEPTED); None when it cannot say."""
+
+
+def per_second(settings: Settings) -> float:
+    """This container's share of the channel's rate (0: unlimited)."""
+    if settings.channel == "ses":
+        return settings.ses_max_per_second / max(1, settings.send_concurrency)
+    return settings.vendor_max_per_second
+
+
+def sends_per_message(settings: Settings) -> int:
+    """What one send call can send at the channel's rate within its budget: a send message carries no more, so that
+    nothing it carries waits for a call that cannot reach it."""
+    rate = per_second(settings)
+    return BATCH if rate <= 0 else max(1, min(BATCH, int(rate * CALL_BUDGET_SECONDS)))
 
 
 _channels: dict[tuple[Any, ...], Channel] = {}

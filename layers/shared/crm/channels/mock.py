@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from crm.channels import BATCH, Accepted, ChannelUnavailable, HandingOver, Rejected
+from crm.channels import BATCH, Accepted, ChannelUnavailable, Deferred, HandingOver, Rejected
 from crm.channels.rate import RateLimiter
 from crm.config import Settings
 
@@ -32,10 +32,11 @@ class MockChannel:
                                      + BACKOFF_SECONDS * 2 ** ATTEMPTS)
 
     def send(self, messages: list[dict[str, Any]], deadline: float | None = None,
-             handing_over: HandingOver | None = None) -> dict[str, Accepted | Rejected]:
+             handing_over: HandingOver | None = None) -> dict[str, Accepted | Rejected | Deferred]:
         """Up to BATCH messages in one call; each log_id is the vendor's idempotency key, so a call repeated after a
         lost reply sends nothing twice. A 4xx other than throttling rejects them all."""
         messages = [{field: m[field] for field in VENDOR_FIELDS} for m in messages]
+        throttled_only = True
         for attempt in range(ATTEMPTS):
             if attempt:
                 time.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1) * (1 + random.random()))  # noqa: S311 - jitter
@@ -48,14 +49,18 @@ class MockChannel:
             try:
                 reply = self.http.post(self.url, json={"messages": messages}, headers=headers)
             except httpx.TransportError:
+                throttled_only = False
                 continue
             if reply.status_code in (200, 201, 202):
                 return {r["log_id"]: Accepted(r["vendor_message_id"]) for r in reply.json()["results"]}
             if reply.status_code == 429 or reply.status_code >= 500:
+                throttled_only &= reply.status_code == 429
                 continue
             rejected = Rejected(f"vendor answered {reply.status_code}")
             return {m["log_id"]: rejected for m in messages}
-        raise ChannelUnavailable(f"the vendor did not accept {len(messages)} message(s) in time")
+        # Only throttled (or out of time before any attempt): the messages wait; a failing vendor counts an attempt.
+        raise ChannelUnavailable(f"the vendor did not accept {len(messages)} message(s) in time",
+                                 waiting=throttled_only)
 
     def status(self, vendor_message_id: str) -> str | None:
         """What the vendor says became of a message (SENT, FAILED, or still ACCEPTED); None when it cannot say."""

@@ -21,13 +21,12 @@ from botocore.exceptions import (
     HTTPClientError,
 )
 
-from crm.channels import BATCH, UNCONFIRMED, Accepted, ChannelUnavailable, HandingOver, Rejected
+from crm.channels import BATCH, CALL_BUDGET_SECONDS, UNCONFIRMED, Accepted, ChannelUnavailable, Deferred, HandingOver, Rejected
 from crm.channels.rate import RateLimiter
 from crm.config import Settings
 
 ATTEMPTS = 4
 BACKOFF_SECONDS = 0.5
-CALL_BUDGET_SECONDS = 30
 # SES answers a send in well under a second; a longer wait for one (VENDOR_TIMEOUT_SECONDS is the mock vendor's,
 # whose call carries a hundred messages) would leave no room in the call's budget for a single attempt.
 MAX_READ_SECONDS = 10
@@ -69,20 +68,22 @@ class SesChannel:
                                         + BACKOFF_SECONDS * 2 ** ATTEMPTS, CALL_BUDGET_SECONDS)
 
     def send(self, messages: list[dict[str, Any]], deadline: float | None = None,
-             handing_over: HandingOver | None = None) -> dict[str, Accepted | Rejected]:
+             handing_over: HandingOver | None = None) -> dict[str, Accepted | Rejected | Deferred]:
         """Each message on its own; stops where the deadline (or the batch's own time) would be passed, and the
-        messages not reached come back later. An account that cannot send now ends the batch the same way. A
-        message handing_over refuses is left out."""
+        messages not reached are left out. A message SES failed, or an account that cannot send now, ends the batch:
+        that message and the rest are Deferred. A message handing_over refuses is left out."""
         outcomes: dict[str, Accepted | Rejected] = {}
         stop_at = time.time() + self.longest_call_seconds
         if deadline is not None:
             stop_at = min(stop_at, deadline)
-        for message in messages:
+        for index, message in enumerate(messages):
             try:
                 outcome = self._send_one(message, stop_at, handing_over)
-            except ChannelUnavailable:
-                if not outcomes:
-                    raise
+            except ChannelUnavailable as exc:
+                # This message failed (or waits, when SES cannot send now); the rest wait without an attempt.
+                outcomes[message["log_id"]] = Deferred(attempted=not exc.waiting, waiting=exc.waiting)
+                for rest in messages[index + 1:]:
+                    outcomes[rest["log_id"]] = Deferred(attempted=False, waiting=exc.waiting)
                 break
             if outcome is None:
                 break
@@ -116,8 +117,10 @@ class SesChannel:
                 if code in THROTTLED:
                     continue
                 status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-                if code in CANNOT_SEND_NOW or status in NOT_PROCESSED_STATUSES:
-                    raise ChannelUnavailable(f"SES cannot send now ({code})") from exc
+                if code in CANNOT_SEND_NOW:
+                    raise ChannelUnavailable(f"SES cannot send now ({code})", waiting=True) from exc
+                if status in NOT_PROCESSED_STATUSES:
+                    raise ChannelUnavailable(f"SES did not take the message ({status})") from exc
                 if status >= 500:  # SES failed while it had the message: it may have sent it
                     return Accepted(f"{UNCONFIRMED}{message['log_id']}")
                 # The code only: SES's message may quote the address, which an erasure must not leave behind.
@@ -129,9 +132,9 @@ class SesChannel:
                 # (found by the log id tag) or, failing them, the reconciler settle it.
                 return Accepted(f"{UNCONFIRMED}{message['log_id']}")
             except BotoCoreError as exc:  # credentials, parameters: nothing left this container
-                raise ChannelUnavailable(f"SES could not be called ({type(exc).__name__})") from exc
+                raise ChannelUnavailable(f"SES could not be called ({type(exc).__name__})", waiting=True) from exc
             return Accepted(reply["MessageId"])
-        raise ChannelUnavailable("SES kept throttling")
+        raise ChannelUnavailable("SES kept throttling", waiting=True)
 
     def _request(self, message: dict[str, Any], raw: bytes) -> dict[str, Any]:
         request: dict[str, Any] = {

@@ -40,12 +40,14 @@ def send_records(records: list[Any], deadline: float | None = None) -> None:
     settings = get_settings()
     # Sends stop where the database time ends (make_sqs_handler's margin), less the time to record the last call.
     send_by = None if deadline is None else deadline - DB_MARGIN_SECONDS - RECORD_SECONDS
-    sending.send_records(get_db(), get_channel(settings), records, send_timeouts(settings), send_by)
+    sending.send_records(get_db(), get_channel(settings), records, send_policy(settings),
+                         lambda sends, delay: campaign_jobs.queue_sends(settings, sends, delay), send_by)
 
 
-def send_timeouts(settings: Settings) -> sending.SendTimeouts:
-    return sending.SendTimeouts(send=timedelta(seconds=settings.send_timeout_seconds),
-                                receipt=timedelta(seconds=settings.receipt_timeout_seconds))
+def send_policy(settings: Settings) -> sending.SendPolicy:
+    return sending.SendPolicy(send=timedelta(seconds=settings.send_timeout_seconds),
+                              receipt=timedelta(seconds=settings.receipt_timeout_seconds),
+                              max_attempts=settings.max_send_attempts, roll_up_every=settings.roll_up_seconds)
 
 
 def deliver_receipts(records: list[Any], _deadline: float | None = None) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import pymongo
 
 from crm.channels import get_channel
+from crm import queues
 from crm.config import get_settings
 from crm.consumers import DB_MARGIN_SECONDS
 from crm.db import get_db, time_budget
@@ -34,7 +35,8 @@ def reconcile_handler(event: dict[str, Any], context: Any) -> dict[str, int]:
         settled = reconcile(get_db(), utcnow(), limits, get_channel(settings).status,
                             lambda sends: campaign_jobs.queue_sends(settings, sends),
                             lambda campaign_id: campaign_jobs.queue_fan_out(settings, campaign_id),
-                            time.time() + remaining - STOP_BEFORE_TIMEOUT_SECONDS)
+                            time.time() + remaining - STOP_BEFORE_TIMEOUT_SECONDS,
+                            lambda: queues.holds_messages(settings.sqs_campaign_send_queue_url, settings))
     counts = dataclasses.asdict(settled)
     logger.info("reconciled", extra=counts)
     return counts

@@ -6,6 +6,7 @@ from typing import Any
 from bson import ObjectId
 
 from crm import queues
+from crm.channels import sends_per_message
 from crm.config import Settings
 from crm.services import campaigns, sending
 
@@ -15,7 +16,8 @@ def queue_fan_out(settings: Settings, campaign_id: ObjectId, delay_seconds: int 
                    settings, delay_seconds=delay_seconds)
 
 
-def queue_sends(settings: Settings, sends: list[dict[str, Any]]) -> None:
+def queue_sends(settings: Settings, sends: list[dict[str, Any]], delay_seconds: int = 0) -> None:
+    """Packed as many to a message as one send call can send at the channel's rate."""
     if sends:
         queues.enqueue(settings.sqs_campaign_send_queue_url, sending.QUEUE_KIND, sends, settings,
-                       max_records=sending.SENDS_PER_MESSAGE)
+                       delay_seconds=delay_seconds, max_records=sends_per_message(settings))

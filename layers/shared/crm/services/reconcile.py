@@ -2,9 +2,12 @@
 
 Each log still QUEUED carries `due_at`, the time by which something should have happened to it: its send (the
 send message was lost or dead-lettered, or its sender died and the claim lapsed) or its receipt (the vendor's
-report was lost). Past it, the reconciler queues the send again, or FAILS it (`send_failed`) once senders have
-tried it a few times; or it asks the vendor what became of the message (`no_receipt` when the vendor has no
-outcome). It also queues again a fan-out that stopped recording pages, completes campaigns whose last outcome
+report was lost). Past it, the reconciler asks the vendor what became of a sent message (`no_receipt` when the
+vendor has no outcome). An unsent log is queued again only while no send message is on its way (the send queue
+holds none, visible, in flight or delayed): a message still waiting in the queue is not duplicated however long
+the campaign takes; one that dead-lettered, or a fan-out that died before queuing its sends, is found once the
+queue is idle. It FAILS (`send_failed`) once the channel failed it max_send_attempts times, or senders claimed it
+MAX_CLAIMS times and died before saying what became of it. It also queues again a fan-out that stopped recording pages, completes campaigns whose last outcome
 was recorded without completing them, and blanks the logs of erased customers that their erasure left.
 """
 from __future__ import annotations
@@ -23,7 +26,7 @@ from crm.consent.suppressions import ERASED
 from crm.db import CAMPAIGNS, LOGS
 from crm.models.campaigns import FAILED, QUEUED, SENDING, SKIPPED
 from crm.models.common import utcnow
-from crm.services.delivery import Outcome, complete_in, record_outcomes
+from crm.services.delivery import Outcome, complete_in, pending_campaigns, record_outcomes, roll_up
 from crm.services.sending import send_record
 
 PAGE = 500
@@ -32,8 +35,11 @@ ASK_CHUNK = 50
 FINAL = ("SENT", "FAILED")
 # A vendor that cannot be reached is asked again later, this many times in all before the log is given up.
 MAX_VENDOR_ASKS = 3
-# How long a run holds the due logs it took; one that dies lets them be due again after this.
+# How long a run holds the due logs it took; one that dies lets them be due again after this (and a log left for a
+# send message still on its way is looked at again after this).
 LEASE = timedelta(minutes=5)
+# Senders that claimed a log this often and never said what became of it (each died, or its call was cut off).
+MAX_CLAIMS = 10
 
 
 @dataclass(frozen=True)
@@ -59,16 +65,21 @@ class Settled:
 
 def reconcile(db: Database, now: datetime, limits: Limits, vendor_status: Callable[[str], str | None],
               queue_sends: Callable[[list[dict[str, Any]]], None], queue_fan_out: Callable[[ObjectId], None],
-              deadline: float) -> Settled:
-    """deadline: seconds since the epoch by which the run stops; the cheap repairs come first."""
+              deadline: float, sends_on_their_way: Callable[[], bool] = lambda: False) -> Settled:
+    """deadline: seconds since the epoch by which the run stops; the cheap repairs come first.
+    sends_on_their_way: whether the send queue still holds a message (then no unsent log is queued again)."""
     settled = Settled()
     _restart_stalled_fan_outs(db, now, limits.fanout_stall, queue_fan_out, settled)
     settled.erasures_finished = erasure.finish_pending(db, deadline)
     for campaign in db[CAMPAIGNS].find({"status": SENDING, "fanout.done": True, "stats.queued": 0}, {"_id": 1}):
         settled.completed += complete_in(db, campaign["_id"])
+    for campaign_id in pending_campaigns(db):
+        roll_up(db, campaign_id)  # tallies a consumer left when it died before its roll-up
+    queue_idle = not sends_on_their_way()
     while time.time() < deadline:
         due = _take_due(db, now)
-        _send_again(db, [log for log in due if not log.get("vendor_message_id")], now, limits, queue_sends, settled)
+        _send_again(db, [log for log in due if not log.get("vendor_message_id")], now, limits, queue_sends,
+                    queue_idle, settled)
         _settle_unanswered(db, [log for log in due if log.get("vendor_message_id")], now, limits, vendor_status,
                            deadline, settled)
         if len(due) < PAGE:
@@ -88,7 +99,7 @@ def _take_due(db: Database, now: datetime) -> list[dict[str, Any]]:
                          {"$set": {"due_at": now + LEASE, "reconcile": token}})
     return list(db[LOGS].find({"_id": {"$in": ids}, "reconcile": token},
                               {"to": 1, "message": 1, "subject": 1, "unsubscribe_url": 1, "vendor_message_id": 1,
-                               "send_attempts": 1, "vendor_asks": 1, "erased": 1}))
+                               "send_attempts": 1, "claims": 1, "vendor_asks": 1, "erased": 1}))
 
 
 def _settle_unanswered(db: Database, logs: list[dict[str, Any]], now: datetime, limits: Limits,
@@ -121,27 +132,32 @@ def _settle_unanswered(db: Database, logs: list[dict[str, Any]], now: datetime, 
 
 
 def _send_again(db: Database, logs: list[dict[str, Any]], now: datetime, limits: Limits,
-                queue_sends: Callable[[list[dict[str, Any]]], None], settled: Settled) -> None:
-    """Never sent: FAILED once senders have tried it often enough, else queued again; an erased person's is SKIPPED
-    (there is no one to send it to)."""
+                queue_sends: Callable[[list[dict[str, Any]]], None], queue_idle: bool, settled: Settled) -> None:
+    """Never sent: FAILED once the channel or its senders failed it often enough, else queued again if no send
+    message is on its way (otherwise looked at again after the lease); an erased person's is SKIPPED (there is no one
+    to send it to)."""
     erased = [log["_id"] for log in logs if log.get("erased")]
     if erased:
         record_outcomes(db, [Outcome(log_id, SKIPPED, reason=ERASED) for log_id in erased],
                         only_if={"vendor_message_id": None, "claimed_until": {"$not": {"$gte": utcnow()}}})
     logs = [log for log in logs if not log.get("erased")]
-    give_up = [log["_id"] for log in logs if log.get("send_attempts", 0) >= limits.max_send_attempts]
+    give_up = [log["_id"] for log in logs if _spent(log, limits)]
     if give_up:
         # Not a log a live sender holds now: that one may yet be sent.
         failed, _ = record_outcomes(db, [Outcome(log_id, FAILED, reason="send_failed") for log_id in give_up],
                                     only_if={"vendor_message_id": None, "claimed_until": {"$not": {"$gte": utcnow()}}})
         settled.send_failed += failed
-    retry = [log for log in logs if log.get("send_attempts", 0) < limits.max_send_attempts]
-    if not retry:
+    retry = [log for log in logs if not _spent(log, limits)]
+    if not retry or not queue_idle:
         return
     db[LOGS].update_many({"_id": {"$in": [log["_id"] for log in retry]}, "status": QUEUED,
                           "vendor_message_id": None}, {"$set": {"due_at": now + limits.send_timeout}})
     queue_sends([send_record(log) for log in retry])
     settled.requeued += len(retry)
+
+
+def _spent(log: dict[str, Any], limits: Limits) -> bool:
+    return log.get("send_attempts", 0) >= limits.max_send_attempts or log.get("claims", 0) >= MAX_CLAIMS
 
 
 def _restart_stalled_fan_outs(db: Database, now: datetime, stall: timedelta,

@@ -1,28 +1,34 @@
-"""The send consumer's work: one vendor call per message of at most a hundred logs, never a second send for a log.
+"""The send consumer's work: one channel call per message of at most a hundred logs, never a second send for a log.
 
-A log is claimed before its send, for as long as one vendor call and its recording may take (never past the
-invocation's end); a claim held by a live sender keeps a copy of the message from being acknowledged, and a claim
+A log is claimed before its send, for as long as one channel call and its recording may take (never past the
+invocation's end); a claim held by a live sender keeps a copy of the message from being sent twice, and a claim
 that lapsed (its sender died) frees the log for the next sender or the reconciler.
+
+What a call did not send is given back at once, as a new send message, and the one it came in is done with: not
+reached in the call's time, at once; refused for now by a channel that cannot send (throttling, a quota, sending
+paused), after WAIT_SECONDS, without counting; failed by the channel (5xx, timeouts), after RETRY_SECONDS, counted,
+and FAILED send_failed once that happened max_attempts times. So a recipient fails only when the channel was asked.
 """
 from __future__ import annotations
 
 import secrets
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Callable
 
 from bson import ObjectId
 from pydantic import ValidationError
 from pymongo import UpdateOne
 from pymongo.database import Database
 
-from crm.channels import BATCH, UNCONFIRMED, Accepted, Channel, ChannelUnavailable
+from crm.channels import BATCH, UNCONFIRMED, Accepted, Channel, ChannelUnavailable, Deferred, Rejected
 from crm.consent.erasure import BLANK_LOG
 from crm.consent.gate import reasons_not_to_send
 from crm.consent.suppressions import ERASED
 from crm.db import LOGS
-from crm.errors import InvalidInput, RetryableRecordError
+from crm.errors import InvalidInput
 from crm.models.campaigns import FAILED, QUEUED, SKIPPED, SendRecordIn
 from crm.models.common import first_problem, utcnow
 from crm.services.delivery import Outcome, record_outcomes
@@ -31,17 +37,25 @@ QUEUE_KIND = "sends"
 
 
 @dataclass(frozen=True)
-class SendTimeouts:
+class SendPolicy:
     send: timedelta  # queued but not sent by then: the send message was lost
     receipt: timedelta  # sent but no receipt by then: ask the vendor
+    max_attempts: int = 3  # the channel failed a message this often: FAILED send_failed
+    roll_up_every: float = 0.0  # crm.services.delivery.roll_up_due
 
 
-# One vendor call per queue message: small enough to finish, with its retries, well inside the timeout.
-SENDS_PER_MESSAGE = BATCH
+# Send records to queue again, and after how many seconds.
+Requeue = Callable[[list[dict[str, Any]], int], None]
+
 # A claim outlasts the one vendor call it covers (and never the invocation) by this much: time to record it.
 CLAIM_MARGIN = timedelta(seconds=30)
 # How often a copy of a message looks again at logs another sender holds.
 HELD_POLL_SECONDS = 1.0
+# When a message the channel failed, or could not take now, comes back.
+RETRY_SECONDS = 30
+WAIT_SECONDS = 60
+# SQS delays a message 15 minutes at the most.
+MAX_DELAY_SECONDS = 900
 
 
 def send_record(log: dict[str, Any]) -> dict[str, Any]:
@@ -54,29 +68,43 @@ def send_record(log: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def send_records(db: Database, channel: Channel, records: list[Any], timeouts: SendTimeouts,
+class _Later:
+    """The sends given back, by the seconds their new message waits."""
+
+    def __init__(self) -> None:
+        self.by_delay: dict[int, list[SendRecordIn]] = defaultdict(list)
+
+    def add(self, sends: list[SendRecordIn], delay_seconds: float) -> None:
+        if sends:
+            self.by_delay[max(0, min(MAX_DELAY_SECONDS, int(delay_seconds)))] += sends
+
+    def queue(self, requeue: Requeue) -> None:
+        for delay, sends in sorted(self.by_delay.items()):
+            requeue([s.model_dump(exclude_none=True) for s in sends], delay)
+
+
+def send_records(db: Database, channel: Channel, records: list[Any], policy: SendPolicy, requeue: Requeue,
                  deadline: float | None = None) -> None:
-    """Sends each record's message unless its log was already sent; raises after the batch if any must retry.
+    """Sends each record's message unless its log was already sent; what it did not send is queued again.
 
     deadline: when this invocation is cut off (seconds since the epoch); sends that could not finish by then are
-    handed back rather than started.
+    given back rather than started.
     """
     valid, unsendable, invalid = _parse(records)
     if unsendable:
         # A record that can never be valid (say, a message longer than the vendor takes) fails its log for good.
-        record_outcomes(db, [Outcome(log_id, FAILED, reason="invalid_message") for log_id in unsendable])
-    retry: list[str] = []
+        record_outcomes(db, [Outcome(log_id, FAILED, reason="invalid_message") for log_id in unsendable],
+                        roll_up_every=policy.roll_up_every)
+    later = _Later()
     for start in range(0, len(valid), BATCH):
         batch = valid[start:start + BATCH]
         if deadline is not None and deadline - time.time() < channel.longest_call_seconds:
-            retry += [s.log_id for s in batch]
+            later.add(batch, 0)
             continue
-        retry += _send_batch(db, channel, batch, timeouts, deadline)
+        _send_batch(db, channel, batch, policy, deadline, later)
+    later.queue(requeue)
     if invalid:
         raise InvalidInput(f"{len(invalid)} of {len(records)} send records are invalid", invalid)
-    if retry:
-        raise RetryableRecordError(f"{len(retry)} message(s) must be sent later",
-                                   [{"loc": ["log_id"], "msg": log_id} for log_id in retry[:20]])
 
 
 def _parse(records: list[Any]) -> tuple[list[SendRecordIn], list[ObjectId], list[dict[str, Any]]]:
@@ -97,48 +125,46 @@ def _parse(records: list[Any]) -> tuple[list[SendRecordIn], list[ObjectId], list
     return valid, unsendable, invalid
 
 
-def _send_batch(db: Database, channel: Channel, batch: list[SendRecordIn], timeouts: SendTimeouts,
-                deadline: float | None) -> list[str]:
-    """Sends what this sender can claim; the log ids to try again later.
+def _send_batch(db: Database, channel: Channel, batch: list[SendRecordIn], policy: SendPolicy,
+                deadline: float | None, later: _Later) -> None:
+    """Sends what this sender can claim.
 
     Logs another live sender holds (a copy of this message delivered at the same time) are waited for while
     this invocation has time: once that sender has sent them there is nothing left to do, and if it died its
-    claim lapses and this one sends them. Only what is still held at the end makes the message come back.
+    claim lapses and this one sends them. What is still held at the end is given back for when that claim ends.
     """
-    pending, retry = batch, []
+    pending = batch
     while pending:
         ids = [ObjectId(s.log_id) for s in pending]
         token, claimed = _claim(db, ids, deadline, timedelta(seconds=channel.longest_call_seconds))
         held, held_until = _held_by_others(db, [i for i in ids if str(i) not in claimed])
-        retry += _send_checked(db, channel, [s for s in pending if s.log_id in claimed], token, timeouts, deadline)
+        _send_checked(db, channel, [s for s in pending if s.log_id in claimed], token, policy, deadline, later)
         pending = [s for s in pending if s.log_id in held]
         # Waiting is worth it only if the other claim ends while there is still time for a call of our own.
         if pending and (deadline is None or held_until.timestamp() > deadline - channel.longest_call_seconds):
-            return retry + [s.log_id for s in pending]
+            later.add(pending, held_until.timestamp() - time.time() + 1)
+            return
         if pending:
             time.sleep(HELD_POLL_SECONDS)
-    return retry
 
 
-def _send_checked(db: Database, channel: Channel, claimed: list[SendRecordIn], token: str, timeouts: SendTimeouts,
-                  deadline: float | None) -> list[str]:
-    """The claimed sends, consent checked again before every `checked_every` of them; the log ids to try later."""
-    retry: list[str] = []
+def _send_checked(db: Database, channel: Channel, claimed: list[SendRecordIn], token: str, policy: SendPolicy,
+                  deadline: float | None, later: _Later) -> None:
+    """The claimed sends, consent checked again before every `checked_every` of them."""
     stop_at = time.time() + channel.longest_call_seconds
     for start in range(0, len(claimed), channel.checked_every):
         chunk = claimed[start:start + channel.checked_every]
         if start and time.time() >= stop_at:
-            retry += [s.log_id for s in claimed[start:]]  # past the claim's time: the rest come back
-            break
-        sends = _may_be_sent(db, chunk, token)
+            _give_back(db, claimed[start:], token, policy, 0, later)  # past the claim's time: not reached
+            return
+        sends = _may_be_sent(db, chunk, token, policy)
         if sends:
             # Within the claim's time, whatever time each call would allow itself.
-            retry += _call_vendor(db, channel, sends, token, timeouts,
-                                  stop_at if deadline is None else min(deadline, stop_at))
-    return retry
+            _call_channel(db, channel, sends, token, policy, stop_at if deadline is None else min(deadline, stop_at),
+                          later)
 
 
-def _may_be_sent(db: Database, sends: list[SendRecordIn], token: str) -> list[SendRecordIn]:
+def _may_be_sent(db: Database, sends: list[SendRecordIn], token: str, policy: SendPolicy) -> list[SendRecordIn]:
     """Claimed sends whose recipient may still be messaged; the others are SKIPPED with the reason, under the claim."""
     if not sends:
         return sends
@@ -146,13 +172,14 @@ def _may_be_sent(db: Database, sends: list[SendRecordIn], token: str) -> list[Se
     if reasons:
         # An erased person's log written after their erasure blanked the others (a fan-out racing it) is blanked now.
         record_outcomes(db, [Outcome(log_id, SKIPPED, reason=reason, also=BLANK_LOG if reason == ERASED else None)
-                             for log_id, reason in reasons.items()], only_if={"claim": token})
+                             for log_id, reason in reasons.items()], only_if={"claim": token},
+                        roll_up_every=policy.roll_up_every)
     return [s for s in sends if ObjectId(s.log_id) not in reasons]
 
 
-def _call_vendor(db: Database, channel: Channel, sends: list[SendRecordIn], token: str, timeouts: SendTimeouts,
-                 deadline: float | None) -> list[str]:
-    """One vendor call for claimed logs, its outcome recorded under the claim; the log ids to try again later.
+def _call_channel(db: Database, channel: Channel, sends: list[SendRecordIn], token: str, policy: SendPolicy,
+                  deadline: float | None, later: _Later) -> None:
+    """One channel call for claimed logs, its outcome recorded under the claim; what it did not send is given back.
 
     A channel that would deliver a repeated message twice has each log marked sent, unconfirmed, just before its
     message is handed over. A sender that dies after that leaves the mark, which no later claim takes, so it is
@@ -164,58 +191,92 @@ def _call_vendor(db: Database, channel: Channel, sends: list[SendRecordIn], toke
         if channel.repeats_safely:
             outcomes = channel.send(messages, deadline)
         else:
-            outcomes = channel.send(messages, deadline, lambda log_id: _mark(db, log_id, token, timeouts, marked))
-    except ChannelUnavailable:
-        _unmark(db, marked, token, timeouts)  # the channel took none of them
-        db[LOGS].update_many({"_id": {"$in": [ObjectId(s.log_id) for s in sends]}, "claim": token},
-                             {"$unset": {"claimed_until": ""}, "$set": {"due_at": utcnow() + timeouts.send}})
-        return [s.log_id for s in sends]
+            outcomes = channel.send(messages, deadline, lambda log_id: _mark(db, log_id, token, policy, marked))
+    except ChannelUnavailable as exc:  # the channel took none of them
+        outcomes = {s.log_id: Deferred(attempted=not exc.waiting, waiting=exc.waiting) for s in sends}
     # Any other error keeps every mark: the channel may have taken those messages.
-    _unmark(db, marked - set(outcomes), token, timeouts)
+    final = {log_id for log_id, result in outcomes.items() if isinstance(result, (Accepted, Rejected))}
+    _unmark(db, marked - final, token, policy)
     now = utcnow()
     accepted = [UpdateOne({"_id": ObjectId(log_id), "status": QUEUED, "claim": token,
                            "vendor_message_id": {"$in": [None, UNCONFIRMED + log_id]}},
                           {"$set": {"vendor_message_id": result.vendor_message_id, "sent_at": now, "updated_at": now,
                                     # No receipt by then, the reconciler asks the vendor.
-                                    "due_at": now + timeouts.receipt},
+                                    "due_at": now + policy.receipt},
                            "$unset": {"claimed_until": ""}})
                 for log_id, result in outcomes.items() if isinstance(result, Accepted)]
     if accepted:
         db[LOGS].bulk_write(accepted, ordered=False)
     rejected = [Outcome(ObjectId(log_id), FAILED, reason=result.reason, also={"vendor_message_id": None})
-                for log_id, result in outcomes.items() if not isinstance(result, Accepted)]
+                for log_id, result in outcomes.items() if isinstance(result, Rejected)]
     if rejected:
         # Under this sender's claim: one whose claim lapsed must not fail a log another sender has since sent.
-        record_outcomes(db, rejected, only_if={"claim": token})
-    # A log the vendor's reply did not mention was not sent: its message comes back for it.
-    return [s.log_id for s in sends if s.log_id not in outcomes]
+        record_outcomes(db, rejected, only_if={"claim": token}, roll_up_every=policy.roll_up_every)
+    by_id = {s.log_id: s for s in sends}
+    deferred = {log_id: result for log_id, result in outcomes.items() if isinstance(result, Deferred)}
+    for log_id in _count_failures(db, [log_id for log_id, d in deferred.items() if d.attempted], token, policy):
+        del deferred[log_id]
+    for waiting in (True, False):
+        _give_back(db, [by_id[i] for i, d in deferred.items() if d.waiting is waiting], token, policy,
+                   WAIT_SECONDS if waiting else RETRY_SECONDS, later)
+    # A log the channel's answer did not mention was not reached: its send is given back at once.
+    _give_back(db, [s for s in sends if s.log_id not in outcomes], token, policy, 0, later)
 
 
-def _mark(db: Database, log_id: str, token: str, timeouts: SendTimeouts, marked: set[str]) -> bool:
+def _count_failures(db: Database, log_ids: list[str], token: str, policy: SendPolicy) -> list[str]:
+    """One attempt more for each message the channel failed; FAILED send_failed at the policy's limit (those ids)."""
+    if not log_ids:
+        return []
+    ids = [ObjectId(i) for i in log_ids]
+    db[LOGS].update_many({"_id": {"$in": ids}, "claim": token}, {"$inc": {"send_attempts": 1}})
+    spent = [d["_id"] for d in db[LOGS].find({"_id": {"$in": ids}, "claim": token,
+                                              "send_attempts": {"$gte": policy.max_attempts}}, {"_id": 1})]
+    if spent:
+        record_outcomes(db, [Outcome(log_id, FAILED, reason="send_failed") for log_id in spent],
+                        only_if={"claim": token, "vendor_message_id": None}, roll_up_every=policy.roll_up_every)
+    return [str(log_id) for log_id in spent]
+
+
+def _give_back(db: Database, sends: list[SendRecordIn], token: str, policy: SendPolicy, delay_seconds: float,
+               later: _Later) -> None:
+    """Claimed sends this sender did not make: released, and queued again after delay_seconds (a log failed for good
+    meanwhile is dropped by the next sender's claim)."""
+    if not sends:
+        return
+    db[LOGS].update_many(
+        {"_id": {"$in": [ObjectId(s.log_id) for s in sends]}, "claim": token, "status": QUEUED,
+         "vendor_message_id": None},
+        {"$unset": {"claimed_until": ""}, "$set": {"due_at": utcnow() + policy.send
+                                                   + timedelta(seconds=delay_seconds)}})
+    later.add(sends, delay_seconds)
+
+
+def _mark(db: Database, log_id: str, token: str, policy: SendPolicy, marked: set[str]) -> bool:
     """Marks a log sent, unconfirmed, while this sender's claim on it lasts (and its person is not erased); whether
     it may be handed over. Each attempt of the same message finds its own mark."""
     now, mark = utcnow(), UNCONFIRMED + log_id
     if not db[LOGS].update_one(
             {"_id": ObjectId(log_id), "status": QUEUED, "claim": token, "claimed_until": {"$gte": now},
              "erased": {"$ne": True}, "vendor_message_id": {"$in": [None, mark]}},
-            {"$set": {"vendor_message_id": mark, "sent_at": now, "due_at": now + timeouts.receipt}}).matched_count:
+            {"$set": {"vendor_message_id": mark, "sent_at": now, "due_at": now + policy.receipt}}).matched_count:
         return False
     marked.add(log_id)
     return True
 
 
-def _unmark(db: Database, log_ids: set[str], token: str, timeouts: SendTimeouts) -> None:
+def _unmark(db: Database, log_ids: set[str], token: str, policy: SendPolicy) -> None:
     """Marked logs whose message was not handed over after all: unsent again, their message comes back for them."""
     if log_ids:
         db[LOGS].update_many(
             {"_id": {"$in": [ObjectId(i) for i in log_ids]}, "claim": token,
              "vendor_message_id": {"$in": [UNCONFIRMED + i for i in log_ids]}},
-            {"$set": {"vendor_message_id": None, "sent_at": None, "due_at": utcnow() + timeouts.send}})
+            {"$set": {"vendor_message_id": None, "sent_at": None, "due_at": utcnow() + policy.send}})
 
 
 def _claim(db: Database, log_ids: list[ObjectId], deadline: float | None, call: timedelta) -> tuple[str, set[str]]:
     """Only QUEUED, not yet sent logs that no live sender holds are claimed; returns the claim and the claimed ids.
-    Each claim counts as an attempt to send (the reconciler gives up on a log after a few)."""
+    A claim is no attempt (the channel was not asked yet); `claims` counts them, so that the reconciler gives up
+    on a log whose senders keep dying before they can say what became of it."""
     now, token = utcnow(), secrets.token_hex(8)
     # Sized to the call, so that a copy of the message delivered meanwhile finds the claim lapsed soon after a
     # sender died; never past the invocation's own end.
@@ -227,7 +288,7 @@ def _claim(db: Database, log_ids: list[ObjectId], deadline: float | None, call: 
         {"_id": {"$in": log_ids}, "status": QUEUED, "vendor_message_id": None,
          "claimed_until": {"$not": {"$gte": now}}},
         # Should this sender die, the log is due when its claim lapses.
-        {"$set": {"claimed_until": until, "claim": token, "due_at": until}, "$inc": {"send_attempts": 1}})
+        {"$set": {"claimed_until": until, "claim": token, "due_at": until}, "$inc": {"claims": 1}})
     return token, {str(d["_id"]) for d in db[LOGS].find({"_id": {"$in": log_ids}, "claim": token}, {"_id": 1})}
 
 
