@@ -311,7 +311,8 @@ def test_at_a_sandbox_rate_every_recipient_is_sent_and_none_fails(db, consumers,
         monkeypatch.setenv(key, value)
     get_settings.cache_clear()
     channels._channels.clear()
-    monkeypatch.setattr(channels, "CALL_BUDGET_SECONDS", 6, raising=False)  # each call reaches a few: its rate and its margins
+    # Each call reaches a few: its rate, and the margins an attempt keeps within the call's budget.
+    monkeypatch.setattr(channels, "CALL_BUDGET_SECONDS", 6, raising=False)
     monkeypatch.setattr(ses, "CALL_BUDGET_SECONDS", 6)
     campaign_id = email_campaign(40)
     bodies = [m["Body"] for m in consumers.messages(SEND)]

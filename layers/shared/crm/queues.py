@@ -82,7 +82,8 @@ def check(queue_url: str, settings: Settings | None = None) -> None:
     get_sqs(settings).get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
 
 
-IN_QUEUE = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed")
+IN_QUEUE = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed")
 
 
 def holds_messages(queue_url: str, settings: Settings | None = None) -> bool:

@@ -67,7 +67,8 @@ class Channel(Protocol):
     def send(self, messages: list[dict[str, Any]], deadline: float | None = None,
              handing_over: HandingOver | None = None) -> dict[str, Accepted | Rejected | Deferred]:
         """Messages ({log_id, to, message, subject?, unsubscribe_url?}); the outcome of each by log_id. A log the
-        answer leaves out was not reached (its message comes back at once); ChannelUnavailable means none was sent. No attempt starts that could outlast the deadline
+        answer leaves out was not reached (its message comes back at once); ChannelUnavailable means none was sent.
+        No attempt starts that could outlast the deadline
         (seconds since the epoch). A channel that does not repeat safely calls handing_over just before each
         attempt to hand a message over, and skips the message if it answers False."""
 

@@ -21,7 +21,16 @@ from botocore.exceptions import (
     HTTPClientError,
 )
 
-from crm.channels import BATCH, CALL_BUDGET_SECONDS, UNCONFIRMED, Accepted, ChannelUnavailable, Deferred, HandingOver, Rejected
+from crm.channels import (
+    BATCH,
+    CALL_BUDGET_SECONDS,
+    UNCONFIRMED,
+    Accepted,
+    ChannelUnavailable,
+    Deferred,
+    HandingOver,
+    Rejected,
+)
 from crm.channels.rate import RateLimiter
 from crm.config import Settings
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pymongo
 
-from crm.channels import get_channel
 from crm import queues
+from crm.channels import get_channel
 from crm.config import get_settings
 from crm.consumers import DB_MARGIN_SECONDS
 from crm.db import get_db, time_budget

@@ -7,8 +7,9 @@ vendor has no outcome). An unsent log is queued again only while no send message
 holds none, visible, in flight or delayed): a message still waiting in the queue is not duplicated however long
 the campaign takes; one that dead-lettered, or a fan-out that died before queuing its sends, is found once the
 queue is idle. It FAILS (`send_failed`) once the channel failed it max_send_attempts times, or senders claimed it
-MAX_CLAIMS times and died before saying what became of it. It also queues again a fan-out that stopped recording pages, completes campaigns whose last outcome
-was recorded without completing them, and blanks the logs of erased customers that their erasure left.
+MAX_CLAIMS times and died before saying what became of it. It also queues again a fan-out that stopped recording
+pages, rolls up the tallies a consumer that died left, completes campaigns whose last outcome was recorded without
+completing them, and blanks the logs of erased customers that their erasure left.
 """
 from __future__ import annotations
 
