@@ -37,6 +37,8 @@ ATTRIBUTE_REGISTRY = "attribute_registry"
 SUPPRESSIONS = "suppressions"
 # Erasures whose logs are still being blanked (by customer id; removed when done).
 ERASURES = "erasures"
+# A channel's account rate, shared by its senders (crm.channels.rate).
+CHANNEL_RATES = "channel_rates"
 DUPLICATE_KEY = 11000
 LAMBDA_MAX_TIMEOUT_SECONDS = 900
 MIN_DB_SECONDS = 0.1

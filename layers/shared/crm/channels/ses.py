@@ -30,9 +30,11 @@ from crm.channels import (
     Deferred,
     HandingOver,
     Rejected,
+    per_second,
 )
-from crm.channels.rate import RateLimiter
+from crm.channels.rate import RateLimiter, SharedRateLimiter
 from crm.config import Settings
+from crm.db import CHANNEL_RATES, get_db
 
 ATTEMPTS = 4
 BACKOFF_SECONDS = 0.5
@@ -58,7 +60,7 @@ NOT_HANDED_OVER = object()
 
 
 class SesChannel:
-    def __init__(self, settings: Settings, client: Any = None):
+    def __init__(self, settings: Settings, client: Any = None, limiter: RateLimiter | SharedRateLimiter | None = None):
         self.timeout = min(settings.vendor_timeout_seconds, MAX_READ_SECONDS)
         self.client = client or boto3.client(
             "sesv2", region_name=settings.aws_region, endpoint_url=settings.ses_endpoint_url,
@@ -67,13 +69,16 @@ class SesChannel:
                           retries={"total_max_attempts": 1}))
         self.sender = settings.ses_from_address
         self.configuration_set = settings.ses_configuration_set
-        self.limiter = RateLimiter(settings.ses_max_per_second / max(1, settings.send_concurrency))
+        # The account's rate, shared with every other sender through the database.
+        self.limiter = limiter or SharedRateLimiter(get_db(settings)[CHANNEL_RATES], "ses", settings.ses_max_per_second)
+        # This container's fair share of it, for what a call can count on.
+        share = per_second(settings)
         # SES takes no idempotency key: a message it is handed twice is delivered twice.
         self.repeats_safely = False
-        self.checked_every = max(1, min(BATCH, int(1 / self.limiter.interval) if self.limiter.interval else BATCH))
+        self.checked_every = max(1, min(BATCH, int(share) if share > 0 else BATCH))
         # A batch is sent one message at a time and stops at this budget (what it did not reach comes back), so a
         # slow account rate never makes a call longer than the send function can wait for.
-        self.longest_call_seconds = min(BATCH * self.limiter.interval + ATTEMPTS * self.timeout
+        self.longest_call_seconds = min((BATCH / share if share > 0 else 0) + ATTEMPTS * self.timeout
                                         + BACKOFF_SECONDS * 2 ** ATTEMPTS, CALL_BUDGET_SECONDS)
 
     def send(self, messages: list[dict[str, Any]], deadline: float | None = None,
@@ -114,9 +119,8 @@ class SesChannel:
             if attempt:
                 time.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1) * (1 + random.random()))  # noqa: S311 - jitter
             # The longest this attempt can take: its wait for the rate, a connection, and SES's answer.
-            if time.time() + self.limiter.interval + CONNECT_SECONDS + self.timeout > stop_at:
+            if not self.limiter.wait(until=stop_at - CONNECT_SECONDS - self.timeout):
                 return None
-            self.limiter.wait()
             if handing_over is not None and not handing_over(message["log_id"]):
                 return NOT_HANDED_OVER
             try:
