@@ -39,6 +39,8 @@ SUPPRESSIONS = "suppressions"
 ERASURES = "erasures"
 # A channel's account rate, shared by its senders (crm.channels.rate).
 CHANNEL_RATES = "channel_rates"
+# Jobs of which one runs at a time (the scheduled roll-up).
+LEASES = "leases"
 DUPLICATE_KEY = 11000
 LAMBDA_MAX_TIMEOUT_SECONDS = 900
 MIN_DB_SECONDS = 0.1

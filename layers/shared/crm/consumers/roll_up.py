@@ -1,21 +1,30 @@
-"""The scheduled roll-up: every ROLL_UP_SECONDS for the whole of its invocation (scheduled each minute), each
-campaign's counters catch up with the tallies its logs hold. With the consumers' own roll-ups (at most one a campaign
-per ROLL_UP_SECONDS), a counter matches its logs within about two of those periods, however the outcomes came."""
+"""The scheduled roll-up: each campaign's counters catch up with the tallies its logs hold, every ROLL_UP_SECONDS
+for the rest of its invocation while a campaign is sending (EventBridge schedules a minute at the finest), once
+when none is. One runs at a time (a lease on the database): a tick that finds one running returns at once. With
+the consumers' own roll-ups (at most one a campaign per ROLL_UP_SECONDS), a counter matches its logs within about
+two of those periods, however the outcomes came."""
 from __future__ import annotations
 
+import secrets
 import time
+from datetime import timedelta
 from typing import Any
 
 import pymongo
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
 
 from crm.config import get_settings
 from crm.consumers import DB_MARGIN_SECONDS
-from crm.db import get_db, time_budget
+from crm.db import CAMPAIGNS, LEASES, get_db, time_budget
+from crm.models.campaigns import SENDING
+from crm.models.common import utcnow
 from crm.observability import logger
 from crm.services.delivery import pending_campaigns, roll_up
 
 # A pass that would start this close to the invocation's end is left to the next invocation.
 STOP_BEFORE_TIMEOUT_SECONDS = 10
+LEASE = "roll_up"
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -24,14 +33,32 @@ def roll_up_handler(event: dict[str, Any], context: Any) -> dict[str, int]:
     remaining = context.get_remaining_time_in_millis() / 1000 if context is not None else 0
     stop_at = time.time() + remaining - STOP_BEFORE_TIMEOUT_SECONDS
     passes = counted = 0
-    while True:
-        started = time.time()
-        with pymongo.timeout(time_budget(stop_at - started + STOP_BEFORE_TIMEOUT_SECONDS, DB_MARGIN_SECONDS)):
-            counted += sum(roll_up(db, campaign_id) for campaign_id in pending_campaigns(db))
-        passes += 1
-        next_at = started + max(settings.roll_up_seconds, 1.0)
-        if next_at >= stop_at:
-            break
-        time.sleep(max(0.0, next_at - time.time()))
+    with pymongo.timeout(time_budget(remaining, DB_MARGIN_SECONDS)):
+        holder = secrets.token_hex(8)
+        if not _take_lease(db, holder, remaining):
+            return {"passes": 0, "tallies": 0}
+        try:
+            while True:
+                started = time.time()
+                counted += sum(roll_up(db, campaign_id) for campaign_id in pending_campaigns(db))
+                passes += 1
+                next_at = started + max(settings.roll_up_seconds, 1.0)
+                if next_at >= stop_at or not db[CAMPAIGNS].find_one({"status": SENDING}, {"_id": 1}):
+                    break
+                time.sleep(max(0.0, next_at - time.time()))
+        finally:
+            db[LEASES].delete_one({"_id": LEASE, "holder": holder})
     logger.info("rolled up", extra={"passes": passes, "tallies": counted})
     return {"passes": passes, "tallies": counted}
+
+
+def _take_lease(db: Database, holder: str, seconds: float) -> bool:
+    """Whether this run may roll up: no other live run holds the lease (one that died lets it lapse)."""
+    now = utcnow()
+    try:
+        taken = db[LEASES].update_one({"_id": LEASE, "until": {"$lt": now}},
+                                      {"$set": {"until": now + timedelta(seconds=seconds), "holder": holder}},
+                                      upsert=True)
+    except DuplicateKeyError:
+        return False  # held, and live
+    return bool(taken.modified_count or taken.upserted_id)
