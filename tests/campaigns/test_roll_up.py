@@ -20,7 +20,8 @@ class Died(Exception):
 
 def _roll_up_function(seconds_left: float = 12) -> dict:
     event = {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}
-    return load_function("roll_up").handler(event, LambdaContext("RollUpFunction", 256, "r", time.time() + seconds_left))
+    context = LambdaContext("RollUpFunction", 256, "r", time.time() + seconds_left)
+    return load_function("roll_up").handler(event, context)
 
 
 def test_receipts_applied_by_a_consumer_that_died_before_its_roll_up_are_counted_by_the_schedule(
@@ -40,10 +41,9 @@ def test_receipts_applied_by_a_consumer_that_died_before_its_roll_up_are_counted
 
 
 def test_roll_ups_at_the_same_time_count_each_tally_once(api, db, env, consumers, segment_id, vendor):
+    from crm.models.common import utcnow
     from crm.services import receipts
     from crm.services.delivery import roll_up
-
-    from crm.models.common import utcnow
 
     campaign, logs = _sent_logs(api, db, consumers, segment_id, vendor)
     db.campaigns.update_one({"_id": ObjectId(campaign["id"])}, {"$set": {"rolled_up_at": utcnow()}})
