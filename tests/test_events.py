@@ -92,8 +92,9 @@ def test_api_events(env, db, consumers, queues_sent_to):
     status, body = _reply("vendor", vendor)
     assert status == 202 and body["status"] == "ACCEPTED" and consumers.messages("VendorReceiptQueue")
     status, body = _reply("receipts", signed(_event("receipts"), env["WEBHOOK_SECRET"]))
-    assert (status, body) == (202, {"accepted": 1, "ignored": 1}), "no such log yet"
-    assert queues_sent_to == {("CustomersFunction", "CustomerIngestQueue"), ("VendorFunction", "VendorReceiptQueue")}
+    assert (status, body) == (202, {"accepted": 1, "ignored": 0}) and consumers.messages("DeliveryReceiptQueue")
+    assert queues_sent_to == {("CustomersFunction", "CustomerIngestQueue"), ("VendorFunction", "VendorReceiptQueue"),
+                              ("ReceiptsFunction", "DeliveryReceiptQueue")}
 
 
 def test_consumer_events_carry_a_customer_through_a_campaign(env, db, stack, monkeypatch, queues_sent_to):
@@ -128,11 +129,14 @@ def test_consumer_events_carry_a_customer_through_a_campaign(env, db, stack, mon
 
     assert _invoke("campaign_send", _event("campaign_send")) == no_failures
     assert db.communication_logs.find_one({"_id": SAMPLE_LOG_ID})["vendor_message_id"].startswith("vm_")
-    assert _invoke("vendor_receipts", _event("vendor_receipts")) == no_failures
+    assert _invoke("vendor_receipts", _event("vendor_receipts")) == no_failures  # POSTed to the receipt URL
+    assert db.communication_logs.find_one({"_id": SAMPLE_LOG_ID})["status"] == "QUEUED", "the receipt is queued"
+    assert _invoke("delivery_receipts", _event("delivery_receipts")) == no_failures
     assert db.communication_logs.find_one({"_id": SAMPLE_LOG_ID})["status"] == "SENT"
     stored = db.campaigns.find_one({"_id": SAMPLE_CAMPAIGN_ID})
     assert stored["status"] == "COMPLETED" and stored["stats"] == stats(audience=1, sent=1)
     assert _invoke("reconciler", _event("reconciler"))["completed"] == 0, "nothing is left to settle"
+    assert _invoke("roll_up", _event("roll_up"))["tallies"] == 0, "nothing is left to count"
     assert queues_sent_to == {("CampaignFanoutFunction", "CampaignSendQueue")}
 
 
