@@ -2,6 +2,8 @@
 
     python -m bench                 # the figures the README shows (about an hour on two cores)
     python -m bench --quick         # the same benchmarks at a small scale, to check they all still run
+    python -m bench --mongo-uri URI # against an existing MongoDB (also MONGO_URI), not a fresh SecantusDB; the
+                                    # preview benchmark keeps its own SecantusDB (it measures that server's plans)
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import platform
 import time
 
 from bench import cold_init, fanout, ingest, load, preview
+from bench._stack import add_mongo_option
 from bench._table import print_table
 
 FULL = {"ingest": [], "cold init": [], "preview": ["--repeats", "1"], "fan-out": [], "load": []}
@@ -19,6 +22,7 @@ QUICK = {"ingest": ["--customers", "5000"], "cold init": ["--runs", "1"],
          "load": ["--clients", "4", "--rounds", "5"]}
 RUNS = {"ingest": ingest.run, "cold init": cold_init.run, "preview": preview.run, "fan-out": fanout.run,
         "load": load.run}
+TAKES_MONGO_URI = {"ingest", "cold init", "fan-out", "load"}
 
 
 def machine() -> str:
@@ -31,6 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", nargs="*", choices=list(RUNS), help="run only these")
+    add_mongo_option(parser)
     args = parser.parse_args()
     arguments = QUICK if args.quick else FULL
     rows, started = [], time.perf_counter()
@@ -38,7 +43,8 @@ def main() -> None:
         if args.only and name not in args.only:
             continue
         print(f"\n== {name}: {' '.join(arguments[name]) or 'defaults'}", flush=True)
-        rows += run(arguments[name])
+        mongo = ["--mongo-uri", args.mongo_uri] if args.mongo_uri and name in TAKES_MONGO_URI else []
+        rows += run(arguments[name] + mongo)
     print(f"\n== all benchmarks, {time.perf_counter() - started:,.0f} s on {machine()}")
     print_table(rows)
 

@@ -16,7 +16,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from bench._stack import ROOT, local_stack
+from bench._stack import ROOT, add_mongo_option, local_stack
 from bench._table import Row
 
 PROBE = textwrap.dedent('''
@@ -76,13 +76,14 @@ def median_ms(mode: str, target: str, payload: dict, env: dict, runs: int) -> tu
 def run(argv: list[str] | None = None) -> list[Row]:
     parser = argparse.ArgumentParser(prog="python -m bench.cold_init")
     parser.add_argument("--runs", type=int, default=5)
+    add_mongo_option(parser)
     args = parser.parse_args(argv)
     rows = []
     hello_dir = Path(ROOT / ".local" / "bench-hello")
     hello_dir.mkdir(parents=True, exist_ok=True)
     (hello_dir / "app.py").write_text(HELLO)
 
-    with local_stack(with_runner=False) as stack:
+    with local_stack(with_runner=False, mongo_uri=args.mongo_uri) as stack:
         pythonpath = os.pathsep.join([str(ROOT / "layers" / "shared"), str(ROOT)])
         env = {**os.environ, **stack["env"], "PYTHONPATH": pythonpath,
                "PYTHONDONTWRITEBYTECODE": "1"}

@@ -9,6 +9,11 @@ vendor in the same run (each on its own local stack): time to COMPLETED, sends p
 share of the send phase.
 
     python -m bench.fanout --channel ses [--recipients 20000]
+
+Each run also prints what the campaign counted per 1,000 recipients (offline.counting: MongoDB commands,
+transactions, campaign-document writes, SQS requests, Lambda invocations and GB-seconds, SES e-mails, HTTP
+requests), from its POST to COMPLETED; --counts-out FILE writes them for `python -m bench.cost --counts FILE`.
+--mongo-uri (or MONGO_URI) runs against an existing MongoDB instead of a fresh SecantusDB.
 """
 from __future__ import annotations
 
@@ -23,7 +28,8 @@ import httpx
 from bson import ObjectId
 from pymongo import MongoClient
 
-from bench._stack import ROOT, local_stack
+from bench import _counts
+from bench._stack import ROOT, add_mongo_option, local_stack
 from bench._table import Row, print_table
 from crm.consent import suppressions
 from crm.consent.gate import reasons_not_to_send
@@ -82,14 +88,18 @@ def run(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--fan-out-only", action="store_true", help="stop once the fan-out is done")
     parser.add_argument("--channel", choices=("mock", "ses"), default="mock",
                         help="ses: an e-mail campaign through moto's SES beside the same one on the mock vendor")
+    parser.add_argument("--counts-out", type=Path, help="write the counts as JSON, for python -m bench.cost --counts")
+    add_mongo_option(parser)
     args = parser.parse_args(argv)
+    if args.counts_out and args.fan_out_only:
+        parser.error("--counts-out prices a whole campaign: leave out --fan-out-only")
     if args.channel == "ses":
-        return run_by_channel(args.recipients or SES_RECIPIENTS)
+        return run_by_channel(args.recipients or SES_RECIPIENTS, args.mongo_uri, args.counts_out)
     args.recipients = args.recipients or MOCK_RECIPIENTS
     # The mock vendor is local; its rate limit is a production concern, not what this measures.
     # Everything shares two cores here, so the vendor's answers get a patient timeout.
     with local_stack(extra_env={"VENDOR_MAX_PER_SECOND": "0", "MOCK_VENDOR_DELAY_SECONDS": "0",
-                                "VENDOR_TIMEOUT_SECONDS": "30"}) as stack:
+                                "VENDOR_TIMEOUT_SECONDS": "30"}, mongo_uri=args.mongo_uri, count=True) as stack:
         client = MongoClient(stack["mongo_uri"], tz_aware=True)
         db = client[stack["env"]["MONGO_DB"]]
         seed_customers(db, args.recipients)
@@ -97,7 +107,8 @@ def run(argv: list[str] | None = None) -> list[Row]:
         with httpx.Client(base_url=stack["url"], timeout=120) as http:
             segment = everyone_segment(http)
             print(f"fan-out: {segment['audience_size']:,} recipients", flush=True)
-            started = time.perf_counter()
+            before = stack["runner"].counts()
+            posted_at, started = utcnow(), time.perf_counter()
             campaign = http.post("/api/campaigns", json={"name": "Bench", "segment_id": segment["id"],
                                                          "message": "Hi {{name}}, 20% off this weekend!"}).json()
             campaign_id = ObjectId(campaign["id"])
@@ -107,7 +118,11 @@ def run(argv: list[str] | None = None) -> list[Row]:
             completed = None if args.fan_out_only else wait_for(
                 lambda: db.campaigns.find_one({"_id": campaign_id})["status"] == "COMPLETED", 7200, "completion")
             stats = db.campaigns.find_one({"_id": campaign_id})["stats"]
-        baseline = raw_logs(client, "bench_raw_logs", args.recipients)
+            last_sent = db[LOGS].find_one({"campaign_id": campaign_id, "sent_at": {"$ne": None}}, {"sent_at": 1},
+                                          sort=[("sent_at", -1)]) if args.counts_out else None
+        counts = _counts.settled_counts(stack["runner"], before)
+        # Named after the stack's database, so that a run on an existing server (--mongo-uri) drops it with that.
+        baseline = raw_logs(client, f"{stack['env']['MONGO_DB']}_raw_logs", args.recipients)
     fan_out_seconds = fanned_out - started
     print(f"  {'fan-out through the system (POST -> all logs + sends queued)':<62} {fan_out_seconds:>7.1f} s")
     print(f"  {'baseline: raw insert_many of the same logs, same server':<62} {baseline:>7.1f} s")
@@ -115,10 +130,17 @@ def run(argv: list[str] | None = None) -> list[Row]:
     rows = [Row("fan-out", f"{args.recipients:,} recipients: POST -> logs + sends queued", fan_out_seconds, "s",
                 baseline, "raw insert_many of the same logs")]
     if completed is None:
+        print("  counted from the POST until the runner was idle after the fan-out (sends under way by then are in)")
+        _counts.print_per_thousand({"to fan-out": (counts, args.recipients)})
         return rows
     print(f"  POST -> COMPLETED with the mock vendor: {completed - started:.1f} s "
           f"({stats['sent']:,} sent, {stats['failed']:,} failed, {args.recipients / (completed - started):,.0f} "
           f"recipients/s)")
+    _counts.print_per_thousand({"mock vendor": (counts, args.recipients)})
+    if args.counts_out:
+        send_seconds = (last_sent["sent_at"] - posted_at).total_seconds() if last_sent else completed - started
+        _counts.write(args.counts_out, {"mock": _counts.record(args.recipients, completed - started, send_seconds,
+                                                               counts)})
     return [*rows, Row("fan-out", f"{args.recipients:,} recipients: POST -> COMPLETED", completed - started, "s",
                        baseline, "raw insert_many of the same logs")]
 
@@ -224,6 +246,7 @@ class ChannelRun:
     consent_reasons: int  # how many logs it gave a reason not to send (the suppressed: the SKIPPED)
     send_busy: float  # the send function's invocations summed (runner log), s
     answers: SesAnswers | None
+    counts: dict  # offline.counting, POST -> COMPLETED
 
     @property
     def sends_per_second(self) -> float:
@@ -252,7 +275,7 @@ def send_function_seconds(log_path: Path) -> float:
     return sum(int(m.group(1)) for m in SEND_INVOCATION.finditer(log_path.read_text())) / 1000
 
 
-def campaign_through(channel: str, recipients: int) -> ChannelRun:
+def campaign_through(channel: str, recipients: int, mongo_uri: str | None = None) -> ChannelRun:
     """The e-mail campaign on a fresh local stack sending through this channel, until it is COMPLETED."""
     log_path = ROOT / ".local" / f"bench-fanout-{channel}-runner.log"
     # SES on a moto server of its own: moto keeps every SQS message it was ever sent, and its data.json (where the
@@ -260,14 +283,15 @@ def campaign_through(channel: str, recipients: int) -> ChannelRun:
     ses_server = services.SqsServer() if channel == "ses" else None
     extra_env = {**SES_ENV, "SES_ENDPOINT_URL": ses_server.url} if ses_server else MOCK_ENV
     try:
-        return _campaign_through(channel, recipients, extra_env, log_path)
+        return _campaign_through(channel, recipients, extra_env, log_path, mongo_uri)
     finally:
         if ses_server:
             ses_server.stop()
 
 
-def _campaign_through(channel: str, recipients: int, extra_env: dict[str, str], log_path: Path) -> ChannelRun:
-    with local_stack(extra_env=extra_env, log_path=log_path) as stack:
+def _campaign_through(channel: str, recipients: int, extra_env: dict[str, str], log_path: Path,
+                      mongo_uri: str | None) -> ChannelRun:
+    with local_stack(extra_env=extra_env, log_path=log_path, mongo_uri=mongo_uri, count=True) as stack:
         client = MongoClient(stack["mongo_uri"], tz_aware=True)
         db = client[stack["env"]["MONGO_DB"]]
         seed_customers(db, recipients)
@@ -278,6 +302,7 @@ def _campaign_through(channel: str, recipients: int, extra_env: dict[str, str], 
                              stack["env"]["SES_CONFIGURATION_SET"]) if channel == "ses" else None
         with httpx.Client(base_url=stack["url"], timeout=120) as http:
             segment = everyone_segment(http)
+            before = stack["runner"].counts()
             posted_at, started = utcnow(), time.perf_counter()
             reply = http.post("/api/campaigns", json={
                 "name": "Bench e-mail", "segment_id": segment["id"], "subject": "20% off, {{name}}",
@@ -291,6 +316,11 @@ def _campaign_through(channel: str, recipients: int, extra_env: dict[str, str], 
                     answers.step()
                 time.sleep(0.5)
             completed = time.perf_counter() - started
+        counts = _counts.settled_counts(stack["runner"], before)
+        if answers:
+            # SES's events reach the queue through the EventBridge rule: one SendMessage per event, billed as SQS's.
+            counts["eventbridge"] = {"aws.sqs.SendMessage": answers.counts["events"],
+                                     "sqs_billed": answers.counts["events"]}
         stats = db.campaigns.find_one({"_id": campaign_id})["stats"]
         logs = list(db[LOGS].find({"campaign_id": campaign_id}, {"sent_at": 1, "vendor_message_id": 1}))
         last_sent = max(log["sent_at"] for log in logs if log.get("sent_at"))
@@ -298,17 +328,17 @@ def _campaign_through(channel: str, recipients: int, extra_env: dict[str, str], 
         client.close()
     return ChannelRun(channel, recipients, completed, (last_sent - posted_at).total_seconds(),
                       sum(1 for log in logs if log.get("vendor_message_id")), stats, consent_seconds, batches, reasons,
-                      send_function_seconds(log_path), answers)
+                      send_function_seconds(log_path), answers, counts)
 
 
-def run_by_channel(recipients: int) -> list[Row]:
+def run_by_channel(recipients: int, mongo_uri: str | None = None, counts_out: Path | None = None) -> list[Row]:
     suppressed = len(range(0, recipients, SUPPRESSED_EVERY))
     print(f"fan-out by channel: {recipients:,} recipients of an e-mail campaign, {suppressed:,} of them "
           f"({suppressed / recipients:.0%}) on the suppression list; each channel on its own local stack", flush=True)
     runs = {}
     for channel, name in (("mock", "mock vendor"), ("ses", "SES (moto)")):
         print(f"  {name} ...", flush=True)
-        runs[channel] = campaign_through(channel, recipients)
+        runs[channel] = campaign_through(channel, recipients, mongo_uri)
         done = runs[channel]
         print(f"  {name}: COMPLETED in {done.completed:.1f} s ({done.stats['sent']:,} sent, "
               f"{done.stats['failed']:,} failed, {done.stats['skipped']:,} skipped = "
@@ -346,6 +376,10 @@ def run_by_channel(recipients: int) -> list[Row]:
           "logs, batches of\n  100 as the send function makes them, a quiet machine): the runner's functions "
           "run in other processes and are\n  not timed inside. Under the campaign's load each read waits "
           "longer, so the shares are a lower bound.")
+    _counts.print_per_thousand({"mock vendor": (mock.counts, recipients), "SES (moto)": (ses.counts, recipients)})
+    if counts_out:
+        _counts.write(counts_out, {run.channel: _counts.record(recipients, run.completed, run.send_phase, run.counts)
+                                   for run in (mock, ses)})
     label = f"{recipients:,} e-mails, {suppressed / recipients:.0%} suppressed"
     rows = [Row("fan-out", f"SES: POST -> COMPLETED ({recipients:,})", ses.completed, "s", mock.completed,
                 f"the same campaign on the mock vendor ({label})"),

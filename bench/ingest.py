@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 from pymongo import IndexModel, MongoClient, UpdateOne
 
-from bench._stack import local_stack
+from bench._stack import add_mongo_option, local_stack
 from bench._table import Row
 from crm.db import CUSTOMERS, INDEXES
 
@@ -70,15 +70,18 @@ def run(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--consumers", type=int, default=2, help="concurrent pollers per queue")
+    add_mongo_option(parser)
     args = parser.parse_args(argv)
     docs = customers(args.customers)
-    with local_stack(max_consumers=args.consumers) as stack:
+    with local_stack(max_consumers=args.consumers, mongo_uri=args.mongo_uri) as stack:
         print(f"ingest: {args.customers:,} customers, batches of {args.batch}, {args.clients} clients", flush=True)
         system = end_to_end(stack["url"], stack["mongo_uri"], stack["env"]["MONGO_DB"], docs, args.batch, args.clients,
                             stack["sqs"], stack["queues"]["CustomerIngestDLQ"].url)
-        bare = raw_upserts(stack["mongo_uri"], "bench_raw_email_only", docs, args.batch,
+        # Named after the stack's database, so that a run on an existing server (--mongo-uri) drops them with it.
+        bare = raw_upserts(stack["mongo_uri"], f"{stack['env']['MONGO_DB']}_raw_email_only", docs, args.batch,
                            [IndexModel("email", unique=True)])
-        indexed = raw_upserts(stack["mongo_uri"], "bench_raw_indexed", docs, args.batch, INDEXES[CUSTOMERS])
+        indexed = raw_upserts(stack["mongo_uri"], f"{stack['env']['MONGO_DB']}_raw_indexed", docs, args.batch,
+                              INDEXES[CUSTOMERS])
     print(f"  {'end to end (API -> SQS -> consumer -> MongoDB)':<58} {system:>8,.0f} customers/s")
     print(f"  {'baseline: raw pymongo bulk upsert, unique e-mail index':<58} {bare:>8,.0f} customers/s")
     print(f"  {'baseline: raw pymongo bulk upsert, the customers indexes':<58} {indexed:>8,.0f} customers/s")

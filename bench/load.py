@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 from pymongo import MongoClient
 
-from bench._stack import local_stack
+from bench._stack import add_mongo_option, local_stack
 from bench._table import Row
 from crm.db import ensure_indexes
 from crm.models.common import utcnow
@@ -142,13 +142,14 @@ def run(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=40, help="requests per route per client")
     parser.add_argument("--customers", type=int, default=5000)
+    add_mongo_option(parser)
     args = parser.parse_args(argv)
     routes = requests_for(args.customers)
-    with local_stack(max_consumers=2) as stack:
+    with local_stack(max_consumers=2, mongo_uri=args.mongo_uri) as stack:
         seed(MongoClient(stack["mongo_uri"], tz_aware=True)[stack["env"]["MONGO_DB"]], args.customers)
         latencies, errors, wall = measure(stack, routes, args.clients, args.rounds)
     # The same three routes with nothing cached: every request reads its user or key from the database.
-    with local_stack(max_consumers=2, parameters={"AuthCacheSeconds": "0"}) as stack:
+    with local_stack(max_consumers=2, parameters={"AuthCacheSeconds": "0"}, mongo_uri=args.mongo_uri) as stack:
         uncached, uncached_errors, _ = measure(stack, {name: routes[name] for name in AUTH_ROUTES}, args.clients,
                                                args.rounds)
     total = sum(map(len, latencies.values()))

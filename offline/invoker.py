@@ -15,6 +15,9 @@ from typing import Any, Callable, TextIO
 from offline.template import FunctionSpec
 
 Log = Callable[[str, str], None]
+# Told of each invocation, when the runner counts (offline.counting.Counts.invocation): the function, its duration
+# and its cold start's init (s), and what the worker counted (its reply's "counts", None without a reply).
+Meter = Callable[[str, float, float, dict[str, Any] | None], None]
 
 
 class InvocationError(Exception):
@@ -40,9 +43,11 @@ class WorkerKilled(InvocationError):
 
 class Worker:
     def __init__(self, spec: FunctionSpec, env: dict[str, str], generation: int, log: Log,
-                 args: tuple[str, ...] = ()):
+                 args: tuple[str, ...] = (), meter: Meter | None = None):
         self.spec = spec
         self.generation = generation
+        self.meter = meter
+        self.created = time.perf_counter()  # a cold start's init runs from here to the worker's ready line
         self.process = subprocess.Popen(
             [sys.executable, "-u", "-m", "offline.lambda_worker", spec.name, str(spec.code_uri), spec.handler,
              str(spec.memory), *args],
@@ -70,10 +75,13 @@ class Worker:
 
     def invoke(self, event: dict[str, Any]) -> Any:
         deadline = time.time() + self.spec.timeout
+        started, init_seconds, reply = time.perf_counter(), 0.0, None
         try:
             if not self._ready:
                 self._next_reply(self.spec.timeout)  # the init phase counts toward the timeout here
                 self._ready = True
+                started = time.perf_counter()
+                init_seconds = started - self.created
             request = {"request_id": str(uuid.uuid4()), "deadline": deadline, "event": event}
             self.process.stdin.write(json.dumps(request) + "\n")
             self.process.stdin.flush()
@@ -84,6 +92,10 @@ class Worker:
         except (BrokenPipeError, OSError) as exc:
             self.kill()
             raise InvocationError(self.spec.name, {"errorType": "Runtime.ExitError", "errorMessage": str(exc)}) from exc
+        finally:
+            if self.meter is not None:
+                self.meter(self.spec.name, time.perf_counter() - started, init_seconds,
+                           reply.get("counts") if reply else None)
         if not reply.get("ok"):
             raise InvocationError(self.spec.name, reply["error"])
         return reply["result"]
@@ -102,12 +114,13 @@ class FunctionPool:
     """Up to max_workers warm workers; each handles one event at a time, as a Lambda container does."""
 
     def __init__(self, spec: FunctionSpec, env: dict[str, str], log: Log, max_workers: int = 4,
-                 worker_args: tuple[str, ...] = ()):
+                 worker_args: tuple[str, ...] = (), meter: Meter | None = None):
         self.spec = spec
         self.env = env
         self.log = log
         self.max_workers = max_workers
         self.worker_args = worker_args
+        self.meter = meter
         self.generation = 0
         self._idle: list[Worker] = []
         self._busy = 0
@@ -168,7 +181,7 @@ class FunctionPool:
                 return self._idle.pop()
             generation = self.generation
         try:
-            return Worker(self.spec, self.env, generation, self.log, self.worker_args)
+            return Worker(self.spec, self.env, generation, self.log, self.worker_args, self.meter)
         except BaseException:
             with self._lock:
                 self._busy -= 1
@@ -183,6 +196,12 @@ class FunctionPool:
             else:
                 worker.kill()
             self._lock.notify()
+
+    @property
+    def busy(self) -> int:
+        """Invocations in flight (or waiting for a worker)."""
+        with self._lock:
+            return self._busy
 
     def reload(self) -> None:
         """New events get fresh workers; busy ones finish what they are doing first."""

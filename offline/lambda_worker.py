@@ -6,7 +6,8 @@ everything the function prints goes to stderr, which the runner turns into its l
 What the runner changes about the process comes as arguments, never as environment variables (the function
 sees only its template's environment): --time-scale divides the DelaySeconds of the messages the function
 sends to SQS, as the runner divides its queues' delays; --trust-ca adds the runner's local certificate to the
-trusted ones, so the HTTPS response URL it gives a custom resource verifies as CloudFormation's would.
+trusted ones, so the HTTPS response URL it gives a custom resource verifies as CloudFormation's would; --count
+tallies the function's MongoDB commands and AWS calls (offline.counting) and adds them to each reply as "counts".
 """
 from __future__ import annotations
 
@@ -96,6 +97,7 @@ def main() -> None:
         parser.add_argument(name)
     parser.add_argument("--time-scale", type=float, default=1.0)
     parser.add_argument("--trust-ca")
+    parser.add_argument("--count", action="store_true")
     args = parser.parse_args()
     function_name, code_uri, handler_path, memory_mb = args.function_name, args.code_uri, args.handler_path, \
         args.memory_mb
@@ -103,6 +105,13 @@ def main() -> None:
         scale_sqs_delays(args.time_scale)
     if args.trust_ca:
         trust_certificate(args.trust_ca)
+    tally = None
+    if args.count:
+        # Before the handler's import, so that every client it makes is counted.
+        from offline.counting import Tally, count_this_process
+
+        tally = Tally()
+        count_this_process(tally)
     # Ctrl-C reaches the whole process group; the runner stops its workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     replies = os.fdopen(os.dup(1), "w", buffering=1)
@@ -126,6 +135,8 @@ def main() -> None:
                 reply = {"ok": True, "result": handler(request["event"], context)}
             except BaseException as exc:  # noqa: BLE001 - a handler's failure is the invocation's result
                 reply = {"ok": False, "error": _error(exc)}
+        if tally is not None:
+            reply["counts"] = tally.take()
         replies.write(json.dumps(reply, default=str) + "\n")
 
 

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import boto3
 
 from offline.cloudformation import RESPONSE_PREFIX, CustomResourceFailed, LocalCertificate, Responses, create_request
+from offline.counting import Counts, count_aws_calls
 from offline.event_source import SqsPoller
 from offline.faults import Faults
 from offline.gateway import FUNCTION_URL_PREFIX, FUNCTION_URL_ROUTE, Target, json_reply, make_server
@@ -82,19 +83,21 @@ class OfflineRunner:
     retry_delay_seconds: None (faithful) leaves a failed batch to its queue's VisibilityTimeout; a number makes
     it visible again after that many seconds instead. time_scale > 1 runs local time faster: schedules, and the
     DelaySeconds the functions send, are divided by it (queues are scaled where they are made:
-    services.create_queues). faults: what fault mode injects (offline.faults.Faults), none by default.
+    services.create_queues). faults: what fault mode injects (offline.faults.Faults), none by default. count: tally
+    what the functions and the runner do that AWS and Atlas bill (offline.counting), for counts(); off by default.
     """
 
     def __init__(self, template: Template, queues: dict[str, LocalQueue], env: dict[str, str], *,
                  host: str = "127.0.0.1", port: int = 4000, retry_delay_seconds: int | None = None,
                  max_consumers: int = 2, max_workers: int = 4, reload: bool = True, out=None,
-                 time_scale: float = 1.0, faults: Faults | None = None):
+                 time_scale: float = 1.0, faults: Faults | None = None, count: bool = False):
         if not (isinstance(time_scale, (int, float)) and math.isfinite(time_scale) and time_scale > 0):
             raise ValueError(f"time_scale must be a number above 0, not {time_scale!r}")
         self.template = template
         self.queues = queues
         self.time_scale = float(time_scale)
         self.faults = faults or Faults()
+        self.counting = Counts({name: spec.memory for name, spec in template.functions.items()}) if count else None
         self.stop_event = threading.Event()
         self.log = LogStream(list(template.functions) + ["schedule", "faults"], out)
         self.responses = Responses()
@@ -106,7 +109,8 @@ class OfflineRunner:
         pythonpath = os.pathsep.join([*map(str, template.layers), str(Path(__file__).resolve().parent.parent)])
         self.pools = {
             name: FunctionPool(spec, function_environment(spec, env, pythonpath), self.log, max_workers,
-                               self._worker_args(name in resource_functions))
+                               self._worker_args(name in resource_functions),
+                               self.counting.invocation if self.counting else None)
             for name, spec in template.functions.items()
         }
         receipt_pool = self.pools.get(RECEIPT_FUNCTION)
@@ -121,6 +125,8 @@ class OfflineRunner:
         self.threads: list[threading.Thread] = []
         self._started: list[threading.Thread] = []
         sqs = boto3.client("sqs", endpoint_url=env.get("SQS_ENDPOINT_URL"), region_name="us-east-1")
+        if self.counting:
+            count_aws_calls(sqs.meta.events, self.counting.add)  # the event source mappings' polls are billed too
         for name, spec in template.functions.items():
             for source in spec.sqs_sources:
                 for _ in range(min(source.max_concurrency or max_consumers, max_consumers)):
@@ -147,6 +153,8 @@ class OfflineRunner:
         args: tuple[str, ...] = ("--time-scale", repr(self.time_scale)) if self.time_scale != 1 else ()
         if serves_custom_resource and self.certificate:
             args += ("--trust-ca", str(self.certificate.cafile))
+        if self.counting:
+            args += ("--count",)
         return args
 
     def dispatch(self, method: str, path: str) -> Target | None:
@@ -161,7 +169,20 @@ class OfflineRunner:
         return self.pools[function].invoke(event, **options)
 
     def handle(self, target: Target, event: dict[str, Any]) -> dict[str, Any]:
+        if self.counting:
+            self.counting.add("http.function_url" if target.route is FUNCTION_URL_ROUTE else "http.api",
+                              function=target.function)
         return self.http_faults.handle(target, event)
+
+    def counts(self) -> dict[str, Any]:
+        """What was counted since start (offline.counting): take one before and one after, and their difference."""
+        if self.counting is None:
+            raise RuntimeError("this runner does not count: start it with count=True")
+        return self.counting.snapshot()
+
+    def in_flight(self) -> int:
+        """Invocations under way now, of every function."""
+        return sum(pool.busy for pool in self.pools.values())
 
     def internal(self, method: str, path: str, body: bytes) -> dict[str, Any] | None:
         """The runner's own routes: fault counts, and custom resources' responses."""
