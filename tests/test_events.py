@@ -3,6 +3,7 @@ local stack. Together the consumer events carry one customer through a whole cam
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -47,10 +48,11 @@ def queues_sent_to(env, queues):
         assert queue in sqs_policy_queues(function), f"{function} sent to {queue}, which its policies do not allow"
 
 
-def _invoke(group: str, event: dict) -> dict:
+def _invoke(group: str, event: dict, seconds_left: float = 2e9) -> dict:
     _invoking.append(FUNCTIONS[group])
     try:
-        return load_function(group).handler(event, LambdaContext(group, 512, "sample", 2e9))
+        return load_function(group).handler(event, LambdaContext(group, 512, "sample", min(2e9, time.time()
+                                                                                          + seconds_left)))
     finally:
         _invoking.pop()
 
@@ -136,7 +138,8 @@ def test_consumer_events_carry_a_customer_through_a_campaign(env, db, stack, mon
     stored = db.campaigns.find_one({"_id": SAMPLE_CAMPAIGN_ID})
     assert stored["status"] == "COMPLETED" and stored["stats"] == stats(audience=1, sent=1)
     assert _invoke("reconciler", _event("reconciler"))["completed"] == 0, "nothing is left to settle"
-    assert _invoke("roll_up", _event("roll_up"))["tallies"] == 0, "nothing is left to count"
+    # Its last pass starts a few seconds before its timeout: a pass or two here.
+    assert _invoke("roll_up", _event("roll_up"), seconds_left=10)["tallies"] == 0, "nothing is left to count"
     assert queues_sent_to == {("CampaignFanoutFunction", "CampaignSendQueue")}
 
 

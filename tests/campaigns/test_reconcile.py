@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from bson import ObjectId
 
 from crm.messages import unpack
@@ -155,3 +156,48 @@ def test_overlapping_runs_settle_each_due_log_once(api, db, consumers, segment_i
     _run(db, later, vendor_status=status)
     assert asked_by_the_other == [] and len(asked) == len(set(asked)) == 120
     assert db.communication_logs.count_documents({"status": "SENT"}) == 120
+
+
+class _PausedChannel:
+    """An account that cannot send now (SendingPaused): every call waits, none is an attempt."""
+    repeats_safely = True
+    longest_call_seconds = 5
+    checked_every = 100
+
+    def send(self, messages, deadline=None, handing_over=None):
+        from crm.channels import ChannelUnavailable
+
+        raise ChannelUnavailable("SES cannot send now (SendingPausedException)", waiting=True)
+
+
+class _Died(BaseException):
+    pass
+
+
+def test_a_log_that_only_waited_is_never_failed_when_one_sender_then_dies(api, db, consumers, segment_id):
+    """Review finding: every claim counted toward MAX_CLAIMS, waits included, so ten waits and one sender's death
+    failed a log send_failed that the channel was never asked to send."""
+    import time as clock
+
+    from crm.services import sending
+
+    _campaign(api, consumers, segment_id)
+    records = unpack(consumers.messages(SEND)[0]["Body"])[1]
+    policy = sending.SendPolicy(send=timedelta(hours=1), receipt=timedelta(minutes=15), max_attempts=3)
+    for _ in range(MAX_CLAIMS):  # paused for ten minutes: each minute the message comes back and waits again
+        queued: list = []
+        sending.send_records(db, _PausedChannel(), records, policy, lambda sends, _delay: queued.extend(sends))
+        records = queued
+
+    class Dying(_PausedChannel):
+        def send(self, *args, **kwargs):
+            raise _Died
+
+    with pytest.raises(_Died):
+        sending.send_records(db, Dying(), records, policy, lambda *_: None)
+    db.communication_logs.update_many({"claimed_until": {"$exists": True}},
+                                      {"$set": {"claimed_until": utcnow() - timedelta(seconds=1)}})
+    settled = reconcile(db, utcnow() + LATER, LIMITS, lambda _: None, [].extend, [].append,
+                        deadline=clock.time() + 30, sends_on_their_way=lambda: True)
+    assert settled.send_failed == 0
+    assert db.communication_logs.count_documents({"status": "FAILED"}) == 0

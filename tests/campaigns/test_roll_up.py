@@ -72,4 +72,4 @@ def test_one_scheduled_roll_up_runs_at_a_time(api, db, env, consumers, segment_i
     assert _roll_up_function()["passes"] == 0 and time.time() - started < 1, "the lease is held: back at once"
     first.join()
     assert results[0]["passes"] >= 1
-    assert _roll_up_function(seconds_left=11)["passes"] == 1, "the lease was given back"
+    assert _roll_up_function(seconds_left=11)["passes"] >= 1, "the lease was given back"

@@ -46,3 +46,17 @@ def test_a_turn_past_the_callers_limit_is_not_waited_for(db):
     assert limiter.wait()
     started = time.time()
     assert limiter.wait(until=time.time() + 0.2) is False and time.time() - started < 0.1
+
+
+def test_a_sender_that_cannot_take_a_turn_sends_nothing_rather_than_invent_one(db, monkeypatch):
+    """Review finding: after losing every compare-and-set, a sender made up a turn the document did not record,
+    which another sender could be using: the account's rate could be passed."""
+    from crm.channels import rate
+
+    limiter = SharedRateLimiter(db.channel_rates, "ses", RATE)
+    monkeypatch.setattr(rate, "RESERVE_TRIES", 2)
+    # Every compare-and-set lost to another sender.
+    monkeypatch.setattr(limiter.turns, "update_one", lambda *a, **k: type("Lost", (), {"modified_count": 0})(),
+                        raising=False)
+    db.channel_rates.insert_one({"_id": "ses", "next_at": 0.0})
+    assert limiter.wait() is False

@@ -87,7 +87,8 @@ IN_QUEUE = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisibl
 
 
 def holds_messages(queue_url: str, settings: Settings | None = None) -> bool:
-    """Whether the queue holds any message: waiting, in flight or delayed (SQS's counts are approximate and about a
-    minute late, so an empty answer is taken as idle only when nothing went in for a while)."""
+    """Whether the queue holds any message: waiting, in flight or delayed. SQS's counts are approximate and may lag
+    about a minute: an idle answer can be wrong, and what the reconciler then queues again is only sent once (the
+    claims and the vendor's idempotency key keep it so)."""
     attributes = get_sqs(settings).get_queue_attributes(QueueUrl=queue_url, AttributeNames=list(IN_QUEUE))
     return any(int(attributes.get("Attributes", {}).get(name, 0)) for name in IN_QUEUE)

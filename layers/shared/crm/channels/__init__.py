@@ -43,6 +43,9 @@ class Deferred:
 HandingOver = Callable[[str], bool]
 # Seconds one send call may take, waits for the rate included: a send message carries what one call can send.
 CALL_BUDGET_SECONDS = 30
+# SES: an attempt starts only if a connection and SES's answer still fit in the call (seconds for each).
+SES_CONNECT_SECONDS = 3
+SES_MAX_READ_SECONDS = 10
 
 
 class ChannelUnavailable(Exception):
@@ -87,7 +90,10 @@ def sends_per_message(settings: Settings) -> int:
     """What one send call can send at the channel's rate within its budget: a send message carries no more, so that
     nothing it carries waits for a call that cannot reach it."""
     rate = per_second(settings)
-    return BATCH if rate <= 0 else max(1, min(BATCH, int(rate * CALL_BUDGET_SECONDS)))
+    sending_seconds = CALL_BUDGET_SECONDS
+    if settings.channel == "ses":  # the last attempt must leave room for its connection and SES's answer
+        sending_seconds -= SES_CONNECT_SECONDS + min(settings.vendor_timeout_seconds, SES_MAX_READ_SECONDS)
+    return BATCH if rate <= 0 else max(1, min(BATCH, int(rate * sending_seconds)))
 
 
 _channels: dict[tuple[Any, ...], Channel] = {}

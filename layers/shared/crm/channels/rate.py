@@ -1,6 +1,7 @@
 """Sending rates: one container's own (the mock vendor's), and a channel's account rate shared by every sender."""
 from __future__ import annotations
 
+import random
 import threading
 import time
 
@@ -56,6 +57,8 @@ class SharedRateLimiter:
             self.mine = [t for t in self.mine if t >= now - self.interval]
             if len(self.mine) < messages:
                 self.mine += self._take(max(self.chunk, messages - len(self.mine)))
+            if len(self.mine) < messages:
+                return False  # no turn could be taken: the message is not sent now, and comes back
             turn = self.mine[messages - 1]
             del self.mine[:messages]
         if until is not None and turn > until:
@@ -66,7 +69,9 @@ class SharedRateLimiter:
 
     def _take(self, count: int) -> list[float]:
         """The next `count` turns of the shared rate, taken with a compare-and-set on its document."""
-        for _ in range(RESERVE_TRIES):
+        for attempt in range(RESERVE_TRIES):
+            if attempt:
+                time.sleep(random.uniform(0, self.interval))  # noqa: S311 - jitter between contending senders
             now = time.time()
             current = self.turns.find_one({"_id": self.key}, {"next_at": 1})
             start = max(now, current["next_at"]) if current else now
@@ -80,5 +85,4 @@ class SharedRateLimiter:
             except DuplicateKeyError:
                 continue
             return [start + i * self.interval for i in range(count)]
-        # Contended past reason: this sender waits a turn's length and tries again on its next message.
-        return [time.time() + self.interval * count]
+        return []  # contended past reason: no turn is invented (it could be another sender's)

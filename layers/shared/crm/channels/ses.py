@@ -20,10 +20,13 @@ from botocore.exceptions import (
     EndpointConnectionError,
     HTTPClientError,
 )
+from botocore.parsers import ResponseParserError
 
 from crm.channels import (
     BATCH,
     CALL_BUDGET_SECONDS,
+    SES_CONNECT_SECONDS,
+    SES_MAX_READ_SECONDS,
     UNCONFIRMED,
     Accepted,
     ChannelUnavailable,
@@ -40,8 +43,8 @@ ATTEMPTS = 4
 BACKOFF_SECONDS = 0.5
 # SES answers a send in well under a second; a longer wait for one (VENDOR_TIMEOUT_SECONDS is the mock vendor's,
 # whose call carries a hundred messages) would leave no room in the call's budget for a single attempt.
-MAX_READ_SECONDS = 10
-CONNECT_SECONDS = 3
+MAX_READ_SECONDS = SES_MAX_READ_SECONDS
+CONNECT_SECONDS = SES_CONNECT_SECONDS
 THROTTLED = {"TooManyRequestsException", "Throttling", "ThrottlingException"}
 # The account cannot send now (daily quota, sending paused, identity not ready): the messages wait, not fail.
 CANNOT_SEND_NOW = {"LimitExceededException", "SendingPausedException", "AccountSuspendedException",
@@ -53,8 +56,9 @@ SMTP_POLICY = policy.SMTP.clone(max_line_length=998)
 NOT_PROCESSED_STATUSES = {502, 503, 504}
 # Errors raised before a request left this container: sending again is safe.
 NOT_SENT_ERRORS = (ConnectTimeoutError, EndpointConnectionError)
-# Errors after a request left, with no answer (a read timeout, a connection closed mid-reply): it may have been sent.
-UNANSWERED_ERRORS = (HTTPClientError,)
+# Errors after a request left, with no answer (a read timeout, a connection closed mid-reply) or one that could not be
+# read: it may have been sent.
+UNANSWERED_ERRORS = (HTTPClientError, ResponseParserError)
 # A message the sender no longer holds: left out of the answer, not sent.
 NOT_HANDED_OVER = object()
 

@@ -1,8 +1,8 @@
 """The scheduled roll-up: each campaign's counters catch up with the tallies its logs hold, every ROLL_UP_SECONDS
-for the rest of its invocation while a campaign is sending (EventBridge schedules a minute at the finest), once
-when none is. One runs at a time (a lease on the database): a tick that finds one running returns at once. With
-the consumers' own roll-ups (at most one a campaign per ROLL_UP_SECONDS), a counter matches its logs within about
-two of those periods, however the outcomes came."""
+for the rest of its invocation while a campaign is sending or completed lately (EventBridge schedules a minute at
+the finest), once when none is. One runs at a time (a lease on the database): a tick that finds one running
+returns at once. With the consumers' own roll-ups (at most one a campaign per ROLL_UP_SECONDS), a counter matches
+its logs within about two of those periods, however the outcomes came."""
 from __future__ import annotations
 
 import secrets
@@ -17,13 +17,16 @@ from pymongo.errors import DuplicateKeyError
 from crm.config import get_settings
 from crm.consumers import DB_MARGIN_SECONDS
 from crm.db import CAMPAIGNS, LEASES, get_db, time_budget
-from crm.models.campaigns import SENDING
+from crm.models.campaigns import COMPLETED, SENDING
 from crm.models.common import utcnow
 from crm.observability import logger
 from crm.services.delivery import pending_campaigns, roll_up
 
-# A pass that would start this close to the invocation's end is left to the next invocation.
-STOP_BEFORE_TIMEOUT_SECONDS = 10
+# A pass that would start this close to the end of the invocation's database time is left to the next invocation
+# (scheduled a minute after this one started, as the function's timeout is): the gap between the two stays short.
+LAST_PASS_SECONDS = 2
+# Opens, clicks and complaints keep coming after a campaign completes: it is rolled up as often for this long.
+AFTER_COMPLETION = timedelta(minutes=30)
 LEASE = "roll_up"
 
 
@@ -31,9 +34,10 @@ LEASE = "roll_up"
 def roll_up_handler(event: dict[str, Any], context: Any) -> dict[str, int]:
     settings, db = get_settings(), get_db()
     remaining = context.get_remaining_time_in_millis() / 1000 if context is not None else 0
-    stop_at = time.time() + remaining - STOP_BEFORE_TIMEOUT_SECONDS
+    database_seconds = time_budget(remaining, DB_MARGIN_SECONDS)
+    stop_at = time.time() + database_seconds - LAST_PASS_SECONDS
     passes = counted = 0
-    with pymongo.timeout(time_budget(remaining, DB_MARGIN_SECONDS)):
+    with pymongo.timeout(database_seconds):
         holder = secrets.token_hex(8)
         if not _take_lease(db, holder, remaining):
             return {"passes": 0, "tallies": 0}
@@ -43,13 +47,19 @@ def roll_up_handler(event: dict[str, Any], context: Any) -> dict[str, int]:
                 counted += sum(roll_up(db, campaign_id) for campaign_id in pending_campaigns(db))
                 passes += 1
                 next_at = started + max(settings.roll_up_seconds, 1.0)
-                if next_at >= stop_at or not db[CAMPAIGNS].find_one({"status": SENDING}, {"_id": 1}):
+                if next_at >= stop_at or not _active(db):
                     break
                 time.sleep(max(0.0, next_at - time.time()))
         finally:
             db[LEASES].delete_one({"_id": LEASE, "holder": holder})
     logger.info("rolled up", extra={"passes": passes, "tallies": counted})
     return {"passes": passes, "tallies": counted}
+
+
+def _active(db: Database) -> bool:
+    """A campaign is sending, or completed lately (its events still come)."""
+    return bool(db[CAMPAIGNS].find_one({"status": SENDING}, {"_id": 1}) or db[CAMPAIGNS].find_one(
+        {"status": COMPLETED, "completed_at": {"$gte": utcnow() - AFTER_COMPLETION}}, {"_id": 1}))
 
 
 def _take_lease(db: Database, holder: str, seconds: float) -> bool:

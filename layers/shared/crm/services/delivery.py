@@ -21,8 +21,8 @@ from typing import Any, Iterable
 from bson import ObjectId
 from pymongo import ReturnDocument, UpdateOne
 from pymongo.client_session import ClientSession
-from pymongo.cursor import Cursor
 from pymongo.database import Database
+from pymongo.errors import OperationFailure
 
 from crm.db import CAMPAIGNS, LOGS
 from crm.models.campaigns import COMPLETED, QUEUED
@@ -33,6 +33,8 @@ FINAL_COUNTERS = ("sent", "failed", "skipped")
 # Logs one roll-up transaction clears: a few bulk statements, whatever the campaign's size.
 ROLL_UP_LOGS = 2000
 PENDING_INDEX = "tally_pending"
+# How servers refuse a hint naming an index that does not exist.
+BAD_HINT = "hint"
 
 
 @dataclass(frozen=True)
@@ -95,10 +97,20 @@ def pending_campaigns(db: Database) -> list[ObjectId]:
     return list({log["campaign_id"] for log in _pending(db, {}, {"campaign_id": 1})})
 
 
-def _pending(db: Database, query: dict, fields: dict, session: ClientSession | None = None) -> Cursor:
+def _pending(db: Database, query: dict, fields: dict, limit: int = 0,
+             session: ClientSession | None = None) -> list[dict]:
     """Logs with a tally, read through the sparse index that holds only those (named: not every planner takes a
-    sparse index for $exists on its own)."""
-    return db[LOGS].find({"tally": {"$exists": True}, **query}, fields, session=session).hint(PENDING_INDEX)
+    sparse index for $exists on its own). Without it (new code running before the deploy's migration made it),
+    read without the hint."""
+    def read(hint: str | None) -> list[dict]:
+        cursor = db[LOGS].find({"tally": {"$exists": True}, **query}, fields, session=session).limit(limit)
+        return list(cursor.hint(hint) if hint else cursor)
+    try:
+        return read(PENDING_INDEX)
+    except OperationFailure as exc:
+        if BAD_HINT not in str(exc):
+            raise
+        return read(None)
 
 
 def roll_up(db: Database, campaign_id: ObjectId) -> int:
@@ -106,7 +118,7 @@ def roll_up(db: Database, campaign_id: ObjectId) -> int:
     QUEUED. How many tallies it counted."""
     counted = 0
     # Read outside a transaction first: a campaign with nothing to count is not written.
-    while next(_pending(db, {"campaign_id": campaign_id}, {"_id": 1}).limit(1), None):
+    while _pending(db, {"campaign_id": campaign_id}, {"_id": 1}, limit=1):
         with db.client.start_session() as session:
             moved = session.with_transaction(lambda s: _roll_up_in(db, s, campaign_id))
         counted += moved
@@ -116,7 +128,7 @@ def roll_up(db: Database, campaign_id: ObjectId) -> int:
 
 
 def _roll_up_in(db: Database, session: ClientSession, campaign_id: ObjectId) -> int:
-    logs = list(_pending(db, {"campaign_id": campaign_id}, {"tally": 1}, session).limit(ROLL_UP_LOGS))
+    logs = _pending(db, {"campaign_id": campaign_id}, {"tally": 1}, ROLL_UP_LOGS, session)
     counts: Counter[str] = Counter(t for log in logs for t in log["tally"])
     if not counts:
         return 0

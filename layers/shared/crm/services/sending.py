@@ -246,8 +246,9 @@ def _give_back(db: Database, sends: list[SendRecordIn], token: str, policy: Send
     db[LOGS].update_many(
         {"_id": {"$in": [ObjectId(s.log_id) for s in sends]}, "claim": token, "status": QUEUED,
          "vendor_message_id": None},
-        {"$unset": {"claimed_until": ""}, "$set": {"due_at": utcnow() + policy.send
-                                                   + timedelta(seconds=delay_seconds)}})
+        # The claim ended with this sender alive: it does not count toward MAX_CLAIMS (senders that died).
+        {"$unset": {"claimed_until": ""}, "$inc": {"claims": -1},
+         "$set": {"due_at": utcnow() + policy.send + timedelta(seconds=delay_seconds)}})
     later.add(sends, delay_seconds)
 
 
@@ -275,8 +276,9 @@ def _unmark(db: Database, log_ids: set[str], token: str, policy: SendPolicy) -> 
 
 def _claim(db: Database, log_ids: list[ObjectId], deadline: float | None, call: timedelta) -> tuple[str, set[str]]:
     """Only QUEUED, not yet sent logs that no live sender holds are claimed; returns the claim and the claimed ids.
-    A claim is no attempt (the channel was not asked yet); `claims` counts them, so that the reconciler gives up
-    on a log whose senders keep dying before they can say what became of it."""
+    A claim is no attempt (the channel was not asked yet); `claims` counts the claims not given back (a give-back
+    takes its count off again), so that the reconciler gives up on a log whose senders keep dying before they can
+    say what became of it."""
     now, token = utcnow(), secrets.token_hex(8)
     # Sized to the call, so that a copy of the message delivered meanwhile finds the claim lapsed soon after a
     # sender died; never past the invocation's own end.
