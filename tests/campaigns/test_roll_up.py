@@ -73,3 +73,17 @@ def test_one_scheduled_roll_up_runs_at_a_time(api, db, env, consumers, segment_i
     first.join()
     assert results[0]["passes"] >= 1
     assert _roll_up_function(seconds_left=11)["passes"] >= 1, "the lease was given back"
+
+
+def test_before_the_migration_made_the_tally_index_the_roll_up_still_counts(api, db, env, consumers, segment_id,
+                                                                          vendor):
+    """Review finding: new code running before the deploy's migration named an index that did not exist yet."""
+    from crm.services import delivery, receipts
+
+    campaign, logs = _sent_logs(api, db, consumers, segment_id, vendor)
+    db.communication_logs.drop_index(delivery.PENDING_INDEX)
+    try:
+        receipts.apply(db, [_receipt(log, "SENT") for log in logs], roll_up_every=0)
+        assert db.campaigns.find_one({"_id": ObjectId(campaign["id"])})["stats"] == stats(audience=120, sent=120)
+    finally:
+        delivery._hint_refused_at = None

@@ -13,6 +13,7 @@ Who writes what (v3):
 """
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,6 +36,9 @@ ROLL_UP_LOGS = 2000
 PENDING_INDEX = "tally_pending"
 # How servers refuse a hint naming an index that does not exist.
 BAD_HINT = "hint"
+# When this container's server last refused the hint (None: it takes it), and when to try it again.
+_hint_refused_at: float | None = None
+HINT_RETRY = 60.0
 
 
 @dataclass(frozen=True)
@@ -101,16 +105,24 @@ def _pending(db: Database, query: dict, fields: dict, limit: int = 0,
              session: ClientSession | None = None) -> list[dict]:
     """Logs with a tally, read through the sparse index that holds only those (named: not every planner takes a
     sparse index for $exists on its own). Without it (new code running before the deploy's migration made it),
-    read without the hint."""
+    read without the hint, and the hint tried again a minute later. That is found out outside a transaction
+    (roll_up reads there first), where a refused command aborts nothing."""
+    global _hint_refused_at
+
     def read(hint: str | None) -> list[dict]:
         cursor = db[LOGS].find({"tally": {"$exists": True}, **query}, fields, session=session).limit(limit)
         return list(cursor.hint(hint) if hint else cursor)
-    try:
-        return read(PENDING_INDEX)
-    except OperationFailure as exc:
-        if BAD_HINT not in str(exc):
-            raise
+    if _hint_refused_at is not None and (session is not None or time.monotonic() - _hint_refused_at < HINT_RETRY):
         return read(None)
+    try:
+        found = read(PENDING_INDEX)
+    except OperationFailure as exc:
+        if session is not None or BAD_HINT not in str(exc):
+            raise
+        _hint_refused_at = time.monotonic()
+        return read(None)
+    _hint_refused_at = None
+    return found
 
 
 def roll_up(db: Database, campaign_id: ObjectId) -> int:
