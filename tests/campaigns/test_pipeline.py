@@ -285,12 +285,12 @@ def test_receipts_are_applied_as_one_bulk_write_and_one_campaign_write_a_batch(a
     writes = Writes()
     monitoring.register(writes)
     try:
-        from crm.db import get_client
-        get_client.__globals__["_clients"].clear()  # a client made now carries the listener
+        from crm import db as database
+        database._clients.clear()  # a client made now carries the listener
         assert consumers.deliver(APPLY, bodies) == {"batchItemFailures": []}
     finally:
         monitoring._LISTENERS.command_listeners.remove(writes)
-        get_client.__globals__["_clients"].clear()
+        database._clients.clear()
     assert db.campaigns.find_one({"_id": ObjectId(campaign["id"])})["stats"]["sent"] == 120
     campaign_writes = [w for w in writes.seen if w[1] == "campaigns"]
     assert len(campaign_writes) <= 2, campaign_writes  # the roll-up, and the completion

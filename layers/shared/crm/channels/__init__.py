@@ -86,13 +86,19 @@ def per_second(settings: Settings) -> float:
     return settings.vendor_max_per_second
 
 
+def ses_answer_seconds(settings: Settings) -> float:
+    """How long an SES send waits for SES's answer: SES answers in well under a second, and a longer wait (the mock
+    vendor's VENDOR_TIMEOUT_SECONDS, whose call carries a hundred messages) would leave no room for an attempt."""
+    return min(settings.vendor_timeout_seconds, SES_MAX_READ_SECONDS)
+
+
 def sends_per_message(settings: Settings) -> int:
     """What one send call can send at the channel's rate within its budget: a send message carries no more, so that
     nothing it carries waits for a call that cannot reach it."""
     rate = per_second(settings)
     sending_seconds = CALL_BUDGET_SECONDS
     if settings.channel == "ses":  # the last attempt must leave room for its connection and SES's answer
-        sending_seconds -= SES_CONNECT_SECONDS + min(settings.vendor_timeout_seconds, SES_MAX_READ_SECONDS)
+        sending_seconds -= SES_CONNECT_SECONDS + ses_answer_seconds(settings)
     return BATCH if rate <= 0 else max(1, min(BATCH, int(rate * sending_seconds)))
 
 

@@ -26,7 +26,6 @@ from crm.channels import (
     BATCH,
     CALL_BUDGET_SECONDS,
     SES_CONNECT_SECONDS,
-    SES_MAX_READ_SECONDS,
     UNCONFIRMED,
     Accepted,
     ChannelUnavailable,
@@ -34,6 +33,7 @@ from crm.channels import (
     HandingOver,
     Rejected,
     per_second,
+    ses_answer_seconds,
 )
 from crm.channels.rate import RateLimiter, SharedRateLimiter
 from crm.config import Settings
@@ -41,10 +41,6 @@ from crm.db import CHANNEL_RATES, get_db
 
 ATTEMPTS = 4
 BACKOFF_SECONDS = 0.5
-# SES answers a send in well under a second; a longer wait for one (VENDOR_TIMEOUT_SECONDS is the mock vendor's,
-# whose call carries a hundred messages) would leave no room in the call's budget for a single attempt.
-MAX_READ_SECONDS = SES_MAX_READ_SECONDS
-CONNECT_SECONDS = SES_CONNECT_SECONDS
 THROTTLED = {"TooManyRequestsException", "Throttling", "ThrottlingException"}
 # The account cannot send now (daily quota, sending paused, identity not ready): the messages wait, not fail.
 CANNOT_SEND_NOW = {"LimitExceededException", "SendingPausedException", "AccountSuspendedException",
@@ -65,11 +61,11 @@ NOT_HANDED_OVER = object()
 
 class SesChannel:
     def __init__(self, settings: Settings, client: Any = None, limiter: RateLimiter | SharedRateLimiter | None = None):
-        self.timeout = min(settings.vendor_timeout_seconds, MAX_READ_SECONDS)
+        self.timeout = ses_answer_seconds(settings)
         self.client = client or boto3.client(
             "sesv2", region_name=settings.aws_region, endpoint_url=settings.ses_endpoint_url,
             # Retries are ours: a throttled message waits for the rate, a timed-out one is never sent twice.
-            config=Config(connect_timeout=CONNECT_SECONDS, read_timeout=self.timeout,
+            config=Config(connect_timeout=SES_CONNECT_SECONDS, read_timeout=self.timeout,
                           retries={"total_max_attempts": 1}))
         self.sender = settings.ses_from_address
         self.configuration_set = settings.ses_configuration_set
@@ -123,7 +119,7 @@ class SesChannel:
             if attempt:
                 time.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1) * (1 + random.random()))  # noqa: S311 - jitter
             # The longest this attempt can take: its wait for the rate, a connection, and SES's answer.
-            if not self.limiter.wait(until=stop_at - CONNECT_SECONDS - self.timeout):
+            if not self.limiter.wait(until=stop_at - SES_CONNECT_SECONDS - self.timeout):
                 return None
             if handing_over is not None and not handing_over(message["log_id"]):
                 return NOT_HANDED_OVER

@@ -20,7 +20,7 @@ from crm.db import CAMPAIGNS, LEASES, get_db, time_budget
 from crm.models.campaigns import COMPLETED, SENDING
 from crm.models.common import utcnow
 from crm.observability import logger
-from crm.services.delivery import pending_campaigns, roll_up
+from crm.services.delivery import roll_up_pending
 
 # A pass that would start this close to the end of the invocation's database time is left to the next invocation
 # (scheduled a minute after this one started, as the function's timeout is): the gap between the two stays short.
@@ -44,7 +44,7 @@ def roll_up_handler(event: dict[str, Any], context: Any) -> dict[str, int]:
         try:
             while True:
                 started = time.time()
-                counted += sum(roll_up(db, campaign_id) for campaign_id in pending_campaigns(db))
+                counted += roll_up_pending(db)
                 passes += 1
                 next_at = started + max(settings.roll_up_seconds, 1.0)
                 if next_at >= stop_at or not _active(db):

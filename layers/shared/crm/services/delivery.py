@@ -96,9 +96,11 @@ def roll_up_due(db: Database, log_ids: list[ObjectId], every: float) -> None:
         roll_up(db, campaign_id)
 
 
-def pending_campaigns(db: Database) -> list[ObjectId]:
-    """Campaigns with tallies not yet counted (read on the sparse tally index: only logs waiting for a roll-up)."""
-    return list({log["campaign_id"] for log in _pending(db, {}, {"campaign_id": 1})})
+def roll_up_pending(db: Database) -> int:
+    """Rolls up every campaign with tallies not yet counted (found on the sparse tally index: only logs waiting for
+    a roll-up); how many tallies it counted."""
+    return sum(roll_up(db, campaign_id)
+               for campaign_id in {log["campaign_id"] for log in _pending(db, {}, {"campaign_id": 1})})
 
 
 def _pending(db: Database, query: dict, fields: dict, limit: int = 0,

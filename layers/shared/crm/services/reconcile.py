@@ -27,7 +27,7 @@ from crm.consent.suppressions import ERASED
 from crm.db import CAMPAIGNS, LOGS
 from crm.models.campaigns import FAILED, QUEUED, SENDING, SKIPPED
 from crm.models.common import utcnow
-from crm.services.delivery import Outcome, complete_in, pending_campaigns, record_outcomes, roll_up
+from crm.services.delivery import Outcome, complete_in, record_outcomes, roll_up_pending
 from crm.services.sending import send_record
 
 PAGE = 500
@@ -74,13 +74,11 @@ def reconcile(db: Database, now: datetime, limits: Limits, vendor_status: Callab
     settled.erasures_finished = erasure.finish_pending(db, deadline)
     for campaign in db[CAMPAIGNS].find({"status": SENDING, "fanout.done": True, "stats.queued": 0}, {"_id": 1}):
         settled.completed += complete_in(db, campaign["_id"])
-    for campaign_id in pending_campaigns(db):
-        roll_up(db, campaign_id)  # tallies a consumer left when it died before its roll-up
-    queue_idle = not sends_on_their_way()
+    roll_up_pending(db)  # tallies a consumer left when it died before its roll-up
     while time.time() < deadline:
         due = _take_due(db, now)
         _send_again(db, [log for log in due if not log.get("vendor_message_id")], now, limits, queue_sends,
-                    queue_idle, settled)
+                    sends_on_their_way, settled)
         _settle_unanswered(db, [log for log in due if log.get("vendor_message_id")], now, limits, vendor_status,
                            deadline, settled)
         if len(due) < PAGE:
@@ -133,7 +131,8 @@ def _settle_unanswered(db: Database, logs: list[dict[str, Any]], now: datetime, 
 
 
 def _send_again(db: Database, logs: list[dict[str, Any]], now: datetime, limits: Limits,
-                queue_sends: Callable[[list[dict[str, Any]]], None], queue_idle: bool, settled: Settled) -> None:
+                queue_sends: Callable[[list[dict[str, Any]]], None], sends_on_their_way: Callable[[], bool],
+                settled: Settled) -> None:
     """Never sent: FAILED once the channel or its senders failed it often enough, else queued again if no send
     message is on its way (otherwise looked at again after the lease); an erased person's is SKIPPED (there is no one
     to send it to)."""
@@ -149,7 +148,7 @@ def _send_again(db: Database, logs: list[dict[str, Any]], now: datetime, limits:
                                     only_if={"vendor_message_id": None, "claimed_until": {"$not": {"$gte": utcnow()}}})
         settled.send_failed += failed
     retry = [log for log in logs if not _spent(log, limits)]
-    if not retry or not queue_idle:
+    if not retry or sends_on_their_way():
         return
     db[LOGS].update_many({"_id": {"$in": [log["_id"] for log in retry]}, "status": QUEUED,
                           "vendor_message_id": None}, {"$set": {"due_at": now + limits.send_timeout}})
