@@ -249,3 +249,27 @@ def test_a_page_holds_its_campaign_against_counts_committed_while_it_writes(api,
     assert len(made) == len(written) == 1, "the page was recorded at the first attempt, not started over"
     stats = db.campaigns.find_one({"_id": campaign_id})["stats"]
     assert stats["audience"] == written[0] > 0 and stats["delivered"] == 2
+
+
+def test_outcomes_written_together_keep_each_logs_own_values_and_take_dollar_text_as_text(db):
+    """One update moves many logs alike (crm.services.delivery.outcome_writes): each keeps its own vendor id and
+    receipt time; a vendor's reason starting with '$' is stored as text, not read as a field of the log."""
+    from datetime import timedelta
+
+    from crm.models.common import utcnow
+    from crm.services.delivery import Outcome, record_outcomes
+
+    campaign_id = db.campaigns.insert_one({"status": "SENDING", "fanout": {"done": True},
+                                           "stats": {"queued": 150, "failed": 0}}).inserted_id
+    ids = db.communication_logs.insert_many([{"campaign_id": campaign_id, "customer_id": ObjectId(), "status": "QUEUED",
+                                              "vendor_message_id": None} for i in range(150)]).inserted_ids
+    at = utcnow().replace(microsecond=0)
+    outcomes = [Outcome(log_id, "FAILED", f"vm-{i}", at + timedelta(seconds=i), reason="$message")
+                for i, log_id in enumerate(ids)]
+    assert record_outcomes(db, outcomes) == (150, 0)
+    for i, log_id in enumerate(ids):
+        log = db.communication_logs.find_one({"_id": log_id})
+        assert (log["status"], log["vendor_message_id"], log["reason"]) == ("FAILED", f"vm-{i}", "$message")
+        assert log["delivered_at"].replace(tzinfo=None) == (at + timedelta(seconds=i)).replace(tzinfo=None)
+    assert record_outcomes(db, outcomes) == (0, 150)
+    assert db.campaigns.find_one({"_id": campaign_id})["stats"] == {"queued": 0, "failed": 150}

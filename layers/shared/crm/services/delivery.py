@@ -2,9 +2,9 @@
 roll-up per batch, never a write to the campaign per recipient.
 
 Who writes what (v3):
-- a log's transition (QUEUED → SENT | FAILED | SKIPPED, or an event's first mark: delivered, opened, ...) is one
-  update of that log alone, conditioned on where it moves from, that also pushes the counter it moves onto the
-  log's `tally`; a batch of outcomes is one bulk write, no transaction;
+- a log's transition (QUEUED → SENT | FAILED | SKIPPED, or an event's first mark: delivered, opened, ...) is an
+  update conditioned on where the log moves from, that also pushes the counter it moves onto the log's `tally`;
+  logs moving alike share one update (outcome_writes); a batch of outcomes is one bulk write, no transaction;
 - `roll_up` moves a campaign's counters by what its logs' tallies hold and clears those tallies, in one
   transaction that takes the campaign first and then the logs (the fan-out's page transaction takes them in the
   same order), so each tally is counted exactly once: a consumer that dies between its bulk write and its
@@ -14,18 +14,18 @@ Who writes what (v3):
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable
 
 from bson import ObjectId
-from pymongo import ReturnDocument, UpdateOne
+from pymongo import ReturnDocument, UpdateMany, UpdateOne
 from pymongo.client_session import ClientSession
 from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
-from crm.db import CAMPAIGNS, LOGS
+from crm.db import CAMPAIGNS, LOGS, in_chunks, literals, per_document
 from crm.models.campaigns import COMPLETED, QUEUED
 from crm.models.common import utcnow
 
@@ -68,6 +68,32 @@ def outcome_update(outcome: Outcome, only_if: dict | None = None, now: datetime 
                              "$unset": {"claimed_until": "", "due_at": ""}})
 
 
+def outcome_writes(outcomes: Iterable[Outcome], only_if: dict | None = None,
+                   now: datetime | None = None) -> list[UpdateMany]:
+    """outcome_update for many logs at once: one update per run of IN_CHUNK logs moving alike (status, reason, the
+    more to change), each log given its own receipt time and vendor message id."""
+    now = now or utcnow()
+    alike: dict[tuple, list[Outcome]] = defaultdict(list)
+    for outcome in outcomes:
+        named = outcome.vendor_message_id is not None
+        alike[(outcome.status, outcome.reason, named, repr(outcome.also))].append(outcome)
+    writes = []
+    for (status, reason, named, _), group in alike.items():
+        for run in in_chunks(group):
+            ids = [o.log_id for o in run]
+            query: dict[str, Any] = {"_id": {"$in": ids}, "status": QUEUED, **(only_if or {})}
+            changes = {**literals({"status": status, "updated_at": now, "reason": reason, **(run[0].also or {})}),
+                       "delivered_at": per_document(ids, [o.at or now for o in run]),
+                       "tally": {"$concatArrays": [{"$ifNull": ["$tally", []]}, [status.lower()]]}}
+            if named:
+                # A vendor message id is one message's: no log can have another log's.
+                vendor_ids = [o.vendor_message_id for o in run]
+                query["vendor_message_id"] = {"$in": [None, *vendor_ids]}
+                changes["vendor_message_id"] = per_document(ids, vendor_ids)
+            writes.append(UpdateMany(query, [{"$set": changes}, {"$unset": ["claimed_until", "due_at"]}]))
+    return writes
+
+
 def record_outcomes(db: Database, outcomes: Iterable[Outcome], only_if: dict | None = None,
                     roll_up_every: float = 0) -> tuple[int, int]:
     """Applies each outcome to a QUEUED log only (and only to logs matching only_if, when given), then rolls up
@@ -76,8 +102,7 @@ def record_outcomes(db: Database, outcomes: Iterable[Outcome], only_if: dict | N
     latest = {o.log_id: o for o in outcomes}
     if not latest:
         return 0, 0
-    now = utcnow()
-    result = db[LOGS].bulk_write([outcome_update(o, only_if, now) for o in latest.values()], ordered=False)
+    result = db[LOGS].bulk_write(outcome_writes(latest.values(), only_if), ordered=False)
     # Also when nothing moved now: a first delivery of these outcomes that died before its roll-up left tallies.
     roll_up_due(db, list(latest), roll_up_every)
     return result.modified_count, len(latest) - result.modified_count
@@ -87,7 +112,8 @@ def roll_up_due(db: Database, log_ids: list[ObjectId], every: float) -> None:
     """Rolls up the campaigns of these logs that were not rolled up in the last `every` seconds. Skipping the
     others bounds the writes to a busy campaign to one per `every` seconds, however many batches its outcomes
     come in; the scheduled roll-up (crm.consumers.roll_up) counts what the last batches left within `every`."""
-    campaign_ids = db[LOGS].distinct("campaign_id", {"_id": {"$in": log_ids}})
+    campaign_ids = list({campaign_id for run in in_chunks(log_ids)
+                         for campaign_id in db[LOGS].distinct("campaign_id", {"_id": {"$in": run}})})
     if every > 0:
         recent = utcnow() - timedelta(seconds=every)
         campaign_ids = [c["_id"] for c in db[CAMPAIGNS].find(
@@ -152,8 +178,8 @@ def _roll_up_in(db: Database, session: ClientSession, campaign_id: ObjectId) -> 
                                "$set": {"rolled_up_at": utcnow()}},
         projection={"stats.queued": 1, "fanout.done": 1, "status": 1},
         return_document=ReturnDocument.AFTER, session=session)
-    db[LOGS].update_many({"_id": {"$in": [log["_id"] for log in logs]}}, {"$unset": {"tally": ""}},
-                         session=session)
+    for run in in_chunks([log["_id"] for log in logs]):
+        db[LOGS].update_many({"_id": {"$in": run}}, {"$unset": {"tally": ""}}, session=session)
     if campaign and campaign["stats"]["queued"] == 0 and campaign["fanout"]["done"]:
         complete_in(db, campaign_id, session)
     return len(logs)

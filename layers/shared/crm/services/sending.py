@@ -20,14 +20,13 @@ from typing import Any, Callable
 
 from bson import ObjectId
 from pydantic import ValidationError
-from pymongo import UpdateOne
 from pymongo.database import Database
 
 from crm.channels import BATCH, UNCONFIRMED, Accepted, Channel, ChannelUnavailable, Deferred, Rejected
 from crm.consent.erasure import BLANK_LOG
 from crm.consent.gate import reasons_not_to_send
 from crm.consent.suppressions import ERASED
-from crm.db import LOGS
+from crm.db import LOGS, in_chunks, literals, per_document
 from crm.errors import InvalidInput
 from crm.models.campaigns import FAILED, QUEUED, SKIPPED, SendRecordIn
 from crm.models.common import first_problem, utcnow
@@ -198,15 +197,17 @@ def _call_channel(db: Database, channel: Channel, sends: list[SendRecordIn], tok
     final = {log_id for log_id, result in outcomes.items() if isinstance(result, (Accepted, Rejected))}
     _unmark(db, marked - final, token, policy)
     now = utcnow()
-    accepted = [UpdateOne({"_id": ObjectId(log_id), "status": QUEUED, "claim": token,
-                           "vendor_message_id": {"$in": [None, UNCONFIRMED + log_id]}},
-                          {"$set": {"vendor_message_id": result.vendor_message_id, "sent_at": now, "updated_at": now,
-                                    # No receipt by then, the reconciler asks the vendor.
-                                    "due_at": now + policy.receipt},
-                           "$unset": {"claimed_until": ""}})
-                for log_id, result in outcomes.items() if isinstance(result, Accepted)]
-    if accepted:
-        db[LOGS].bulk_write(accepted, ordered=False)
+    accepted = {ObjectId(log_id): result.vendor_message_id for log_id, result in outcomes.items()
+                if isinstance(result, Accepted)}
+    for run in in_chunks(list(accepted)):
+        # One update for the call's accepted logs, each given its own message id; a log can only hold its own mark.
+        db[LOGS].update_many(
+            {"_id": {"$in": run}, "status": QUEUED, "claim": token,
+             "vendor_message_id": {"$in": [None, *(UNCONFIRMED + str(log_id) for log_id in run)]}},
+            [{"$set": {"vendor_message_id": per_document(run, [accepted[log_id] for log_id in run]),
+                       # No receipt by then, the reconciler asks the vendor.
+                       **literals({"sent_at": now, "updated_at": now, "due_at": now + policy.receipt})}},
+             {"$unset": ["claimed_until"]}])
     rejected = [Outcome(ObjectId(log_id), FAILED, reason=result.reason, also={"vendor_message_id": None})
                 for log_id, result in outcomes.items() if isinstance(result, Rejected)]
     if rejected:
