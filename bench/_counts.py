@@ -41,6 +41,18 @@ def settled_counts(runner: OfflineRunner, before: Mapping[str, Any], quiet: floa
     return difference(runner.counts(), before)
 
 
+def leave_out(counts: Mapping[str, Any], function: str, invocations: int) -> dict[str, Any]:
+    """The counts without `invocations` of `function` that a benchmark made itself (a probe of its reply time), each of
+    that function's figures taken down by their share; what its messages cost their consumer stays in (a little)."""
+    functions = dict(counts.get("functions", {}))
+    figures = functions.get(function)
+    if figures and figures.get("invocations"):
+        kept = max(0.0, 1 - invocations / figures["invocations"])
+        functions[function] = {key: value * kept if isinstance(value, (int, float)) else value
+                               for key, value in figures.items()}
+    return {**counts, "functions": functions}
+
+
 def per_thousand(counts: Mapping[str, Any], recipients: int) -> dict[str, float]:
     return {key: value * 1000 / recipients for key, value in totals(counts).items()}
 

@@ -29,6 +29,7 @@ from bson import ObjectId
 from pymongo import MongoClient
 
 from bench import _counts
+from bench._receipt_probe import BASELINE, RECEIPT, ReceiptProbe
 from bench._stack import ROOT, add_mongo_option, local_stack
 from bench._table import Row, print_table
 from crm.consent import suppressions
@@ -88,6 +89,9 @@ def run(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--fan-out-only", action="store_true", help="stop once the fan-out is done")
     parser.add_argument("--channel", choices=("mock", "ses"), default="mock",
                         help="ses: an e-mail campaign through moto's SES beside the same one on the mock vendor")
+    parser.add_argument("--consumers", type=int, default=CONSUMERS,
+                        help=f"the most consumers per queue the runner starts (default {CONSUMERS}; the template's "
+                             "ConsumerMaxConcurrency caps it)")
     parser.add_argument("--counts-out", type=Path, help="write the counts as JSON, for python -m bench.cost --counts")
     add_mongo_option(parser)
     args = parser.parse_args(argv)
@@ -99,7 +103,8 @@ def run(argv: list[str] | None = None) -> list[Row]:
     # The mock vendor is local; its rate limit is a production concern, not what this measures.
     # Everything shares two cores here, so the vendor's answers get a patient timeout.
     with local_stack(extra_env={"VENDOR_MAX_PER_SECOND": "0", "MOCK_VENDOR_DELAY_SECONDS": "0",
-                                "VENDOR_TIMEOUT_SECONDS": "30"}, mongo_uri=args.mongo_uri, count=True) as stack:
+                                "VENDOR_TIMEOUT_SECONDS": "30"}, mongo_uri=args.mongo_uri, count=True,
+                     max_consumers=args.consumers) as stack:
         client = MongoClient(stack["mongo_uri"], tz_aware=True)
         db = client[stack["env"]["MONGO_DB"]]
         seed_customers(db, args.recipients)
@@ -115,12 +120,16 @@ def run(argv: list[str] | None = None) -> list[Row]:
             fanned_out = wait_for(lambda: db.campaigns.find_one({"_id": campaign_id})["fanout"]["done"], 3600,
                                   "the fan-out")
             print(f"  fan-out done (every log QUEUED, every send enqueued): {fanned_out - started:.1f} s", flush=True)
-            completed = None if args.fan_out_only else wait_for(
-                lambda: db.campaigns.find_one({"_id": campaign_id})["status"] == "COMPLETED", 7200, "completion")
+            probe = ReceiptProbe(stack["url"], stack["env"]["RECEIPT_URL"])
+            with probe:
+                completed = None if args.fan_out_only else wait_for(
+                    lambda: db.campaigns.find_one({"_id": campaign_id})["status"] == "COMPLETED", 7200, "completion")
             stats = db.campaigns.find_one({"_id": campaign_id})["stats"]
             last_sent = db[LOGS].find_one({"campaign_id": campaign_id, "sent_at": {"$ne": None}}, {"sent_at": 1},
                                           sort=[("sent_at", -1)]) if args.counts_out else None
-        counts = _counts.settled_counts(stack["runner"], before)
+        # The probe's own receipts are not the campaign's.
+        counts = _counts.leave_out(_counts.settled_counts(stack["runner"], before), "ReceiptsFunction",
+                                   len(probe.latencies[RECEIPT]))
         # Named after the stack's database, so that a run on an existing server (--mongo-uri) drops it with that.
         baseline = raw_logs(client, f"{stack['env']['MONGO_DB']}_raw_logs", args.recipients)
     fan_out_seconds = fanned_out - started
@@ -136,19 +145,26 @@ def run(argv: list[str] | None = None) -> list[Row]:
     print(f"  POST -> COMPLETED with the mock vendor: {completed - started:.1f} s "
           f"({stats['sent']:,} sent, {stats['failed']:,} failed, {args.recipients / (completed - started):,.0f} "
           f"recipients/s)")
+    receipt_p50, baseline_p50 = probe.p50s()
+    print(f"  during the campaign: receipt URL p50 {receipt_p50:.1f} ms, {BASELINE} p50 {baseline_p50:.1f} ms "
+          f"(ratio {receipt_p50 / baseline_p50:.2f}, {len(probe.latencies[RECEIPT])} of each)")
     _counts.print_per_thousand({"mock vendor": (counts, args.recipients)})
     if args.counts_out:
         send_seconds = (last_sent["sent_at"] - posted_at).total_seconds() if last_sent else completed - started
         _counts.write(args.counts_out, {"mock": _counts.record(args.recipients, completed - started, send_seconds,
                                                                counts)})
     return [*rows, Row("fan-out", f"{args.recipients:,} recipients: POST -> COMPLETED", completed - started, "s",
-                       baseline, "raw insert_many of the same logs")]
+                       baseline, "raw insert_many of the same logs"),
+            Row("fan-out", "receipt URL p50 during that campaign", receipt_p50, "ms", baseline_p50,
+                f"{BASELINE} p50, same moments")]
 
 
 
 # --channel ses: the same e-mail campaign through each channel, each on its own local stack.
 
 MOCK_RECIPIENTS = 100_000
+# Consumers per queue: the database, not the two cores, bounds a campaign here; more than 2 keep it busy.
+CONSUMERS = 4
 SES_RECIPIENTS = 20_000
 SUPPRESSED_EVERY = 20  # every 20th address is on the suppression list: 5 %
 # What the send function checks at once: a send message's crm.channels.BATCH logs, or the channel's checked_every

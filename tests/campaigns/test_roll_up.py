@@ -65,7 +65,7 @@ def test_roll_ups_at_the_same_time_count_each_tally_once(api, db, env, consumers
 def test_one_scheduled_roll_up_runs_at_a_time(api, db, env, consumers, segment_id, vendor):
     _sent_logs(api, db, consumers, segment_id, vendor)  # a campaign SENDING: the first run loops
     results: list[dict] = []
-    first = threading.Thread(target=lambda: results.append(_roll_up_function(seconds_left=14)))
+    first = threading.Thread(target=lambda: results.append(_roll_up_function(seconds_left=20)))
     first.start()
     time.sleep(1)
     started = time.time()
@@ -75,15 +75,50 @@ def test_one_scheduled_roll_up_runs_at_a_time(api, db, env, consumers, segment_i
     assert _roll_up_function(seconds_left=11)["passes"] >= 1, "the lease was given back"
 
 
-def test_before_the_migration_made_the_tally_index_the_roll_up_still_counts(api, db, env, consumers, segment_id,
-                                                                          vendor):
-    """Review finding: new code running before the deploy's migration named an index that did not exist yet."""
+def test_logs_tallied_before_the_pending_flag_are_counted_after_the_deploys_migration(api, db, env, consumers,
+                                                                                      segment_id, vendor):
+    """The roll-up's first index was on the tally (an array: a multikey index, which the local server answered by
+    reading the whole collection under its lock); the migration flags what that code tallied and drops it."""
+    from pymongo import ASCENDING
+
+    from crm.migration import TALLY_INDEX, pending_by_flag
+    from crm.models.common import utcnow
     from crm.services import delivery, receipts
 
     campaign, logs = _sent_logs(api, db, consumers, segment_id, vendor)
-    db.communication_logs.drop_index(delivery.PENDING_INDEX)
-    try:
-        receipts.apply(db, [_receipt(log, "SENT") for log in logs], roll_up_every=0)
-        assert db.campaigns.find_one({"_id": ObjectId(campaign["id"])})["stats"] == stats(audience=120, sent=120)
-    finally:
-        delivery._hint_refused_at = None
+    db.campaigns.update_one({"_id": ObjectId(campaign["id"])}, {"$set": {"rolled_up_at": utcnow()}})
+    receipts.apply(db, [_receipt(log, "SENT") for log in logs[:50]], roll_up_every=3600)  # left to a later roll-up
+    # As the earlier code left them: tallies with no flag, and its index.
+    db.communication_logs.update_many({}, {"$unset": {"pending": ""}})
+    db.communication_logs.create_index([("tally", ASCENDING)], sparse=True, name=TALLY_INDEX)
+    assert delivery.roll_up_pending(db) == 0
+    pending_by_flag(db)
+    pending_by_flag(db)  # a second deploy changes nothing
+    assert TALLY_INDEX not in db.communication_logs.index_information()
+    assert delivery.roll_up_pending(db) == 50
+    assert db.campaigns.find_one({"_id": ObjectId(campaign["id"])})["stats"]["sent"] == 50
+
+
+def test_consumers_finishing_together_roll_a_campaign_up_once(api, db, env, consumers, segment_id, vendor,
+                                                                monkeypatch):
+    """Every consumer rolling up the same campaign at once only made their transactions conflict on its document:
+    the first since ROLL_UP_SECONDS takes the turn, the others leave it."""
+    from crm.services import delivery, receipts
+
+    campaign, logs = _sent_logs(api, db, consumers, segment_id, vendor)
+    db.campaigns.update_one({"_id": ObjectId(campaign["id"])}, {"$unset": {"rolled_up_at": ""}})
+    monkeypatch.setattr(delivery, "roll_up_due", lambda *args: None)
+    receipts.apply(db, [_receipt(log, "SENT") for log in logs], roll_up_every=3600)
+    monkeypatch.undo()
+    calls: list[ObjectId] = []
+    real_roll_up = delivery.roll_up
+    monkeypatch.setattr(delivery, "roll_up", lambda db_, campaign_id: calls.append(campaign_id) or
+                        real_roll_up(db_, campaign_id))
+    ids = [log["_id"] for log in logs]
+    threads = [threading.Thread(target=delivery.roll_up_due, args=(db, ids, 3600)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert calls == [ObjectId(campaign["id"])]
+    assert db.campaigns.find_one({"_id": ObjectId(campaign["id"])})["stats"] == stats(audience=120, sent=120)

@@ -89,9 +89,9 @@ INDEXES: dict[str, list[IndexModel]] = {
         # A person's logs, for erasure; a message's log, for the e-mail channel's events.
         IndexModel([("customer_id", ASCENDING)], name="customer"),
         IndexModel([("vendor_message_id", ASCENDING)], name="vendor_message_id"),
-        # Logs whose change the campaign's counters do not hold yet (crm.services.delivery's roll-up): only those
-        # are in it, so it stays small however large the campaigns.
-        IndexModel([("tally", ASCENDING)], sparse=True, name="tally_pending"),
+        # Logs whose change the campaign's counters do not hold yet (crm.services.delivery.PENDING), by campaign:
+        # only those are in it, so it stays small however large the campaigns.
+        IndexModel([("pending", ASCENDING), ("campaign_id", ASCENDING)], sparse=True, name="roll_up_pending"),
     ],
     SUPPRESSIONS: [
         IndexModel([("email_hash", ASCENDING)], unique=True, name="email_hash_unique"),

@@ -23,8 +23,9 @@ from crm.observability import logger
 from crm.services.delivery import roll_up_pending
 
 # A pass that would start this close to the end of the invocation's database time is left to the next invocation
-# (scheduled a minute after this one started, as the function's timeout is): the gap between the two stays short.
-LAST_PASS_SECONDS = 2
+# (scheduled a minute after this one started, as the function's timeout is): the gap between the two stays short,
+# and a pass of a few ROLL_UP_LOGS transactions (each waiting its turn behind others) ends inside the time.
+LAST_PASS_SECONDS = 10
 # Opens, clicks and complaints keep coming after a campaign completes: it is rolled up as often for this long.
 AFTER_COMPLETION = timedelta(minutes=30)
 LEASE = "roll_up"
@@ -37,11 +38,12 @@ def roll_up_handler(event: dict[str, Any], context: Any) -> dict[str, int]:
     database_seconds = time_budget(remaining, DB_MARGIN_SECONDS)
     stop_at = time.time() + database_seconds - LAST_PASS_SECONDS
     passes = counted = 0
+    holder = secrets.token_hex(8)
     with pymongo.timeout(database_seconds):
-        holder = secrets.token_hex(8)
         if not _take_lease(db, holder, remaining):
             return {"passes": 0, "tallies": 0}
-        try:
+    try:
+        with pymongo.timeout(database_seconds):
             while True:
                 started = time.time()
                 counted += roll_up_pending(db)
@@ -50,7 +52,9 @@ def roll_up_handler(event: dict[str, Any], context: Any) -> dict[str, int]:
                 if next_at >= stop_at or not _active(db):
                     break
                 time.sleep(max(0.0, next_at - time.time()))
-        finally:
+    finally:
+        # Also after the passes ran out of time: the next tick need not wait for the lease to lapse.
+        with pymongo.timeout(DB_MARGIN_SECONDS):
             db[LEASES].delete_one({"_id": LEASE, "holder": holder})
     logger.info("rolled up", extra={"passes": passes, "tallies": counted})
     return {"passes": passes, "tallies": counted}

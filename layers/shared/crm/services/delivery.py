@@ -13,7 +13,6 @@ Who writes what (v3):
 """
 from __future__ import annotations
 
-import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,7 +22,6 @@ from bson import ObjectId
 from pymongo import ReturnDocument, UpdateMany, UpdateOne
 from pymongo.client_session import ClientSession
 from pymongo.database import Database
-from pymongo.errors import OperationFailure
 
 from crm.db import CAMPAIGNS, LOGS, in_chunks, literals, per_document
 from crm.models.campaigns import COMPLETED, QUEUED
@@ -33,12 +31,10 @@ from crm.models.common import utcnow
 FINAL_COUNTERS = ("sent", "failed", "skipped")
 # Logs one roll-up transaction clears: a few bulk statements, whatever the campaign's size.
 ROLL_UP_LOGS = 2000
-PENDING_INDEX = "tally_pending"
-# How servers refuse a hint naming an index that does not exist.
-BAD_HINT = "hint"
-# When this container's server last refused the hint (None: it takes it), and when to try it again.
-_hint_refused_at: float | None = None
-HINT_RETRY = 60.0
+# Set beside a tally until it is counted: a scalar, so its index (crm.db, sparse: only logs waiting for a roll-up)
+# is not multikey; a server may not walk a multikey index as it walks others (the local one reads the whole
+# collection for it), and an equality on a field a planner takes on its own.
+PENDING = {"pending": True}
 
 
 @dataclass(frozen=True)
@@ -63,7 +59,7 @@ def outcome_update(outcome: Outcome, only_if: dict | None = None, now: datetime 
                "reason": outcome.reason}
     if outcome.vendor_message_id:
         changes["vendor_message_id"] = outcome.vendor_message_id
-    return UpdateOne(query, {"$set": {**changes, **(outcome.also or {})},
+    return UpdateOne(query, {"$set": {**changes, **(outcome.also or {}), **PENDING},
                              "$push": {"tally": outcome.status.lower()},
                              "$unset": {"claimed_until": "", "due_at": ""}})
 
@@ -82,7 +78,8 @@ def outcome_writes(outcomes: Iterable[Outcome], only_if: dict | None = None,
         for run in in_chunks(group):
             ids = [o.log_id for o in run]
             query: dict[str, Any] = {"_id": {"$in": ids}, "status": QUEUED, **(only_if or {})}
-            changes = {**literals({"status": status, "updated_at": now, "reason": reason, **(run[0].also or {})}),
+            changes = {**literals({"status": status, "updated_at": now, "reason": reason, **(run[0].also or {}),
+                                   **PENDING}),
                        "delivered_at": per_document(ids, [o.at or now for o in run]),
                        "tally": {"$concatArrays": [{"$ifNull": ["$tally", []]}, [status.lower()]]}}
             if named:
@@ -112,45 +109,36 @@ def roll_up_due(db: Database, log_ids: list[ObjectId], every: float) -> None:
     """Rolls up the campaigns of these logs that were not rolled up in the last `every` seconds. Skipping the
     others bounds the writes to a busy campaign to one per `every` seconds, however many batches its outcomes
     come in; the scheduled roll-up (crm.consumers.roll_up) counts what the last batches left within `every`."""
-    campaign_ids = list({campaign_id for run in in_chunks(log_ids)
-                         for campaign_id in db[LOGS].distinct("campaign_id", {"_id": {"$in": run}})})
-    if every > 0:
-        recent = utcnow() - timedelta(seconds=every)
-        campaign_ids = [c["_id"] for c in db[CAMPAIGNS].find(
-            {"_id": {"$in": campaign_ids}, "rolled_up_at": {"$not": {"$gte": recent}}}, {"_id": 1})]
+    campaign_ids = {campaign_id for run in in_chunks(log_ids)
+                    for campaign_id in db[LOGS].distinct("campaign_id", {"_id": {"$in": run}})}
     for campaign_id in campaign_ids:
-        roll_up(db, campaign_id)
+        if every <= 0 or _take_turn(db, campaign_id, every):
+            roll_up(db, campaign_id)
+
+
+def _take_turn(db: Database, campaign_id: ObjectId, every: float) -> bool:
+    """Whether this caller rolls the campaign up now: it has tallies waiting, and this caller is the first since
+    `every` seconds ago. Consumers finishing batches together would otherwise all roll it up at once, each
+    transaction conflicting with the others on the campaign's document and retrying behind them."""
+    if not _pending(db, {"campaign_id": campaign_id}, {"_id": 1}, limit=1):
+        return False
+    now = utcnow()
+    return db[CAMPAIGNS].update_one(
+        {"_id": campaign_id, "rolled_up_at": {"$not": {"$gte": now - timedelta(seconds=every)}}},
+        {"$set": {"rolled_up_at": now}}).modified_count == 1
 
 
 def roll_up_pending(db: Database) -> int:
-    """Rolls up every campaign with tallies not yet counted (found on the sparse tally index: only logs waiting for
-    a roll-up); how many tallies it counted."""
+    """Rolls up every campaign with tallies not yet counted (found on the sparse index of logs waiting for a
+    roll-up); how many tallies it counted."""
     return sum(roll_up(db, campaign_id)
                for campaign_id in {log["campaign_id"] for log in _pending(db, {}, {"campaign_id": 1})})
 
 
 def _pending(db: Database, query: dict, fields: dict, limit: int = 0,
              session: ClientSession | None = None) -> list[dict]:
-    """Logs with a tally, read through the sparse index that holds only those (named: not every planner takes a
-    sparse index for $exists on its own). Without it (new code running before the deploy's migration made it),
-    read without the hint, and the hint tried again a minute later. That is found out outside a transaction
-    (roll_up reads there first), where a refused command aborts nothing."""
-    global _hint_refused_at
-
-    def read(hint: str | None) -> list[dict]:
-        cursor = db[LOGS].find({"tally": {"$exists": True}, **query}, fields, session=session).limit(limit)
-        return list(cursor.hint(hint) if hint else cursor)
-    if _hint_refused_at is not None and (session is not None or time.monotonic() - _hint_refused_at < HINT_RETRY):
-        return read(None)
-    try:
-        found = read(PENDING_INDEX)
-    except OperationFailure as exc:
-        if session is not None or BAD_HINT not in str(exc):
-            raise
-        _hint_refused_at = time.monotonic()
-        return read(None)
-    _hint_refused_at = None
-    return found
+    """Logs with a tally not yet counted, read through the sparse index that holds only those."""
+    return list(db[LOGS].find({**PENDING, **query}, fields, session=session).limit(limit))
 
 
 def roll_up(db: Database, campaign_id: ObjectId) -> int:
@@ -179,7 +167,7 @@ def _roll_up_in(db: Database, session: ClientSession, campaign_id: ObjectId) -> 
         projection={"stats.queued": 1, "fanout.done": 1, "status": 1},
         return_document=ReturnDocument.AFTER, session=session)
     for run in in_chunks([log["_id"] for log in logs]):
-        db[LOGS].update_many({"_id": {"$in": run}}, {"$unset": {"tally": ""}}, session=session)
+        db[LOGS].update_many({"_id": {"$in": run}}, {"$unset": {"tally": "", "pending": ""}}, session=session)
     if campaign and campaign["stats"]["queued"] == 0 and campaign["fanout"]["done"]:
         complete_in(db, campaign_id, session)
     return len(logs)

@@ -16,7 +16,7 @@ from crm.consent import suppressions
 from crm.db import LOGS, SUPPRESSIONS
 from crm.models.campaigns import QUEUED, SENT
 from crm.models.common import utcnow
-from crm.services.delivery import Outcome, outcome_update, roll_up_due
+from crm.services.delivery import PENDING, Outcome, outcome_update, roll_up_due
 
 DELAYED = "DeliveryDelay"
 
@@ -72,7 +72,7 @@ def _changes(event: SesEvent, outcome: tuple[str, str | None] | None, counter: s
         changes.append(UpdateOne(
             {"_id": log_id, f"events.{counter}": {"$exists": False}, "status": {"$in": [QUEUED, SENT]},
              **this_message},
-            {"$set": {f"events.{counter}": event.at or now}, "$push": {"tally": counter}}))
+            {"$set": {f"events.{counter}": event.at or now, **PENDING}, "$push": {"tally": counter}}))
     if outcome:
         status, reason = outcome
         changes.append(outcome_update(Outcome(log_id, status, at=event.at, reason=reason), this_message, now))
