@@ -273,3 +273,18 @@ def test_outcomes_written_together_keep_each_logs_own_values_and_take_dollar_tex
         assert log["delivered_at"].replace(tzinfo=None) == (at + timedelta(seconds=i)).replace(tzinfo=None)
     assert record_outcomes(db, outcomes) == (0, 150)
     assert db.campaigns.find_one({"_id": campaign_id})["stats"] == {"queued": 0, "failed": 150}
+
+
+def test_a_receipt_in_a_batch_moves_only_the_log_of_its_own_message(db):
+    """Review finding: a batch's vendor ids taken as one list let a receipt move a log holding another message's id
+    of the same batch."""
+    from crm.services.delivery import Outcome, record_outcomes
+
+    campaign_id = db.campaigns.insert_one({"status": "SENDING", "fanout": {"done": True},
+                                           "stats": {"queued": 2, "sent": 0}}).inserted_id
+    holding_b, fresh = db.communication_logs.insert_many([
+        {"campaign_id": campaign_id, "customer_id": ObjectId(), "status": "QUEUED", "vendor_message_id": "vm-b"},
+        {"campaign_id": campaign_id, "customer_id": ObjectId(), "status": "QUEUED", "vendor_message_id": None},
+    ]).inserted_ids
+    assert record_outcomes(db, [Outcome(holding_b, "SENT", "vm-a"), Outcome(fresh, "SENT", "vm-b")]) == (1, 1)
+    assert db.communication_logs.find_one({"_id": holding_b})["status"] == "QUEUED"

@@ -65,7 +65,7 @@ def test_roll_ups_at_the_same_time_count_each_tally_once(api, db, env, consumers
 def test_one_scheduled_roll_up_runs_at_a_time(api, db, env, consumers, segment_id, vendor):
     _sent_logs(api, db, consumers, segment_id, vendor)  # a campaign SENDING: the first run loops
     results: list[dict] = []
-    first = threading.Thread(target=lambda: results.append(_roll_up_function(seconds_left=20)))
+    first = threading.Thread(target=lambda: results.append(_roll_up_function(seconds_left=14)))
     first.start()
     time.sleep(1)
     started = time.time()
@@ -75,28 +75,43 @@ def test_one_scheduled_roll_up_runs_at_a_time(api, db, env, consumers, segment_i
     assert _roll_up_function(seconds_left=11)["passes"] >= 1, "the lease was given back"
 
 
-def test_logs_tallied_before_the_pending_flag_are_counted_after_the_deploys_migration(api, db, env, consumers,
-                                                                                      segment_id, vendor):
-    """The roll-up's first index was on the tally (an array: a multikey index, which the local server answered by
-    reading the whole collection under its lock); the migration flags what that code tallied and drops it."""
+def test_logs_tallied_by_the_release_before_the_flag_are_counted(api, db, env, consumers, segment_id, vendor):
+    """The roll-up's first index was on the tally (an array: multikey, which the local server answered by reading
+    the whole collection under its lock). What that release tallies, also after the deploy (its containers may
+    still run), is flagged by the deploy's migration and by each reconciler run."""
     from pymongo import ASCENDING
 
-    from crm.migration import TALLY_INDEX, pending_by_flag
     from crm.models.common import utcnow
     from crm.services import delivery, receipts
 
     campaign, logs = _sent_logs(api, db, consumers, segment_id, vendor)
     db.campaigns.update_one({"_id": ObjectId(campaign["id"])}, {"$set": {"rolled_up_at": utcnow()}})
-    receipts.apply(db, [_receipt(log, "SENT") for log in logs[:50]], roll_up_every=3600)  # left to a later roll-up
-    # As the earlier code left them: tallies with no flag, and its index.
-    db.communication_logs.update_many({}, {"$unset": {"pending": ""}})
-    db.communication_logs.create_index([("tally", ASCENDING)], sparse=True, name=TALLY_INDEX)
-    assert delivery.roll_up_pending(db) == 0
-    pending_by_flag(db)
-    pending_by_flag(db)  # a second deploy changes nothing
-    assert TALLY_INDEX not in db.communication_logs.index_information()
-    assert delivery.roll_up_pending(db) == 50
-    assert db.campaigns.find_one({"_id": ObjectId(campaign["id"])})["stats"]["sent"] == 50
+    db.communication_logs.create_index([("tally", ASCENDING)], sparse=True, name=delivery.EARLIER_TALLY_INDEX)
+    for start in (0, 50):  # before the migration, and after it
+        receipts.apply(db, [_receipt(log, "SENT") for log in logs[start:start + 50]], roll_up_every=3600)
+        db.communication_logs.update_many({}, {"$unset": {"pending": ""}})  # as that release writes them
+        assert delivery.roll_up_pending(db) == 0
+        assert delivery.flag_earlier_tallies(db) == 50
+        assert delivery.roll_up_pending(db) == 50
+    assert db.campaigns.find_one({"_id": ObjectId(campaign["id"])})["stats"]["sent"] == 100
+    db.communication_logs.drop_index(delivery.EARLIER_TALLY_INDEX)
+    assert delivery.flag_earlier_tallies(db) == 0, "without that index (a new database, or the next release): nothing"
+
+
+def test_a_log_flagged_whose_tally_an_earlier_roll_up_cleared_counts_nothing_and_stops_nothing(db):
+    """Review finding: the release before the flag clears only the tally; a flag left alone broke every roll-up."""
+    from crm.services.delivery import Outcome, record_outcomes, roll_up_pending
+
+    campaign_id = db.campaigns.insert_one({"status": "SENDING", "fanout": {"done": True},
+                                           "stats": {"queued": 1, "sent": 0}}).inserted_id
+    db.communication_logs.insert_one({"campaign_id": campaign_id, "customer_id": ObjectId(), "status": "SENT",
+                                      "pending": True})
+    log_id = db.communication_logs.insert_one({"campaign_id": campaign_id, "customer_id": ObjectId(),
+                                               "status": "QUEUED", "vendor_message_id": None}).inserted_id
+    assert record_outcomes(db, [Outcome(log_id, "SENT", "vm-1")]) == (1, 0)
+    assert roll_up_pending(db) == 0
+    assert db.campaigns.find_one({"_id": campaign_id})["stats"] == {"queued": 0, "sent": 1}
+    assert db.communication_logs.count_documents({"pending": True}) == 0
 
 
 def test_consumers_finishing_together_roll_a_campaign_up_once(api, db, env, consumers, segment_id, vendor,

@@ -91,7 +91,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("vendor_message_id", ASCENDING)], name="vendor_message_id"),
         # Logs whose change the campaign's counters do not hold yet (crm.services.delivery.PENDING), by campaign:
         # only those are in it, so it stays small however large the campaigns.
-        IndexModel([("pending", ASCENDING), ("campaign_id", ASCENDING)], sparse=True, name="roll_up_pending"),
+        IndexModel([("pending", ASCENDING), ("campaign_id", ASCENDING)], name="roll_up_pending",
+                   partialFilterExpression={"pending": True}),
     ],
     SUPPRESSIONS: [
         IndexModel([("email_hash", ASCENDING)], unique=True, name="email_hash_unique"),

@@ -16,13 +16,10 @@ from crm.db import CAMPAIGNS, CUSTOMERS, LOGS, MIGRATIONS, ORDERS, ensure_indexe
 from crm.models.campaigns import QUEUED
 from crm.models.common import utcnow
 from crm.observability import logger
-from crm.services.delivery import PENDING
+from crm.services.delivery import flag_earlier_tallies
 
 RESPONSE_TIMEOUT_SECONDS = 10
 BACKFILL_V2 = "v2-backfill"
-PENDING_BY_FLAG = "v3-pending-flag"
-# The roll-up's first index, on the tally itself: multikey, which a server may not walk as it walks others.
-TALLY_INDEX = "tally_pending"
 
 
 def handler(event: dict[str, Any], context: Any) -> None:
@@ -33,7 +30,7 @@ def handler(event: dict[str, Any], context: Any) -> None:
             db = get_db()
             ensure_indexes(db)
             backfill_v2(db)
-            pending_by_flag(db)
+            flag_earlier_tallies(db)
         else:
             reason = "nothing to do on delete"
     except Exception as exc:  # noqa: BLE001 - CloudFormation must hear of any failure, or it waits for an hour
@@ -61,16 +58,6 @@ def backfill_v2(db: Database) -> None:
     db[CAMPAIGNS].update_many({"fanout.updated_at": {"$exists": False}}, {"$set": {"fanout.updated_at": now}})
     db[LOGS].update_many({"status": QUEUED, "due_at": {"$exists": False}}, {"$set": {"due_at": now}})
     db[MIGRATIONS].insert_one({"_id": BACKFILL_V2, "at": now})
-
-
-def pending_by_flag(db: Database) -> None:
-    """Once: logs tallied before the roll-up looked for its flag get it, and the tally's own index goes."""
-    if db[MIGRATIONS].find_one({"_id": PENDING_BY_FLAG}):
-        return
-    db[LOGS].update_many({"tally": {"$exists": True}}, {"$set": PENDING})
-    if TALLY_INDEX in db[LOGS].index_information():
-        db[LOGS].drop_index(TALLY_INDEX)
-    db[MIGRATIONS].insert_one({"_id": PENDING_BY_FLAG, "at": utcnow()})
 
 
 def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:

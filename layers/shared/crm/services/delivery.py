@@ -35,6 +35,8 @@ ROLL_UP_LOGS = 2000
 # is not multikey; a server may not walk a multikey index as it walks others (the local one reads the whole
 # collection for it), and an equality on a field a planner takes on its own.
 PENDING = {"pending": True}
+# The index the release before the flag found tallies by.
+EARLIER_TALLY_INDEX = "tally_pending"
 
 
 @dataclass(frozen=True)
@@ -83,10 +85,10 @@ def outcome_writes(outcomes: Iterable[Outcome], only_if: dict | None = None,
                        "delivered_at": per_document(ids, [o.at or now for o in run]),
                        "tally": {"$concatArrays": [{"$ifNull": ["$tally", []]}, [status.lower()]]}}
             if named:
-                # A vendor message id is one message's: no log can have another log's.
-                vendor_ids = [o.vendor_message_id for o in run]
-                query["vendor_message_id"] = {"$in": [None, *vendor_ids]}
-                changes["vendor_message_id"] = per_document(ids, vendor_ids)
+                # Each log only by a receipt for its own message (or before its send is recorded).
+                vendor_ids = per_document(ids, [o.vendor_message_id for o in run])
+                query["$expr"] = {"$in": [{"$ifNull": ["$vendor_message_id", None]}, [None, vendor_ids]]}
+                changes["vendor_message_id"] = vendor_ids
             writes.append(UpdateMany(query, [{"$set": changes}, {"$unset": ["claimed_until", "due_at"]}]))
     return writes
 
@@ -131,8 +133,17 @@ def _take_turn(db: Database, campaign_id: ObjectId, every: float) -> bool:
 def roll_up_pending(db: Database) -> int:
     """Rolls up every campaign with tallies not yet counted (found on the sparse index of logs waiting for a
     roll-up); how many tallies it counted."""
-    return sum(roll_up(db, campaign_id)
-               for campaign_id in {log["campaign_id"] for log in _pending(db, {}, {"campaign_id": 1})})
+    return sum(roll_up(db, campaign_id) for campaign_id in db[LOGS].distinct("campaign_id", PENDING))
+
+
+def flag_earlier_tallies(db: Database) -> int:
+    """Flags logs tallied by the release before the flag (a container of it may still run after the deploy), found
+    through that release's own index on the tally while it exists; how many. The deploy's migration and each
+    reconciler run call it; the release after this one drops that index."""
+    if EARLIER_TALLY_INDEX not in db[LOGS].index_information():
+        return 0
+    return db[LOGS].update_many({"tally": {"$exists": True}, "pending": {"$exists": False}}, {"$set": PENDING},
+                                hint=EARLIER_TALLY_INDEX).modified_count
 
 
 def _pending(db: Database, query: dict, fields: dict, limit: int = 0,
@@ -157,9 +168,10 @@ def roll_up(db: Database, campaign_id: ObjectId) -> int:
 
 def _roll_up_in(db: Database, session: ClientSession, campaign_id: ObjectId) -> int:
     logs = _pending(db, {"campaign_id": campaign_id}, {"tally": 1}, ROLL_UP_LOGS, session)
-    counts: Counter[str] = Counter(t for log in logs for t in log["tally"])
-    if not counts:
+    if not logs:
         return 0
+    # A log flagged with no tally (an earlier roll-up cleared only the tally) counts nothing; its flag goes too.
+    counts: Counter[str] = Counter(t for log in logs for t in log.get("tally", []))
     queued = sum(counts[c] for c in FINAL_COUNTERS)
     campaign = db[CAMPAIGNS].find_one_and_update(
         {"_id": campaign_id}, {"$inc": {**{f"stats.{c}": n for c, n in counts.items()}, "stats.queued": -queued},
