@@ -13,6 +13,7 @@ Who writes what (v3):
 """
 from __future__ import annotations
 
+import secrets
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,6 +32,8 @@ from crm.models.common import utcnow
 FINAL_COUNTERS = ("sent", "failed", "skipped")
 # Logs one roll-up transaction clears: a few bulk statements, whatever the campaign's size.
 ROLL_UP_LOGS = 2000
+# How long a roll-up holds its campaign at most (one that dies lets it go after this).
+ROLL_UP_HOLD = timedelta(seconds=30)
 # Set beside a tally until it is counted: a scalar, so its index (crm.db, sparse: only logs waiting for a roll-up)
 # is not multikey; a server may not walk a multikey index as it walks others (the local one reads the whole
 # collection for it), and an equality on a field a planner takes on its own.
@@ -114,20 +117,7 @@ def roll_up_due(db: Database, log_ids: list[ObjectId], every: float) -> None:
     campaign_ids = {campaign_id for run in in_chunks(log_ids)
                     for campaign_id in db[LOGS].distinct("campaign_id", {"_id": {"$in": run}})}
     for campaign_id in campaign_ids:
-        if every <= 0 or _take_turn(db, campaign_id, every):
-            roll_up(db, campaign_id)
-
-
-def _take_turn(db: Database, campaign_id: ObjectId, every: float) -> bool:
-    """Whether this caller rolls the campaign up now: it has tallies waiting, and this caller is the first since
-    `every` seconds ago. Consumers finishing batches together would otherwise all roll it up at once, each
-    transaction conflicting with the others on the campaign's document and retrying behind them."""
-    if not _pending(db, {"campaign_id": campaign_id}, {"_id": 1}, limit=1):
-        return False
-    now = utcnow()
-    return db[CAMPAIGNS].update_one(
-        {"_id": campaign_id, "rolled_up_at": {"$not": {"$gte": now - timedelta(seconds=every)}}},
-        {"$set": {"rolled_up_at": now}}).modified_count == 1
+        roll_up(db, campaign_id, every)
 
 
 def roll_up_pending(db: Database) -> int:
@@ -152,18 +142,40 @@ def _pending(db: Database, query: dict, fields: dict, limit: int = 0,
     return list(db[LOGS].find({**PENDING, **query}, fields, session=session).limit(limit))
 
 
-def roll_up(db: Database, campaign_id: ObjectId) -> int:
+def roll_up(db: Database, campaign_id: ObjectId, every: float = 0) -> int:
     """Moves the campaign's counters by its logs' tallies and clears them; completes the campaign once nothing is
-    QUEUED. How many tallies it counted."""
-    counted = 0
+    QUEUED. How many tallies it counted: none when another roll-up of the campaign is under way, or (every > 0) one
+    ran in the last `every` seconds."""
     # Read outside a transaction first: a campaign with nothing to count is not written.
-    while _pending(db, {"campaign_id": campaign_id}, {"_id": 1}, limit=1):
-        with db.client.start_session() as session:
-            moved = session.with_transaction(lambda s: _roll_up_in(db, s, campaign_id))
-        counted += moved
-        if moved < ROLL_UP_LOGS:
-            break
+    if not _pending(db, {"campaign_id": campaign_id}, {"_id": 1}, limit=1):
+        return 0
+    holder = _take_roll_up(db, campaign_id, every)
+    if holder is None:
+        return 0
+    counted, moved = 0, ROLL_UP_LOGS
+    try:
+        while moved == ROLL_UP_LOGS:
+            with db.client.start_session() as session:
+                moved = session.with_transaction(lambda s: _roll_up_in(db, s, campaign_id))
+            counted += moved
+    finally:
+        if not 0 < moved < ROLL_UP_LOGS:  # a transaction of fewer let go of the hold with its counters
+            db[CAMPAIGNS].update_one({"_id": campaign_id, "rolling.holder": holder}, {"$unset": {"rolling": ""}})
     return counted
+
+
+def _take_roll_up(db: Database, campaign_id: ObjectId, every: float) -> str | None:
+    """This caller's hold on rolling the campaign up (None: another roll-up holds it, or one ran in the last
+    `every` seconds). Roll-ups of one campaign at once only conflicted on its document and its logs, each
+    transaction retrying behind the others until none got through; one at a time, each commits. A holder that
+    dies lets it lapse after ROLL_UP_HOLD."""
+    now, holder = utcnow(), secrets.token_hex(8)
+    query: dict[str, Any] = {"_id": campaign_id, "rolling.until": {"$not": {"$gt": now}}}
+    if every > 0:
+        query["rolled_up_at"] = {"$not": {"$gte": now - timedelta(seconds=every)}}
+    taken = db[CAMPAIGNS].update_one(query, {"$set": {"rolling": {"holder": holder, "until": now + ROLL_UP_HOLD},
+                                                      "rolled_up_at": now}})
+    return holder if taken.modified_count else None
 
 
 def _roll_up_in(db: Database, session: ClientSession, campaign_id: ObjectId) -> int:
@@ -173,9 +185,11 @@ def _roll_up_in(db: Database, session: ClientSession, campaign_id: ObjectId) -> 
     # A log flagged with no tally (an earlier roll-up cleared only the tally) counts nothing; its flag goes too.
     counts: Counter[str] = Counter(t for log in logs for t in log.get("tally", []))
     queued = sum(counts[c] for c in FINAL_COUNTERS)
+    last = len(logs) < ROLL_UP_LOGS
     campaign = db[CAMPAIGNS].find_one_and_update(
         {"_id": campaign_id}, {"$inc": {**{f"stats.{c}": n for c, n in counts.items()}, "stats.queued": -queued},
-                               "$set": {"rolled_up_at": utcnow()}},
+                               "$set": {"rolled_up_at": utcnow()},
+                               **({"$unset": {"rolling": ""}} if last else {})},
         projection={"stats.queued": 1, "fanout.done": 1, "status": 1},
         return_document=ReturnDocument.AFTER, session=session)
     for run in in_chunks([log["_id"] for log in logs]):
