@@ -10,6 +10,13 @@ share of the send phase.
 
     python -m bench.fanout --channel ses [--recipients 20000]
 
+With --sandbox: SES at 1 message/s, as a new account has it (300 recipients, none suppressed): every one sent, none
+failed, as what a send call cannot reach is given back, not failed.
+
+    python -m bench.fanout --sandbox [--recipients 300]
+
+The mock campaign also probes the receipt URL during the campaign (a signed receipt and GET /openapi.json, one
+after the other every second) and prints both p50s.
 Each run also prints what the campaign counted per 1,000 recipients (offline.counting: MongoDB commands,
 transactions, campaign-document writes, SQS requests, Lambda invocations and GB-seconds, SES e-mails, HTTP
 requests), from its POST to COMPLETED; --counts-out FILE writes them for `python -m bench.cost --counts FILE`.
@@ -92,11 +99,16 @@ def run(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--consumers", type=int, default=CONSUMERS,
                         help=f"the most consumers per queue the runner starts (default {CONSUMERS}; the template's "
                              "ConsumerMaxConcurrency caps it)")
+    parser.add_argument("--sandbox", action="store_true",
+                        help=f"SES at {SANDBOX_PER_SECOND:g} message/s, as a new account has it, "
+                             f"{SANDBOX_RECIPIENTS} recipients unless given")
     parser.add_argument("--counts-out", type=Path, help="write the counts as JSON, for python -m bench.cost --counts")
     add_mongo_option(parser)
     args = parser.parse_args(argv)
     if args.counts_out and args.fan_out_only:
         parser.error("--counts-out prices a whole campaign: leave out --fan-out-only")
+    if args.sandbox:
+        return run_sandbox(args.recipients or SANDBOX_RECIPIENTS, args.mongo_uri)
     if args.channel == "ses":
         return run_by_channel(args.recipients or SES_RECIPIENTS, args.mongo_uri, args.counts_out)
     args.recipients = args.recipients or MOCK_RECIPIENTS
@@ -166,6 +178,8 @@ MOCK_RECIPIENTS = 100_000
 # Consumers per queue: the database, not the two cores, bounds a campaign here; more than 2 keep it busy.
 CONSUMERS = 4
 SES_RECIPIENTS = 20_000
+SANDBOX_RECIPIENTS = 300
+SANDBOX_PER_SECOND = 1.0
 SUPPRESSED_EVERY = 20  # every 20th address is on the suppression list: 5 %
 # What the send function checks at once: a send message's crm.channels.BATCH logs, or the channel's checked_every
 # (SES with a rate limit checks about every second; with none, as here, every 100 like the mock vendor).
@@ -291,28 +305,32 @@ def send_function_seconds(log_path: Path) -> float:
     return sum(int(m.group(1)) for m in SEND_INVOCATION.finditer(log_path.read_text())) / 1000
 
 
-def campaign_through(channel: str, recipients: int, mongo_uri: str | None = None) -> ChannelRun:
-    """The e-mail campaign on a fresh local stack sending through this channel, until it is COMPLETED."""
+def campaign_through(channel: str, recipients: int, mongo_uri: str | None = None,
+                     ses_per_second: float | None = None, suppressed_every: int = SUPPRESSED_EVERY) -> ChannelRun:
+    """The e-mail campaign on a fresh local stack sending through this channel, until it is COMPLETED; ses_per_second:
+    the SES account's rate (none by default); suppressed_every 0: no address on the suppression list."""
     log_path = ROOT / ".local" / f"bench-fanout-{channel}-runner.log"
     # SES on a moto server of its own: moto keeps every SQS message it was ever sent, and its data.json (where the
     # sent mail is read) would list them all, serialised on the server the runner's queues live on.
     ses_server = services.SqsServer() if channel == "ses" else None
     extra_env = {**SES_ENV, "SES_ENDPOINT_URL": ses_server.url} if ses_server else MOCK_ENV
+    if ses_per_second is not None:
+        extra_env["SES_MAX_PER_SECOND"] = str(ses_per_second)
     try:
-        return _campaign_through(channel, recipients, extra_env, log_path, mongo_uri)
+        return _campaign_through(channel, recipients, extra_env, log_path, mongo_uri, suppressed_every)
     finally:
         if ses_server:
             ses_server.stop()
 
 
 def _campaign_through(channel: str, recipients: int, extra_env: dict[str, str], log_path: Path,
-                      mongo_uri: str | None) -> ChannelRun:
+                      mongo_uri: str | None, suppressed_every: int) -> ChannelRun:
     with local_stack(extra_env=extra_env, log_path=log_path, mongo_uri=mongo_uri, count=True) as stack:
         client = MongoClient(stack["mongo_uri"], tz_aware=True)
         db = client[stack["env"]["MONGO_DB"]]
         seed_customers(db, recipients)
         ensure_indexes(db)
-        for i in range(0, recipients, SUPPRESSED_EVERY):
+        for i in range(0, recipients if suppressed_every else 0, suppressed_every or 1):
             suppressions.add(db[SUPPRESSIONS], f"c{i:07d}@example.com", "manual")
         answers = SesAnswers(db, stack["sqs"], stack["queues"][DELIVERY_QUEUE].url, stack["env"]["SES_ENDPOINT_URL"],
                              stack["env"]["SES_CONFIGURATION_SET"]) if channel == "ses" else None
@@ -345,6 +363,17 @@ def _campaign_through(channel: str, recipients: int, extra_env: dict[str, str], 
     return ChannelRun(channel, recipients, completed, (last_sent - posted_at).total_seconds(),
                       sum(1 for log in logs if log.get("vendor_message_id")), stats, consent_seconds, batches, reasons,
                       send_function_seconds(log_path), answers, counts)
+
+
+def run_sandbox(recipients: int, mongo_uri: str | None = None) -> list[Row]:
+    """SES as a new account has it (the sandbox: 1 message a second): every recipient sent, none failed."""
+    print(f"SES at {SANDBOX_PER_SECOND:g} message/s (the sandbox): an e-mail campaign to {recipients:,} recipients",
+          flush=True)
+    run = campaign_through("ses", recipients, mongo_uri, SANDBOX_PER_SECOND, suppressed_every=0)
+    print(f"  COMPLETED in {run.completed:.1f} s: {run.stats['sent']:,} sent, {run.stats['failed']:,} failed, "
+          f"{run.stats['skipped']:,} skipped; {run.sends_per_second:.2f} sends/s")
+    return [Row("fan-out", f"SES sandbox ({SANDBOX_PER_SECOND:g}/s): recipients sent", run.stats["sent"], "sent",
+                recipients, f"recipients ({run.stats['failed']:,} failed)")]
 
 
 def run_by_channel(recipients: int, mongo_uri: str | None = None, counts_out: Path | None = None) -> list[Row]:

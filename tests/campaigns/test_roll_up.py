@@ -116,8 +116,7 @@ def test_a_log_flagged_whose_tally_an_earlier_roll_up_cleared_counts_nothing_and
 
 def test_consumers_finishing_together_roll_a_campaign_up_once(api, db, env, consumers, segment_id, vendor,
                                                                 monkeypatch):
-    """Every consumer rolling up the same campaign at once only made their transactions conflict on its document
-    and logs, retrying behind each other: one holds the roll-up, the others leave it."""
+    """Consumers finishing batches together take turns: the first since ROLL_UP_SECONDS rolls the campaign up."""
     from crm.services import delivery, receipts
 
     campaign, logs = _sent_logs(api, db, consumers, segment_id, vendor)
@@ -125,32 +124,15 @@ def test_consumers_finishing_together_roll_a_campaign_up_once(api, db, env, cons
     monkeypatch.setattr(delivery, "roll_up_due", lambda *args: None)
     receipts.apply(db, [_receipt(log, "SENT") for log in logs], roll_up_every=3600)
     monkeypatch.undo()
-    transactions: list[ObjectId] = []
-    real_roll_up_in = delivery._roll_up_in
-    monkeypatch.setattr(delivery, "_roll_up_in", lambda db_, session, campaign_id: transactions.append(campaign_id)
-                        or real_roll_up_in(db_, session, campaign_id))
+    counted: list[int] = []
+    real_roll_up = delivery.roll_up
+    monkeypatch.setattr(delivery, "roll_up", lambda db_, campaign_id, every: counted.append(
+        real_roll_up(db_, campaign_id, every)))
     ids = [log["_id"] for log in logs]
     threads = [threading.Thread(target=delivery.roll_up_due, args=(db, ids, 3600)) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert transactions == [ObjectId(campaign["id"])], "one roll-up, committed at its first try"
+    assert sorted(counted) == [0, 0, 0, 120], "one took the turn; the others found it taken"
     assert db.campaigns.find_one({"_id": ObjectId(campaign["id"])})["stats"] == stats(audience=120, sent=120)
-
-
-def test_a_roll_up_whose_holder_died_is_taken_again_once_its_hold_lapses(db):
-    from datetime import timedelta
-
-    from crm.models.common import utcnow
-    from crm.services.delivery import ROLL_UP_HOLD, roll_up
-
-    campaign_id = db.campaigns.insert_one({"status": "SENDING", "fanout": {"done": True}, "stats": {"queued": 1},
-                                           "rolling": {"holder": "died", "until": utcnow() + ROLL_UP_HOLD}}).inserted_id
-    db.communication_logs.insert_one({"campaign_id": campaign_id, "customer_id": ObjectId(), "status": "SENT",
-                                      "tally": ["sent"], "pending": True})
-    assert roll_up(db, campaign_id) == 0, "held"
-    db.campaigns.update_one({"_id": campaign_id}, {"$set": {"rolling.until": utcnow() - timedelta(seconds=1)}})
-    assert roll_up(db, campaign_id) == 1
-    campaign = db.campaigns.find_one({"_id": campaign_id})
-    assert campaign["stats"] == {"queued": 0, "sent": 1} and "rolling" not in campaign

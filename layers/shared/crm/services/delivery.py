@@ -13,7 +13,6 @@ Who writes what (v3):
 """
 from __future__ import annotations
 
-import secrets
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,8 +31,7 @@ from crm.models.common import utcnow
 FINAL_COUNTERS = ("sent", "failed", "skipped")
 # Logs one roll-up transaction clears: a few bulk statements, whatever the campaign's size.
 ROLL_UP_LOGS = 2000
-# How long a roll-up holds its campaign at most (one that dies lets it go after this).
-ROLL_UP_HOLD = timedelta(seconds=30)
+
 # Set beside a tally until it is counted: a scalar, so its index (crm.db, sparse: only logs waiting for a roll-up)
 # is not multikey; a server may not walk a multikey index as it walks others (the local one reads the whole
 # collection for it), and an equality on a field a planner takes on its own.
@@ -144,54 +142,40 @@ def _pending(db: Database, query: dict, fields: dict, limit: int = 0,
 
 def roll_up(db: Database, campaign_id: ObjectId, every: float = 0) -> int:
     """Moves the campaign's counters by its logs' tallies and clears them; completes the campaign once nothing is
-    QUEUED. How many tallies it counted: none when another roll-up of the campaign is under way, or (every > 0) one
-    ran in the last `every` seconds."""
+    QUEUED. How many tallies it counted: none when (every > 0) the campaign was rolled up in the last `every`
+    seconds."""
+    counted = 0
     # Read outside a transaction first: a campaign with nothing to count is not written.
-    if not _pending(db, {"campaign_id": campaign_id}, {"_id": 1}, limit=1):
-        return 0
-    holder = _take_roll_up(db, campaign_id, every)
-    if holder is None:
-        return 0
-    counted, moved = 0, ROLL_UP_LOGS
-    try:
-        while moved == ROLL_UP_LOGS:
-            with db.client.start_session() as session:
-                moved = session.with_transaction(lambda s: _roll_up_in(db, s, campaign_id))
-            counted += moved
-    finally:
-        if not 0 < moved < ROLL_UP_LOGS:  # a transaction of fewer let go of the hold with its counters
-            db[CAMPAIGNS].update_one({"_id": campaign_id, "rolling.holder": holder}, {"$unset": {"rolling": ""}})
+    while _pending(db, {"campaign_id": campaign_id}, {"_id": 1}, limit=1):
+        with db.client.start_session() as session:
+            moved = session.with_transaction(lambda s: _roll_up_in(db, s, campaign_id, 0 if counted else every))
+        counted += moved
+        if moved < ROLL_UP_LOGS:
+            break
     return counted
 
 
-def _take_roll_up(db: Database, campaign_id: ObjectId, every: float) -> str | None:
-    """This caller's hold on rolling the campaign up (None: another roll-up holds it, or one ran in the last
-    `every` seconds). Roll-ups of one campaign at once only conflicted on its document and its logs, each
-    transaction retrying behind the others until none got through; one at a time, each commits. A holder that
-    dies lets it lapse after ROLL_UP_HOLD."""
-    now, holder = utcnow(), secrets.token_hex(8)
-    query: dict[str, Any] = {"_id": campaign_id, "rolling.until": {"$not": {"$gt": now}}}
-    if every > 0:
-        query["rolled_up_at"] = {"$not": {"$gte": now - timedelta(seconds=every)}}
-    taken = db[CAMPAIGNS].update_one(query, {"$set": {"rolling": {"holder": holder, "until": now + ROLL_UP_HOLD},
-                                                      "rolled_up_at": now}})
-    return holder if taken.modified_count else None
-
-
-def _roll_up_in(db: Database, session: ClientSession, campaign_id: ObjectId) -> int:
+def _roll_up_in(db: Database, session: ClientSession, campaign_id: ObjectId, every: float) -> int:
+    """The campaign is written in the transaction before any log, so that roll-ups of it at once conflict there and
+    the others, retried, find its turn taken. Every write to it is in a transaction: the local server holds a
+    write outside one that meets a transaction's document until that transaction ends, and the transaction
+    waits for it in turn."""
     logs = _pending(db, {"campaign_id": campaign_id}, {"tally": 1}, ROLL_UP_LOGS, session)
     if not logs:
         return 0
     # A log flagged with no tally (an earlier roll-up cleared only the tally) counts nothing; its flag goes too.
     counts: Counter[str] = Counter(t for log in logs for t in log.get("tally", []))
     queued = sum(counts[c] for c in FINAL_COUNTERS)
-    last = len(logs) < ROLL_UP_LOGS
+    now = utcnow()
+    turn = {"rolled_up_at": {"$not": {"$gte": now - timedelta(seconds=every)}}} if every > 0 else {}
     campaign = db[CAMPAIGNS].find_one_and_update(
-        {"_id": campaign_id}, {"$inc": {**{f"stats.{c}": n for c, n in counts.items()}, "stats.queued": -queued},
-                               "$set": {"rolled_up_at": utcnow()},
-                               **({"$unset": {"rolling": ""}} if last else {})},
+        {"_id": campaign_id, **turn},
+        {"$inc": {**{f"stats.{c}": n for c, n in counts.items()}, "stats.queued": -queued},
+         "$set": {"rolled_up_at": now}},
         projection={"stats.queued": 1, "fanout.done": 1, "status": 1},
         return_document=ReturnDocument.AFTER, session=session)
+    if campaign is None and turn:
+        return 0  # rolled up a moment ago: these tallies are left to the next roll-up
     for run in in_chunks([log["_id"] for log in logs]):
         db[LOGS].update_many({"_id": {"$in": run}}, {"$unset": {"tally": "", "pending": ""}}, session=session)
     if campaign and campaign["stats"]["queued"] == 0 and campaign["fanout"]["done"]:
