@@ -1,6 +1,7 @@
 """Every benchmark in one run, then one table of their headline figures beside their in-run baselines.
 
-    python -m bench                 # the figures the README shows (about an hour on two cores)
+    python -m bench                 # the figures the README shows (hours on two cores: two 100,000-recipient
+                                    # campaigns, the SES one beside the mock vendor's)
     python -m bench --quick         # the same benchmarks at a small scale, to check they all still run
     python -m bench --mongo-uri URI # against an existing MongoDB (also MONGO_URI), not a fresh SecantusDB; the
                                     # preview benchmark keeps its own SecantusDB (it measures that server's plans)
@@ -12,17 +13,20 @@ import os
 import platform
 import time
 
-from bench import cold_init, fanout, ingest, load, preview
+from bench import cold_init, fanout, ingest, load, preview, write_floor
 from bench._stack import add_mongo_option
 from bench._table import print_table
 
-FULL = {"ingest": [], "cold init": [], "preview": ["--repeats", "1"], "fan-out": [], "load": []}
+FULL = {"ingest": [], "cold init": [], "preview": ["--repeats", "1"], "write floor": [], "fan-out": [],
+        "fan-out by channel": ["--channel", "ses", "--recipients", "100000"], "SES sandbox": ["--sandbox"],
+        "load": []}
 QUICK = {"ingest": ["--customers", "5000"], "cold init": ["--runs", "1"],
-         "preview": ["--customers", "20000", "--repeats", "1"], "fan-out": ["--recipients", "1000"],
-         "load": ["--clients", "4", "--rounds", "5"]}
-RUNS = {"ingest": ingest.run, "cold init": cold_init.run, "preview": preview.run, "fan-out": fanout.run,
-        "load": load.run}
-TAKES_MONGO_URI = {"ingest", "cold init", "fan-out", "load"}
+         "preview": ["--customers", "20000", "--repeats", "1"], "write floor": ["--logs", "2000"],
+         "fan-out": ["--recipients", "1000"], "fan-out by channel": ["--channel", "ses", "--recipients", "500"],
+         "SES sandbox": ["--sandbox", "--recipients", "20"], "load": ["--clients", "4", "--rounds", "5"]}
+RUNS = {"ingest": ingest.run, "cold init": cold_init.run, "preview": preview.run, "write floor": write_floor.run,
+        "fan-out": fanout.run, "fan-out by channel": fanout.run, "SES sandbox": fanout.run, "load": load.run}
+TAKES_MONGO_URI = {"ingest", "cold init", "write floor", "fan-out", "fan-out by channel", "SES sandbox", "load"}
 
 
 def machine() -> str:

@@ -86,10 +86,11 @@ def outcome_writes(outcomes: Iterable[Outcome], only_if: dict | None = None,
                        "delivered_at": per_document(ids, [o.at or now for o in run]),
                        "tally": {"$concatArrays": [{"$ifNull": ["$tally", []]}, [status.lower()]]}}
             if named:
-                # Each log only by a receipt for its own message (or before its send is recorded).
-                vendor_ids = per_document(ids, [o.vendor_message_id for o in run])
-                query["$expr"] = {"$in": [{"$ifNull": ["$vendor_message_id", None]}, [None, vendor_ids]]}
-                changes["vendor_message_id"] = vendor_ids
+                # A message id names one message (record_outcomes has left out receipts for another message
+                # than the one a log holds); a per-log $expr here made the local server read every log.
+                vendor_ids = [o.vendor_message_id for o in run]
+                query["vendor_message_id"] = {"$in": [None, *vendor_ids]}
+                changes["vendor_message_id"] = per_document(ids, vendor_ids)
             writes.append(UpdateMany(query, [{"$set": changes}, {"$unset": ["claimed_until", "due_at"]}]))
     return writes
 
@@ -102,10 +103,21 @@ def record_outcomes(db: Database, outcomes: Iterable[Outcome], only_if: dict | N
     latest = {o.log_id: o for o in outcomes}
     if not latest:
         return 0, 0
-    result = db[LOGS].bulk_write(outcome_writes(latest.values(), only_if), ordered=False)
+    own = _of_own_messages(db, list(latest.values()))
+    modified = db[LOGS].bulk_write(outcome_writes(own, only_if), ordered=False).modified_count if own else 0
     # Also when nothing moved now: a first delivery of these outcomes that died before its roll-up left tallies.
     roll_up_due(db, list(latest), roll_up_every)
-    return result.modified_count, len(latest) - result.modified_count
+    return modified, len(latest) - modified
+
+
+def _of_own_messages(db: Database, outcomes: list[Outcome]) -> list[Outcome]:
+    """The outcomes that name no message, or the one their log holds (or none yet: a receipt before its send was
+    recorded). A log's message id only ever goes from none to its own, so what is read here still holds when the
+    update runs."""
+    named = [o.log_id for o in outcomes if o.vendor_message_id is not None]
+    held = {log["_id"]: log.get("vendor_message_id") for run in in_chunks(named)
+            for log in db[LOGS].find({"_id": {"$in": run}}, {"vendor_message_id": 1})}
+    return [o for o in outcomes if o.vendor_message_id is None or held.get(o.log_id) in (None, o.vendor_message_id)]
 
 
 def roll_up_due(db: Database, log_ids: list[ObjectId], every: float) -> None:
