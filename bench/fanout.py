@@ -139,9 +139,10 @@ def run(argv: list[str] | None = None) -> list[Row]:
             stats = db.campaigns.find_one({"_id": campaign_id})["stats"]
             last_sent = db[LOGS].find_one({"campaign_id": campaign_id, "sent_at": {"$ne": None}}, {"sent_at": 1},
                                           sort=[("sent_at", -1)]) if args.counts_out else None
-        # The probe's own receipts are not the campaign's.
-        counts = _counts.leave_out(_counts.settled_counts(stack["runner"], before), "ReceiptsFunction",
-                                   len(probe.latencies[RECEIPT]))
+        # The probe's own requests are not the campaign's.
+        counts = _counts.leave_out(_counts.leave_out(_counts.settled_counts(stack["runner"], before),
+                                                     "ReceiptsFunction", len(probe.latencies[RECEIPT])),
+                                   "MetaFunction", len(probe.latencies[BASELINE]))
         # Named after the stack's database, so that a run on an existing server (--mongo-uri) drops it with that.
         baseline = raw_logs(client, f"{stack['env']['MONGO_DB']}_raw_logs", args.recipients)
     fan_out_seconds = fanned_out - started
