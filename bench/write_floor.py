@@ -1,5 +1,5 @@
 """What one log's writes cost the server, beside the raw insert of the same logs: the floor under the campaign's
-POST -> COMPLETED ratio. A campaign writes each log at least four times (the fan-out's insert; the send's claim
+POST -> COMPLETED ratio. A campaign writes each log at least five times (the fan-out's insert; the send's claim
 and its message id, two updates of many logs each; the outcome; the roll-up clearing its tally), so its ratio to
 the raw insert_many can be no lower than the sum of those writes' ratios, however the work is spread.
 

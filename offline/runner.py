@@ -72,9 +72,15 @@ def function_environment(spec: FunctionSpec, env: Mapping[str, str], pythonpath:
     result.update({key: env.get(key, default) for key, default in LOCAL_AWS_ENV.items()})
     result.update({key: env[key] for key in PLUMBING if key in env})
     result.update({key: env.get(key, value) for key, value in spec.environment.items()})
+    # AWS_EXECUTION_ENV as Lambda sets it: libraries that behave differently in a function read it (pymongo then
+    # polls the server's state instead of holding a streaming check open on it from every container).
     result.update({"PYTHONPATH": pythonpath, "AWS_LAMBDA_FUNCTION_NAME": spec.name,
-                   "POWERTOOLS_SERVICE_NAME": spec.name})
+                   "AWS_EXECUTION_ENV": LAMBDA_EXECUTION_ENV, "POWERTOOLS_SERVICE_NAME": spec.name})
     return result
+
+
+# What Lambda's python3.11 runtime (the template's Runtime) names itself in AWS_EXECUTION_ENV.
+LAMBDA_EXECUTION_ENV = "AWS_Lambda_python3.11"
 
 
 class OfflineRunner:

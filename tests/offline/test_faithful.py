@@ -198,7 +198,8 @@ def test_a_function_sees_only_its_declared_environment_and_the_local_plumbing(sm
                 "AWS_ACCESS_KEY_ID": "offline", "AWS_SECRET_ACCESS_KEY": "offline",
                 "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
     declared = {"GLOBAL_SETTING": "from-globals", "OWN": "hello", "DECLARED": "from-runner", "BLANK": "filled"}
-    lambda_names = {"AWS_LAMBDA_FUNCTION_NAME": "Echo", "POWERTOOLS_SERVICE_NAME": "Echo"}
+    lambda_names = {"AWS_LAMBDA_FUNCTION_NAME": "Echo", "POWERTOOLS_SERVICE_NAME": "Echo",
+                    "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11"}
     pythonpath = seen.pop("PYTHONPATH")
     assert seen == {**host, **plumbing, **declared, **lambda_names}
     assert os.path.isdir(os.path.join(pythonpath.split(os.pathsep)[-1], "offline"))
