@@ -97,8 +97,8 @@ def run(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--channel", choices=("mock", "ses"), default="mock",
                         help="ses: an e-mail campaign through moto's SES beside the same one on the mock vendor")
     parser.add_argument("--consumers", type=int, default=CONSUMERS,
-                        help=f"the most consumers per queue the runner starts (default {CONSUMERS}; the template's "
-                             "ConsumerMaxConcurrency caps it)")
+                        help=f"the mock campaign's most consumers per queue (default {CONSUMERS}; the template's "
+                             "ConsumerMaxConcurrency caps it); --channel ses and --sandbox run 2")
     parser.add_argument("--sandbox", action="store_true",
                         help=f"SES at {SANDBOX_PER_SECOND:g} message/s, as a new account has it, "
                              f"{SANDBOX_RECIPIENTS} recipients unless given")

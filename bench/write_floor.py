@@ -71,6 +71,8 @@ def run(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--logs", type=int, default=10_000)
     add_mongo_option(parser)
     args = parser.parse_args(argv)
+    if args.logs < 400:
+        parser.error("--logs: at least 400 (four runs of 100)")
     server = None if args.mongo_uri else services.MongoServer(":memory:")
     try:
         with MongoClient(args.mongo_uri or server.uri) as client:

@@ -154,9 +154,11 @@ def _pending(db: Database, query: dict, fields: dict, limit: int = 0,
 
 def roll_up(db: Database, campaign_id: ObjectId, every: float = 0) -> int:
     """Moves the campaign's counters by its logs' tallies and clears them; completes the campaign once nothing is
-    QUEUED. How many tallies it counted: none when (every > 0) the campaign was rolled up in the last `every`
+    QUEUED. How many logs it counted: none when (every > 0) the campaign was rolled up in the last `every`
     seconds."""
     counted = 0
+    if every > 0 and not db[CAMPAIGNS].find_one({"_id": campaign_id, **_turn(every)}, {"_id": 1}):
+        return 0  # another took the turn: read, not found in a transaction after reading its logs
     # Read outside a transaction first: a campaign with nothing to count is not written.
     while _pending(db, {"campaign_id": campaign_id}, {"_id": 1}, limit=1):
         with db.client.start_session() as session:
@@ -165,6 +167,11 @@ def roll_up(db: Database, campaign_id: ObjectId, every: float = 0) -> int:
         if moved < ROLL_UP_LOGS:
             break
     return counted
+
+
+def _turn(every: float) -> dict:
+    """A campaign whose turn to be rolled up has come: its last roll-up was `every` seconds ago or more."""
+    return {"rolled_up_at": {"$not": {"$gte": utcnow() - timedelta(seconds=every)}}}
 
 
 def _roll_up_in(db: Database, session: ClientSession, campaign_id: ObjectId, every: float) -> int:
@@ -179,7 +186,7 @@ def _roll_up_in(db: Database, session: ClientSession, campaign_id: ObjectId, eve
     counts: Counter[str] = Counter(t for log in logs for t in log.get("tally", []))
     queued = sum(counts[c] for c in FINAL_COUNTERS)
     now = utcnow()
-    turn = {"rolled_up_at": {"$not": {"$gte": now - timedelta(seconds=every)}}} if every > 0 else {}
+    turn = _turn(every) if every > 0 else {}
     campaign = db[CAMPAIGNS].find_one_and_update(
         {"_id": campaign_id, **turn},
         {"$inc": {**{f"stats.{c}": n for c, n in counts.items()}, "stats.queued": -queued},
