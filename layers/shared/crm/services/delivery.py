@@ -32,7 +32,7 @@ FINAL_COUNTERS = ("sent", "failed", "skipped")
 # Logs one roll-up transaction clears: a few bulk statements, whatever the campaign's size.
 ROLL_UP_LOGS = 2000
 
-# Set beside a tally until it is counted: a scalar, so its index (crm.db, sparse: only logs waiting for a roll-up)
+# Set beside a tally until it is counted: a scalar, so its index (crm.db, partial: only logs waiting for a roll-up)
 # is not multikey; a server may not walk a multikey index as it walks others (the local one reads the whole
 # collection for it), and an equality on a field a planner takes on its own.
 PENDING = {"pending": True}
@@ -131,8 +131,8 @@ def roll_up_due(db: Database, log_ids: list[ObjectId], every: float) -> None:
 
 
 def roll_up_pending(db: Database) -> int:
-    """Rolls up every campaign with tallies not yet counted (found on the sparse index of logs waiting for a
-    roll-up); how many tallies it counted."""
+    """Rolls up every campaign with tallies not yet counted (found on the partial index of logs waiting for a
+    roll-up); how many logs it counted."""
     return sum(roll_up(db, campaign_id) for campaign_id in db[LOGS].distinct("campaign_id", PENDING))
 
 
@@ -148,7 +148,7 @@ def flag_earlier_tallies(db: Database) -> int:
 
 def _pending(db: Database, query: dict, fields: dict, limit: int = 0,
              session: ClientSession | None = None) -> list[dict]:
-    """Logs with a tally not yet counted, read through the sparse index that holds only those."""
+    """Logs with a tally not yet counted, read through the partial index that holds only those."""
     return list(db[LOGS].find({**PENDING, **query}, fields, session=session).limit(limit))
 
 
@@ -176,9 +176,9 @@ def _turn(every: float) -> dict:
 
 def _roll_up_in(db: Database, session: ClientSession, campaign_id: ObjectId, every: float) -> int:
     """The campaign is written in the transaction before any log, so that roll-ups of it at once conflict there and
-    the others, retried, find its turn taken. Every write to it is in a transaction: the local server holds a
-    write outside one that meets a transaction's document until that transaction ends, and the transaction
-    waits for it in turn."""
+    the others, retried, find its turn taken. The turn is taken here rather than by a write outside a transaction:
+    the local server holds such a write against a transaction's document until that transaction ends, and the
+    transaction waits for it in turn."""
     logs = _pending(db, {"campaign_id": campaign_id}, {"tally": 1}, ROLL_UP_LOGS, session)
     if not logs:
         return 0
