@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any, Iterable
 
 from bson import ObjectId
-from pymongo import ReturnDocument, UpdateMany, UpdateOne
+from pymongo import ReturnDocument, UpdateMany
 from pymongo.client_session import ClientSession
 from pymongo.database import Database
 
@@ -51,26 +51,12 @@ class Outcome:
     also: dict | None = None
 
 
-def outcome_update(outcome: Outcome, only_if: dict | None = None, now: datetime | None = None) -> UpdateOne:
-    """A QUEUED log's move to the outcome's status, tallied for the roll-up; a receipt must name the message the
-    vendor accepted for this log (or a send not yet recorded). Repeated, it matches nothing."""
-    query: dict[str, Any] = {"_id": outcome.log_id, "status": QUEUED, **(only_if or {})}
-    if outcome.vendor_message_id is not None:
-        query["vendor_message_id"] = {"$in": [None, outcome.vendor_message_id]}
-    now = now or utcnow()
-    changes = {"status": outcome.status, "updated_at": now, "delivered_at": outcome.at or now,
-               "reason": outcome.reason}
-    if outcome.vendor_message_id:
-        changes["vendor_message_id"] = outcome.vendor_message_id
-    return UpdateOne(query, {"$set": {**changes, **(outcome.also or {}), **PENDING},
-                             "$push": {"tally": outcome.status.lower()},
-                             "$unset": {"claimed_until": "", "due_at": ""}})
-
-
 def outcome_writes(outcomes: Iterable[Outcome], only_if: dict | None = None,
                    now: datetime | None = None) -> list[UpdateMany]:
-    """outcome_update for many logs at once: one update per run of IN_CHUNK logs moving alike (status, reason, the
-    more to change), each log given its own receipt time and vendor message id."""
+    """Each outcome's move of a QUEUED log (matching only_if too, when given), tallied for the roll-up; a receipt
+    must name the message the vendor accepted for its log (or a send not yet recorded), and repeated, it matches
+    nothing. One update per run of IN_CHUNK logs moving alike (status, reason, the more to change), each log
+    given its own receipt time and vendor message id."""
     now = now or utcnow()
     alike: dict[tuple, list[Outcome]] = defaultdict(list)
     for outcome in outcomes:

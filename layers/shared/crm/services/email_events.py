@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from bson import ObjectId
-from pymongo import UpdateOne
+from pymongo import UpdateMany, UpdateOne
 from pymongo.database import Database
 
 from crm.channels import UNCONFIRMED
@@ -16,7 +16,7 @@ from crm.consent import suppressions
 from crm.db import LOGS, SUPPRESSIONS
 from crm.models.campaigns import QUEUED, SENT
 from crm.models.common import utcnow
-from crm.services.delivery import PENDING, Outcome, outcome_update, roll_up_due
+from crm.services.delivery import PENDING, Outcome, outcome_writes, roll_up_due
 
 DELAYED = "DeliveryDelay"
 
@@ -25,7 +25,7 @@ def apply_events(db: Database, events: list[SesEvent], receipt_timeout: timedelt
     """Applies a batch of SES's events (crm.channels.ses_events.read); how many log changes they made."""
     read_events = _with_log_ids(db, events)
     now = utcnow()
-    changes: list[UpdateOne] = []
+    changes: list[UpdateOne | UpdateMany] = []
     delayed: list[ObjectId] = []
     suppressing: dict[ObjectId, tuple[str, str]] = {}
     for event in read_events:
@@ -60,13 +60,13 @@ def _with_log_ids(db: Database, events: list[SesEvent]) -> list[SesEvent]:
 
 
 def _changes(event: SesEvent, outcome: tuple[str, str | None] | None, counter: str | None,
-             now) -> list[UpdateOne]:
+             now) -> list[UpdateOne | UpdateMany]:
     """In this order: a send made without SES's answer takes the event's message id; the counter's first mark
     (before the outcome, which may take the log out of the statuses that count); the outcome."""
     log_id, mark = event.log_id, UNCONFIRMED + str(event.log_id)
     # An event about another message than the one this log was sent as changes nothing.
     this_message = {"vendor_message_id": {"$in": [None, event.message_id, mark]}}
-    changes = [UpdateOne({"_id": log_id, "vendor_message_id": mark},
+    changes: list[UpdateOne | UpdateMany] = [UpdateOne({"_id": log_id, "vendor_message_id": mark},
                          {"$set": {"vendor_message_id": event.message_id}})]
     if counter:
         changes.append(UpdateOne(
@@ -75,7 +75,7 @@ def _changes(event: SesEvent, outcome: tuple[str, str | None] | None, counter: s
             {"$set": {f"events.{counter}": event.at or now, **PENDING}, "$push": {"tally": counter}}))
     if outcome:
         status, reason = outcome
-        changes.append(outcome_update(Outcome(log_id, status, at=event.at, reason=reason), this_message, now))
+        changes += outcome_writes([Outcome(log_id, status, at=event.at, reason=reason)], this_message, now)
     return changes
 
 
