@@ -27,7 +27,7 @@ from crm.consent.suppressions import ERASED
 from crm.db import CAMPAIGNS, LOGS
 from crm.models.campaigns import FAILED, QUEUED, SENDING, SKIPPED
 from crm.models.common import utcnow
-from crm.services.delivery import Outcome, complete_in, flag_earlier_tallies, record_outcomes, roll_up_pending
+from crm.services.delivery import Outcome, complete_in, flag_earlier_tallies, record_outcomes
 from crm.services.sending import send_record
 
 PAGE = 500
@@ -75,7 +75,6 @@ def reconcile(db: Database, now: datetime, limits: Limits, vendor_status: Callab
     for campaign in db[CAMPAIGNS].find({"status": SENDING, "fanout.done": True, "stats.queued": 0}, {"_id": 1}):
         settled.completed += complete_in(db, campaign["_id"])
     flag_earlier_tallies(db)  # a container of the release before the flag may still run after the deploy
-    roll_up_pending(db)  # tallies a consumer left when it died before its roll-up
     while time.time() < deadline:
         due = _take_due(db, now)
         _send_again(db, [log for log in due if not log.get("vendor_message_id")], now, limits, queue_sends,
