@@ -157,3 +157,45 @@ def test_the_schedule_leaves_a_campaign_a_consumer_has_just_rolled_up_to_its_nex
     time.sleep(2)
     assert _roll_up_function(seconds_left=8)["tallies"] == 120, "half a period later it is the schedule's turn"
     get_settings.cache_clear()
+
+
+def test_a_roll_up_taking_turns_gives_its_turn_up_to_a_transaction_holding_the_campaign(
+        api, db, env, consumers, segment_id, vendor):
+    """Benchmark finding: roll-ups that met a fan-out page's transaction started over until the page committed,
+    each attempt a write to the campaign. One that takes turns leaves its tallies to the next turn instead."""
+    from pymongo import MongoClient, monitoring
+
+    from crm.models.common import utcnow
+    from crm.services import receipts
+    from crm.services.delivery import roll_up
+
+    campaign, logs = _sent_logs(api, db, consumers, segment_id, vendor)
+    campaign_id = ObjectId(campaign["id"])
+    db.campaigns.update_one({"_id": campaign_id}, {"$set": {"rolled_up_at": utcnow()}})
+    receipts.apply(db, [_receipt(log, "SENT") for log in logs], roll_up_every=3600)
+    db.campaigns.update_one({"_id": campaign_id}, {"$unset": {"rolled_up_at": ""}})
+
+    class CampaignWrites(monitoring.CommandListener):
+        count = 0
+
+        def started(self, event):
+            if event.command_name == "findAndModify" and event.command["findAndModify"] == "campaigns":
+                CampaignWrites.count += 1
+
+        def succeeded(self, event):
+            pass
+
+        def failed(self, event):
+            pass
+
+    client = MongoClient(env["MONGO_URI"], event_listeners=[CampaignWrites()])
+    with db.client.start_session() as page:
+        page.start_transaction()
+        db.campaigns.update_one({"_id": campaign_id}, {"$set": {"fanout.updated_at": utcnow()}}, session=page)
+        started = time.time()
+        assert roll_up(client[db.name], campaign_id, every=5) == 0
+        assert time.time() - started < 2 and CampaignWrites.count == 1, "one try, not one per retry"
+        page.abort_transaction()
+    assert db.communication_logs.count_documents({"campaign_id": campaign_id, "pending": True}) == 120
+    assert roll_up(client[db.name], campaign_id, every=5) == 120, "the next turn counts them"
+    client.close()

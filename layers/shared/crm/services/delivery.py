@@ -22,6 +22,7 @@ from bson import ObjectId
 from pymongo import ReturnDocument, UpdateMany
 from pymongo.client_session import ClientSession
 from pymongo.database import Database
+from pymongo.errors import PyMongoError
 
 from crm.db import CAMPAIGNS, LOGS, in_chunks, literals, per_document
 from crm.models.campaigns import COMPLETED, QUEUED
@@ -149,12 +150,20 @@ def roll_up(db: Database, campaign_id: ObjectId, every: float = 0) -> int:
         return 0  # another took the turn: read, not found in a transaction after reading its logs
     # Read outside a transaction first: a campaign with nothing to count is not written.
     while _pending(db, {"campaign_id": campaign_id}, {"_id": 1}, limit=1):
-        with db.client.start_session() as session:
-            moved = session.with_transaction(lambda s: _roll_up_in(db, s, campaign_id, 0 if counted else every))
+        try:
+            with db.client.start_session() as session:
+                moved = session.with_transaction(
+                    lambda s: _roll_up_in(db, s, campaign_id, 0 if counted else every, yields=every > 0))
+        except _Contended:
+            break  # the tallies wait for the next turn
         counted += moved
         if moved < ROLL_UP_LOGS:
             break
     return counted
+
+
+class _Contended(Exception):
+    """A roll-up that takes turns met another transaction on the campaign (a roll-up, a fan-out page)."""
 
 
 def _turn(every: float) -> dict:
@@ -162,11 +171,12 @@ def _turn(every: float) -> dict:
     return {"rolled_up_at": {"$not": {"$gte": utcnow() - timedelta(seconds=every)}}}
 
 
-def _roll_up_in(db: Database, session: ClientSession, campaign_id: ObjectId, every: float) -> int:
+def _roll_up_in(db: Database, session: ClientSession, campaign_id: ObjectId, every: float, yields: bool) -> int:
     """The campaign is written in the transaction before any log, so that roll-ups of it at once conflict there and
     the others, retried, find its turn taken. The turn is taken here rather than by a write outside a transaction:
     the local server holds such a write against a transaction's document until that transaction ends, and the
-    transaction waits for it in turn."""
+    transaction waits for it in turn. yields: a conflict there gives the turn up rather than starting over, as
+    often as the other transaction (a fan-out page writing hundreds of logs) lasts."""
     logs = _pending(db, {"campaign_id": campaign_id}, {"tally": 1}, ROLL_UP_LOGS, session)
     if not logs:
         return 0
@@ -175,12 +185,17 @@ def _roll_up_in(db: Database, session: ClientSession, campaign_id: ObjectId, eve
     queued = sum(counts[c] for c in FINAL_COUNTERS)
     now = utcnow()
     turn = _turn(every) if every > 0 else {}
-    campaign = db[CAMPAIGNS].find_one_and_update(
-        {"_id": campaign_id, **turn},
-        {"$inc": {**{f"stats.{c}": n for c, n in counts.items()}, "stats.queued": -queued},
-         "$set": {"rolled_up_at": now}},
-        projection={"stats.queued": 1, "fanout.done": 1, "status": 1},
-        return_document=ReturnDocument.AFTER, session=session)
+    try:
+        campaign = db[CAMPAIGNS].find_one_and_update(
+            {"_id": campaign_id, **turn},
+            {"$inc": {**{f"stats.{c}": n for c, n in counts.items()}, "stats.queued": -queued},
+             "$set": {"rolled_up_at": now}},
+            projection={"stats.queued": 1, "fanout.done": 1, "status": 1},
+            return_document=ReturnDocument.AFTER, session=session)
+    except PyMongoError as exc:
+        if yields and exc.has_error_label("TransientTransactionError"):
+            raise _Contended from exc
+        raise
     if campaign is None and turn:
         return 0  # rolled up a moment ago: these tallies are left to the next roll-up
     for run in in_chunks([log["_id"] for log in logs]):
