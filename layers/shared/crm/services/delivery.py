@@ -9,7 +9,8 @@ Who writes what (v3):
   transaction that takes the campaign first and then the logs (the fan-out's page transaction takes them in the
   same order), so each tally is counted exactly once: a consumer that dies between its bulk write and its
   roll-up leaves the tallies for the next roll-up of that campaign (its own retry, another batch's, or the
-  reconciler's).
+  schedule's: crm.consumers.roll_up). Roll-ups take turns, one a campaign per ROLL_UP_SECONDS, and one that
+  meets another transaction on the campaign gives its turn up rather than starting over.
 """
 from __future__ import annotations
 
