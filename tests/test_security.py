@@ -37,6 +37,28 @@ def test_no_route_answers_without_credentials_except_those_api_md_names(api):
     assert len(checked) >= 20 and any(_public(p) for p in checked)
 
 
+@pytest.mark.parametrize("credential", ["", "not-a-jwt", "eyJhbGciOiJIUzI1NiJ9.e30.forged", "crm_short"])
+def test_strangers_are_refused_without_the_database_also_while_it_is_down(api, monkeypatch, credential):
+    """Review finding: every route reached the database before it checked the credential, so anonymous requests
+    opened connections to Atlas (and got a 503 while it was down). Only a well-formed key is looked up."""
+    from crm.config import get_settings
+    from offline import services
+
+    _, document, _ = api.get("/openapi.json", token="")
+    monkeypatch.setenv("MONGO_URI", f"mongodb://127.0.0.1:{services.free_port()}/")
+    get_settings.cache_clear()
+    for path, operations in document["paths"].items():
+        if _public(path) or path.startswith(("/api/mock-send", "/api/delivery-receipt")):
+            continue
+        for method in operations:
+            status, body, _ = api.request(method.upper(), re.sub(r"\{[^}]+\}", SOME_ID, path),
+                                          {} if method == "post" else None, token=credential)
+            assert status == 401, f"{method.upper()} {path}: {status} {body}"
+    assert api.post("/u/forged-token", {}, token="")[0] == 404, "an unsubscribe link no one signed"
+    assert api.get("/api/customers", token="crm_" + "A" * 43)[0] == 503, "a well-formed key is looked up"
+    get_settings.cache_clear()
+
+
 @pytest.mark.parametrize("path", ["/api/customers", "/api/orders", "/api/segments", "/api/segments/preview",
                                   "/api/campaigns", "/api/ai/rules", "/api/mock-send", "/api/delivery-receipt",
                                   "/api/auth/dev-token"])

@@ -32,6 +32,11 @@ def looks_like_key(credential: str) -> bool:
     return credential.startswith(KEY_PREFIX)
 
 
+def well_formed(credential: str) -> bool:
+    """Whether a credential could be a key at all (one that is not is refused without looking it up)."""
+    return KEY_PATTERN.fullmatch(credential) is not None
+
+
 def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 

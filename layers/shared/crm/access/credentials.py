@@ -24,8 +24,13 @@ _caches: dict[float, TTLCache] = {}
 _lock = threading.Lock()
 
 
-def authenticate(db: Database, settings: Settings, credential: str) -> Principal:
+def authenticate(database: Callable[[], Database], settings: Settings, credential: str) -> Principal:
+    """database: called only for a credential that passed every check made without it (a JWT's signature, a key's
+    form), so that strangers cost no connection and are refused while the database is down too."""
     if api_keys.looks_like_key(credential):
+        if not api_keys.well_formed(credential):
+            raise Unauthorized("Invalid or revoked API key")
+        db = database()
         key = _cached(settings, (db.name, API_KEYS, api_keys.digest(credential)),
                       lambda: api_keys.find(db[API_KEYS], credential))
         if key is None:
@@ -33,6 +38,7 @@ def authenticate(db: Database, settings: Settings, credential: str) -> Principal
         api_keys.note_use(db[API_KEYS], key, utcnow())
         return api_keys.principal_of(key)
     email = verify_token(settings, credential)
+    db = database()
     user = _cached(settings, (db.name, USERS, email),
                    lambda: db[USERS].find_one({"email": email}, {"email": 1, "name": 1, "role": 1, "disabled": 1}))
     if user is None or user.get("disabled"):

@@ -13,7 +13,7 @@ from crm.access.credentials import authenticate
 from crm.access.policy import Policy, describe, is_read
 from crm.access.principals import Principal
 from crm.api.deps import SettingsDep
-from crm.api.storage import DbDep
+from crm.api.storage import DbDep, database
 from crm.errors import Forbidden, Unauthorized
 
 # Both kinds of credential come as `Authorization: Bearer`: a shop that has a key changes nothing else.
@@ -23,11 +23,13 @@ _bearer = HTTPBearer(auto_error=False, scheme_name=BEARER_JWT, bearerFormat="JWT
                      description="A person's JWT from /api/auth/*")
 
 
-def authenticated(settings: SettingsDep, db: DbDep,
+def authenticated(settings: SettingsDep,
                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+    """Checked before the database is reached (not a DbDep here): a request without a valid credential opens no
+    connection. Routers declare this (through their Guard) first, so it runs before their routes' own DbDep."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("Missing bearer credential")
-    return authenticate(db, settings, credentials.credentials)
+    return authenticate(database, settings, credentials.credentials)
 
 
 Caller = Annotated[Principal, Depends(authenticated)]
