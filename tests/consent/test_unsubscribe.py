@@ -97,3 +97,20 @@ def test_who_unsubscribes_while_a_campaign_is_sending_gets_nothing_after(api, db
     sent_to = {m["to"]["email"] for call in vendor.received for m in call["messages"]}
     assert sent_to == {"p0@example.com", "p2@example.com"}
     assert db.communication_logs.find_one({"_id": p1["_id"]})["reason"] == "unsubscribed"
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_every_page_is_sent_with_a_content_security_policy_and_no_framing(api, ada, method):
+    """Review finding: the pages for people sent no Content-Security-Policy, framing or sniffing headers."""
+    from crm.api.pages import page_headers
+
+    for target in (f"/u/{_token(ada['_id'])}", "/u/forged", "/docs"):
+        if method == "POST" and target == "/docs":
+            continue
+        _, page, headers = api.request(method, target, raw=b"", headers=ONE_CLICK, token="")
+        policy = headers["content-security-policy"]
+        assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy, target
+        assert headers["x-frame-options"] == "DENY" and headers["referrer-policy"] == "no-referrer", target
+        assert headers["x-content-type-options"] == "nosniff", target
+        assert headers == {**headers, **{k.lower(): v for k, v in page_headers(page).items()}}, \
+            "the page's own inline script and style are allowed by their hashes"

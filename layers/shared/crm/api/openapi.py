@@ -16,6 +16,7 @@ from pydantic.json_schema import models_json_schema
 from crm.access.policy import is_read
 from crm.access.principals import Role, Scope
 from crm.api.access import BEARER_API_KEY, BEARER_JWT, policies, who_may
+from crm.api.pages import html_page
 
 REF = "#/components/schemas/{model}"
 OPENAPI_URL = "/openapi.json"
@@ -108,11 +109,12 @@ def install(app: FastAPI, documented: list[APIRouter]) -> None:
 
     @app.get(DOCS_URL, include_in_schema=False)
     def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url=OPENAPI_URL, title=f"{app.title} API",
+        swagger_ui = get_swagger_ui_html(openapi_url=OPENAPI_URL, title=f"{app.title} API",
                                    swagger_js_url=f"{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
                                    swagger_css_url=f"{DOCS_ASSETS_URL}/swagger-ui.css",
                                    swagger_favicon_url=f"{DOCS_ASSETS_URL}/favicon.png",
                                    swagger_ui_parameters={"persistAuthorization": True})
+        return html_page(bytes(swagger_ui.body).decode())
 
 
 def _document_access(document: dict[str, Any], routes: list[Any]) -> None:

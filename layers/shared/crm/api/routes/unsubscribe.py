@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 
 from crm.api.access import RequestId
 from crm.api.deps import SettingsDep
+from crm.api.pages import html_page
 from crm.api.storage import database
 from crm.consent.links import customer_of
 from crm.consent.unsubscribe import unsubscribe
@@ -34,8 +35,7 @@ NOT_FOUND = "<p>This link is not valid.</p>"
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    return HTMLResponse(PAGE.format(title=title, body=body), status_code=status,
-                        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+    return html_page(PAGE.format(title=title, body=body), status, {"Cache-Control": "no-store"})
 
 
 @router.get("/{token}", response_class=HTMLResponse)
