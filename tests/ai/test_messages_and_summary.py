@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import boto3
+import pytest
 from botocore.stub import ANY, Stubber
 from bson import ObjectId
 
@@ -85,3 +86,11 @@ def test_summary_counts_skipped_recipients_and_email_engagement(api, db):
         "stats": stats(audience=2, skipped=2)}).inserted_id
     summary = api.post("/api/ai/summary", {"campaign_id": str(everyone_skipped)})[1]["summary"]
     assert "2 were skipped" in summary
+
+
+@pytest.mark.parametrize("goal", ["...", "!?", " . "])
+def test_a_goal_without_words_is_422_naming_it(api, goal):
+    """Review finding: the offline writer failed (500) on a goal that was only punctuation."""
+    status, body, _ = api.post("/api/ai/messages", {"goal": goal})
+    assert status == 422, body
+    assert_error(body, "goal_not_understood", ["body", "goal"])

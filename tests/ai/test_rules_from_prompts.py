@@ -121,3 +121,11 @@ def test_bad_prompt_body_is_422(api, payload, loc):
     status, body, _ = api.post("/api/ai/rules", payload)
     assert status == 422
     assert_error(body, "validation_error", loc)
+
+
+@pytest.mark.parametrize("prompt", ["spent > 5 " * 60, "spent between 10 and 5"])
+def test_rules_the_segments_api_would_refuse_are_a_422_naming_the_prompt(api, prompt):
+    """Review finding: more rules than a segment may hold, and an empty range, came back as rules (200)."""
+    status, body, _ = api.post("/api/ai/rules", {"prompt": prompt})
+    assert status == 422, body
+    assert_error(body, "validation_error", ["body", "prompt"])

@@ -88,6 +88,31 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+def empty_ranges(node: Node) -> list[str]:
+    """The number fields an `and` group bounds from both sides with nothing between ("at least 10 and at most 5"):
+    valid rules that no one can match, which a drafted rule set never means."""
+    if isinstance(node, Not):
+        return empty_ranges(node.child)
+    if not isinstance(node, Group):
+        return []
+    found = [field for child in node.children for field in empty_ranges(child)]
+    if node.kind == "and":
+        lows: dict[str, tuple[Any, bool]] = {}
+        highs: dict[str, tuple[Any, bool]] = {}
+        for rule in node.children:
+            if isinstance(rule, Rule) and rule.type == "number" and rule.op in (">", ">=", "<", "<="):
+                bounds, bound = (lows, (rule.value, rule.op == ">")) if rule.op[0] == ">" else (
+                    highs, (rule.value, rule.op == "<"))
+                held = bounds.get(rule.field)
+                tighter = held is None or (bound[0] > held[0] if bounds is lows else bound[0] < held[0])
+                bounds[rule.field] = bound if tighter else held
+        for field in lows.keys() & highs.keys():
+            (low, low_strict), (high, high_strict) = lows[field], highs[field]
+            if low > high or (low == high and (low_strict or high_strict)):
+                found.append(field)
+    return found
+
+
 def parse(raw: Any, loc: Loc = ("body", "rules"), attributes: Mapping[str, str] | None = None) -> Node:
     """A rule or group from JSON; every problem is reported with its path, e.g. rules.and[1].op.
 

@@ -22,6 +22,9 @@ MAX_LENGTH = 320
 def offline_suggestions(goal: str, count: int) -> list[str]:
     """`count` different messages, chosen by the goal so the same goal gives the same set."""
     phrase = re.sub(r"\s+", " ", goal).strip().rstrip(".!?")
+    if not any(c.isalnum() for c in phrase):
+        raise InvalidInput("The goal has no words to write about",
+                           [{"loc": ["body", "goal"], "msg": "must contain words"}], code="goal_not_understood")
     lower = phrase[0].lower() + phrase[1:] if phrase[:2] != phrase[:2].upper() else phrase
     start = int(hashlib.sha256(phrase.lower().encode()).hexdigest(), 16) % len(TEMPLATES)
     picks = [TEMPLATES[(start + i) % len(TEMPLATES)] for i in range(count)]

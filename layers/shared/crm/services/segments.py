@@ -6,18 +6,26 @@ from typing import Any
 
 from bson import ObjectId
 from pymongo.collection import Collection
+from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
 from crm import rules
 from crm.access.audit import Auditor
-from crm.db import CUSTOMERS, SEGMENTS, find_by_id
+from crm.db import ATTRIBUTE_REGISTRY, CUSTOMERS, SEGMENTS, find_by_id
 from crm.errors import DependencyUnavailable
 from crm.models.common import utcnow
 from crm.models.segments import Preview, Segment
 from crm.pagination import newest_first_page
+from crm.services import attributes
 from crm.services.customers import to_customer
 
 SAMPLE_SIZE = 10
+
+
+def parse_rules(db: Database, raw: Any, loc: rules.Loc = ("body", "rules")) -> rules.Node:
+    """Rules sent now (or drafted from a prompt): each attribute they name must be known, with the type the rule
+    compares."""
+    return rules.parse(raw, loc, attributes.types_of(db[ATTRIBUTE_REGISTRY], rules.attribute_keys(raw)))
 
 
 def audience_size(customers: Collection, node: rules.Node, now: datetime, time_limit_ms: int,

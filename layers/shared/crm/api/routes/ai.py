@@ -13,9 +13,10 @@ from crm.api.access import guarded_by
 from crm.api.deps import SettingsDep
 from crm.api.storage import DbDep
 from crm.db import ATTRIBUTE_REGISTRY
+from crm.errors import InvalidInput
 from crm.models.campaigns import Stats
 from crm.models.common import InputModel, ObjectIdStr, WholeNumber
-from crm.services import attributes, campaigns
+from crm.services import attributes, campaigns, segments
 from crm.services.summary import summarise
 
 # Drafting rules and messages is a marketer's work; a summary reads a campaign, as analysts do.
@@ -37,11 +38,18 @@ class RulesOut(BaseModel):
 
 @router.post("/rules", response_model=RulesOut)
 def rules_from_prompt(body: RulesPromptIn, settings: SettingsDep, db: DbDep) -> RulesOut:
-    """Rules for a description such as "inactive for 6 months and spent > ₹5K"; 422 names what it did not understand."""
+    """Rules for a description such as "inactive for 6 months and spent > ₹5K"; 422 names what it did not understand.
+    What it answers the segments API takes: it is checked as they are (a model's answer, or the parser's, with more
+    rules than a segment may hold or an empty range, is a 422 naming the prompt)."""
     known = attributes.known(db[ATTRIBUTE_REGISTRY])
     node, explanation = rules_provider(settings).rules_from_prompt(body.prompt, known)
     group = node if isinstance(node, rules.Group) else rules.Group("and", (node,))
-    return RulesOut(rules=group.to_json(), explanation=explanation)
+    drafted = group.to_json()
+    segments.parse_rules(db, drafted, ("body", "prompt"))
+    if empty := rules.empty_ranges(group):
+        raise InvalidInput(f"No one can match this: the range of {', '.join(sorted(set(empty)))} is empty",
+                           [{"loc": ["body", "prompt"], "msg": "a range whose low end is above its high end"}])
+    return RulesOut(rules=drafted, explanation=explanation)
 
 
 class MessagesIn(InputModel):

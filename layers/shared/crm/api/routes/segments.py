@@ -2,17 +2,15 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pymongo.database import Database
 
 from crm import rules
 from crm.access.policy import EDITORS, EVERY_ROLE, Policy, reads_only
 from crm.api.access import Audit, guarded_by
 from crm.api.deps import DEFAULT_LIMIT, Cursor, Limit, SettingsDep
 from crm.api.storage import DbDep
-from crm.db import ATTRIBUTE_REGISTRY, CUSTOMERS, SEGMENTS
+from crm.db import CUSTOMERS, SEGMENTS
 from crm.models.common import ObjectIdStr, Page
 from crm.models.segments import Preview, PreviewIn, Segment, SegmentIn
-from crm.services import attributes
 from crm.services import segments as service
 
 router = APIRouter(prefix="/api/segments", tags=["segments"],
@@ -21,7 +19,7 @@ router = APIRouter(prefix="/api/segments", tags=["segments"],
 
 @router.post("", status_code=201, response_model=Segment)
 def create_segment(body: SegmentIn, audit: Audit, settings: SettingsDep) -> Segment:
-    return service.create(audit, body.name, body.description, _parsed(body.rules, audit.db),
+    return service.create(audit, body.name, body.description, service.parse_rules(audit.db, body.rules),
                           settings.audience_count_time_limit_ms, settings.consent_mode)
 
 
@@ -34,7 +32,7 @@ def list_segments(db: DbDep, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
 @router.post("/preview", response_model=Preview)
 @reads_only
 def preview_rules(body: PreviewIn, db: DbDep, settings: SettingsDep) -> Preview:
-    return service.preview(db[CUSTOMERS], _parsed(body.rules, db), settings.audience_count_time_limit_ms,
+    return service.preview(db[CUSTOMERS], service.parse_rules(db, body.rules), settings.audience_count_time_limit_ms,
                            settings.consent_mode)
 
 
@@ -48,8 +46,3 @@ def preview_segment(segment_id: ObjectIdStr, db: DbDep, settings: SettingsDep) -
     segment = service.get(db[SEGMENTS], segment_id)
     return service.preview(db[CUSTOMERS], rules.parse(segment["rules"]), settings.audience_count_time_limit_ms,
                            settings.consent_mode)
-
-
-def _parsed(raw: dict, db: Database) -> rules.Node:
-    """Rules sent now: each attribute they name must be known, with the type the rule compares."""
-    return rules.parse(raw, attributes=attributes.types_of(db[ATTRIBUTE_REGISTRY], rules.attribute_keys(raw)))
