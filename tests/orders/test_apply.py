@@ -196,3 +196,14 @@ def test_orders_filter_by_date_and_paginate(api, consumers, db, ada):
     status, body, _ = api.get("/api/orders?customer_id=nope")
     assert status == 422
     assert_error(body, "validation_error", ["query", "customer_id"])
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_an_order_larger_than_a_queue_message_is_422_naming_it_and_queues_nothing(api, consumers, db, batch):
+    """Review finding: 500 items named in emoji (551,577 bytes, under the body limit) were a 500."""
+    big = {**_order("o-big"), "items": [{"sku": f"S{i}", "name": "😀" * 200, "qty": 1, "price": 1} for i in range(500)]}
+    status, body, _ = api.post("/api/orders", {"orders": [_order("o-small"), big]} if batch else big)
+    assert status == 422, body
+    assert_error(body, "validation_error", ["body", "orders", 1] if batch else ["body"])
+    assert consumers.messages(ORDER_QUEUE) == []
+    assert db.audit_log.count_documents({"action": {"$regex": "ingest"}}) == 0

@@ -7,6 +7,16 @@ from typing import Any
 MESSAGE_VERSION = 1
 
 
+def too_large(kind: str, records: list[dict[str, Any]], max_bytes: int) -> list[int]:
+    """The positions of the records that would not fit in a message on their own."""
+    room = max_bytes - len(_body(kind, []).encode())
+    return [i for i, record in enumerate(records) if _record_bytes(record) > room]
+
+
+def _record_bytes(record: dict[str, Any]) -> int:
+    return len(json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()) + 1
+
+
 def pack(kind: str, records: list[dict[str, Any]], max_bytes: int, max_records: int | None = None) -> list[str]:
     """Message bodies of `{"kind", "v", "records": [...]}`, each at most max_bytes of UTF-8 and max_records."""
     envelope_bytes = len(_body(kind, []).encode())

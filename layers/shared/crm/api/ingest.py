@@ -17,6 +17,8 @@ from crm.api.deps import IdempotencyKey, SettingsDep
 from crm.api.openapi import body_of
 from crm.config import Settings
 from crm.db import IDEMPOTENCY_KEYS
+from crm.errors import InvalidInput
+from crm.messages import too_large
 from crm.models.common import Accepted, validate_one_or_batch
 from crm.services.idempotency import run_once
 
@@ -49,9 +51,16 @@ class IngestRoute:
         if self.check is not None:
             self.check(audit.db, valid, isinstance(payload, dict) and self.kind in payload)
 
+        records = self.queue_records(valid)
+        batch = isinstance(payload, dict) and self.kind in payload
+        if oversized := too_large(self.kind, records, settings.sqs_max_message_bytes):
+            raise InvalidInput(f"A {self.kind} record is larger than the queue carries; send less in it",
+                               [{"loc": ["body", self.kind, i] if batch else ["body"],
+                                 "msg": f"at most {settings.sqs_max_message_bytes} bytes as JSON"}
+                                for i in oversized[:20]])
+
         def enqueue(ingest_id: ObjectId) -> tuple[int, dict[str, Any]]:
             # Queuing twice after a takeover is harmless: customers upsert and orders apply once per order_id.
-            records = self.queue_records(valid)
             audit.before(f"{self.kind}.ingest:{ingest_id}", f"{self.kind}.ingest", self.kind, None,
                          lambda: queues.enqueue(self.queue_url(settings), self.kind, records, settings),
                          accepted=len(records))
