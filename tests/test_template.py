@@ -67,6 +67,17 @@ def sqs_policy_queues(function: str, policy: str = "SQSSendMessagePolicy") -> se
             if isinstance(p, dict) and policy in p}
 
 
+def _named(value) -> set[str]:
+    """The resources a value refers to (!Ref, !GetAtt), on either side of an !If."""
+    if isinstance(value, dict) and "Fn::If" in value:
+        return set().union(*(_named(v) for v in value["Fn::If"][1:]))
+    if isinstance(value, dict) and "Ref" in value:
+        return {value["Ref"]} - {"AWS::NoValue"}
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        return {value["Fn::GetAtt"][0]}
+    return set()
+
+
 def test_every_queue_url_a_function_is_given_is_one_its_policies_let_it_use():
     doc = template.load(TEMPLATE).doc["Resources"]
     for name, resource in doc.items():
@@ -74,10 +85,11 @@ def test_every_queue_url_a_function_is_given_is_one_its_policies_let_it_use():
             continue
         props = resource["Properties"]
         variables = (props.get("Environment") or {}).get("Variables") or {}
-        named = {value["Ref"] for key, value in variables.items() if key.startswith("SQS_") and key.endswith("_URL")}
-        checked = {arn["Fn::GetAtt"][0] for p in props["Policies"] if isinstance(p, dict) and "Statement" in p
+        named = {queue for key, value in variables.items() if key.startswith("SQS_") and key.endswith("_URL")
+                 for queue in _named(value)}
+        checked = {queue for p in props["Policies"] if isinstance(p, dict) and "Statement" in p
                    for statement in p["Statement"] if statement["Action"] == ["sqs:GetQueueAttributes"]
-                   for arn in statement["Resource"]}
+                   for arn in statement["Resource"] for queue in _named(arn)}
         assert named <= sqs_policy_queues(name) | checked, name
         assert sqs_policy_queues(name) <= named, f"{name} may send to a queue it is not told of"
 
@@ -217,3 +229,25 @@ def test_unsubscribe_links_lead_to_the_unsubscribe_function_on_the_public_url():
         "https://HttpApi.execute-api.us-east-1.amazonaws.com"), "the HTTP API's own URL by default"
     custom = template.load(TEMPLATE, {"PublicUrl": "https://crm.shop.example.com"})
     assert custom.functions["CampaignFanoutFunction"].environment["PUBLIC_URL"] == "https://crm.shop.example.com"
+
+
+MOCK_VENDOR = {"VendorFunction", "VendorReceiptsFunction", "VendorReceiptQueue", "VendorReceiptDLQ"}
+
+
+def test_the_mock_vendor_is_deployed_only_where_it_is_the_channel():
+    """Review finding: the mock vendor and its signed-receipt generator were in every stack, with the real webhook
+    secret: whoever held the vendor key could have the stack sign receipts for logs it never sent."""
+    def mock_vendor_in(**parameters: str) -> set[str]:
+        stack = template.load(TEMPLATE, parameters)
+        return MOCK_VENDOR & (set(stack.functions) | set(stack.queues))
+
+    assert mock_vendor_in() == MOCK_VENDOR
+    assert mock_vendor_in(Channel="ses", SesFromAddress="a@shop.example", SesIdentity="shop.example") == set()
+    assert mock_vendor_in(VendorUrl="https://vendor.example/send") == set()
+    meta = template.load(TEMPLATE, {"Channel": "ses"}).functions["MetaFunction"]
+    assert meta.environment["SQS_VENDOR_RECEIPT_QUEUE_URL"] == ""
+
+
+def test_a_deployed_stack_is_staging_or_production():
+    """Review finding: Stage=development deployed a stack that handed admin tokens to anyone."""
+    assert template.load(TEMPLATE).doc["Parameters"]["Stage"]["AllowedValues"] == ["production", "staging"]

@@ -36,9 +36,11 @@ def test_sample_config_keys_are_settings():
     assert {key.lower() for key in sample} <= set(Settings.model_fields)
 
 
+@pytest.mark.parametrize("stage", ["production", "staging"])
 @pytest.mark.parametrize("secret", [DEV_JWT_SECRET, "short"])
-def test_production_refuses_default_or_weak_jwt_secret(config_file, monkeypatch, secret):
-    monkeypatch.setenv("ENV", "production")
+def test_every_deployed_stage_refuses_default_or_weak_jwt_secret(config_file, monkeypatch, secret, stage):
+    """Review finding: only production refused them; a staging stack signed tokens with the development key."""
+    monkeypatch.setenv("ENV", stage)
     monkeypatch.setenv("MONGO_URI", "mongodb+srv://cluster.example.net/")
     monkeypatch.setenv("JWT_SECRET", secret)
     with pytest.raises(ConfigError, match="JWT_SECRET"):
@@ -53,7 +55,7 @@ def test_production_accepts_real_secrets_and_hides_them(config_file, monkeypatch
     for key, value in PRODUCTION.items():
         monkeypatch.setenv(key, value)
     settings = Settings()
-    assert settings.is_production and settings.secret("webhook_secret") == "w" * 40
+    assert settings.is_deployed and settings.secret("webhook_secret") == "w" * 40
     for secret in ("pw@", "j" * 40, "v" * 40, "w" * 40):
         assert secret not in repr(settings)
 
@@ -80,6 +82,20 @@ def test_in_production_a_secret_a_function_was_not_given_has_no_default(config_f
         settings.secret(key.lower())
     monkeypatch.setenv("ENV", "development")
     assert Settings().secret(key.lower()), "development keeps its defaults"
+
+
+@pytest.mark.parametrize("sam_local, refused", [("", True), ("true", False)])
+def test_development_does_not_run_in_lambda(config_file, monkeypatch, sam_local, refused):
+    """Review finding: a stack deployed as development handed admin tokens to anyone. Lambda's runtime names its API
+    in AWS_LAMBDA_RUNTIME_API; sam local (Docker) says so in AWS_SAM_LOCAL; the local runner sets neither."""
+    monkeypatch.setenv("ENV", "development")
+    monkeypatch.setenv("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")
+    monkeypatch.setenv("AWS_SAM_LOCAL", sam_local)
+    if refused:
+        with pytest.raises(ConfigError, match="development runs only locally"):
+            Settings()
+    else:
+        assert Settings().is_development
 
 
 def test_secrets_named_in_the_environment_are_fetched_from_aws(config_file, monkeypatch):

@@ -148,16 +148,17 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     @property
-    def is_production(self) -> bool:
-        return self.env.lower() in {"production", "prod"}
-
-    @property
     def google_oauth_configured(self) -> bool:
         return bool(self.google_client_id and self.google_client_secret.get_secret_value())
 
     @property
     def is_development(self) -> bool:
         return self.env.lower() in {"development", "dev"}
+
+    @property
+    def is_deployed(self) -> bool:
+        """Every stage but development (staging as production): no default secrets, no weak ones, no dev tokens."""
+        return not self.is_development
 
     @property
     def email_domains(self) -> frozenset[str]:
@@ -180,11 +181,14 @@ class Settings(BaseSettings):
             name = getattr(self, name_field)
             if name:
                 setattr(self, field, SecretStr(_fetch_secret(name)))
-            elif self.is_production and field not in self.model_fields_set:
+            elif self.is_deployed and field not in self.model_fields_set:
                 # Each function is given only the secrets it uses; the others must not fall back to a default.
                 setattr(self, field, SecretStr(""))
-        if self.is_production:
+        if self.is_deployed:
             _refuse_weak_secrets(self)
+        elif os.environ.get("AWS_LAMBDA_RUNTIME_API") and not os.environ.get("AWS_SAM_LOCAL"):
+            # Lambda's own runtime: a stack someone deployed as development would hand admin tokens to anyone.
+            raise ConfigError("ENV development runs only locally (make run, sam local); deploy staging or production")
         if self.default_role not in ROLE_NAMES:
             raise ConfigError(f"DEFAULT_ROLE must be one of {', '.join(ROLE_NAMES)}")
         if not 0 <= self.auth_cache_seconds <= MAX_AUTH_CACHE_SECONDS:
@@ -214,7 +218,7 @@ def _fetch_secret(name: str) -> str:
 
 
 def _refuse_weak_secrets(settings: Settings) -> None:
-    """Production refuses to start with a key it was given that is a development default or short."""
+    """A deployed stage refuses to start with a key it was given that is a development default or short."""
     for field in SIGNING_KEYS:
         _, development_default = SECRETS[field]
         key = getattr(settings, field).get_secret_value()

@@ -50,8 +50,9 @@ def to_user(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def refuse_open_sign_in(settings: Settings) -> None:
-    """Production never lets every Google account in: its sign-in function does not start without an allow-list."""
-    if settings.is_production and not settings.email_domains and not settings.admin_email_set:
+    """A deployed stack never lets every Google account in: its sign-in function does not start without an
+    allow-list."""
+    if settings.is_deployed and not settings.email_domains and not settings.admin_email_set:
         message = ("Sign-in is closed to everyone: set ALLOWED_EMAIL_DOMAINS or ADMIN_EMAILS (template parameters "
                    "AllowedEmailDomains, AdminEmails) before deploying; refusing to start")
         logger.error(message)
