@@ -114,3 +114,23 @@ def test_every_page_is_sent_with_a_content_security_policy_and_no_framing(api, a
         assert headers["x-content-type-options"] == "nosniff", target
         assert headers == {**headers, **{k.lower(): v for k, v in page_headers(page).items()}}, \
             "the page's own inline script and style are allowed by their hashes"
+
+
+def test_an_ingest_accepted_before_the_unsubscribe_never_grants_consent_after_it(api, db, consumers, ada):
+    """Review finding: the unsubscribe denied consent without the field's version, so an older ingest applied after
+    it granted consent again."""
+    assert api.post("/api/customers", {"name": "Ada", "email": "ada@example.com", "email_consent": "granted"})[0] == 202
+    late = consumers.messages("CustomerIngestQueue")  # accepted, not yet applied
+    token = _token(ada["_id"])
+    assert api.request("POST", f"/u/{token}", raw=b"List-Unsubscribe=One-Click", headers=ONE_CLICK, token="")[0] == 200
+    consumers.deliver("CustomerIngestQueue", [m["Body"] for m in late])
+    consumers.deliver("CustomerIngestQueue", [m["Body"] for m in late])  # and its redelivery
+    assert db.customers.find_one({"_id": ada["_id"]})["email_consent"] == "denied"
+    _, listed, _ = api.get("/api/customers?email=ada@example.com")
+    assert listed["items"][0]["subscribed"] is False
+
+    # An ingest accepted after it is the shop's newer word on consent (the suppression still stops every message).
+    assert api.post("/api/customers", {"name": "Ada", "email": "ada@example.com", "email_consent": "granted"})[0] == 202
+    consumers.drain("CustomerIngestQueue")
+    assert db.customers.find_one({"_id": ada["_id"]})["email_consent"] == "granted"
+    assert db.suppressions.find_one({})["reason"] == "unsubscribed"

@@ -1,5 +1,6 @@
 """Unsubscribing through a link: the customer it names is suppressed (reason `unsubscribed`) and their consent
-denied, in one transaction with its audit entry; doing it again changes nothing."""
+denied, in one transaction with its audit entry; doing it again changes nothing. The denial wins over every ingest
+the API accepted before it."""
 from __future__ import annotations
 
 from bson import ObjectId
@@ -10,6 +11,7 @@ from crm.access.principals import RECIPIENT, Principal
 from crm.consent import suppressions
 from crm.db import CUSTOMERS, SUPPRESSIONS
 from crm.models.common import utcnow
+from crm.models.customers import version_after_ingests_until, versioned_write
 
 UNSUBSCRIBED = "unsubscribed"
 
@@ -24,8 +26,10 @@ def unsubscribe(db: Database, customer_id: ObjectId, request_id: str) -> None:
 
     def change(session) -> None:
         suppressions.add(db[SUPPRESSIONS], email, UNSUBSCRIBED, session)
-        db[CUSTOMERS].update_one({"_id": customer_id}, {"$set": {"email_consent": "denied", "updated_at": utcnow()}},
-                                 session=session)
+        # Versioned as an ingest's write is: one the API accepted before now, applied later, does not grant it back.
+        now = utcnow()
+        denied = versioned_write("email_consent", "email_consent", "denied", version_after_ingests_until(now))
+        db[CUSTOMERS].update_one({"_id": customer_id}, [{"$set": {**denied, "updated_at": now}}], session=session)
 
     Auditor(db, Principal(RECIPIENT, str(customer_id)), request_id).write(
         "suppression.create", "suppression", suppressions.address_hash(email), change)

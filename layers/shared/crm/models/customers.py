@@ -62,6 +62,29 @@ def _is_time(text: str) -> bool:
     return True
 
 
+def ingest_version(accepted_at: datetime, seq: int) -> int:
+    """Orders ingests: by when the API accepted them, then by their place in the request."""
+    return int(accepted_at.timestamp() * 1000) * MAX_BATCH + seq
+
+
+def version_after_ingests_until(moment: datetime) -> int:
+    """The version of a write made at this moment (an unsubscribe) that no ingest accepted until then, to the
+    millisecond, can overwrite."""
+    return ingest_version(moment, MAX_BATCH)
+
+
+def newer(clock: str, version: int) -> dict[str, Any]:
+    """True when this write came after the one that last wrote the field (a redelivery is not newer)."""
+    return {"$lt": [{"$ifNull": [f"$versions.{clock}", -1]}, version]}
+
+
+def versioned_write(stored: str, clock: str, value: Any, version: int) -> dict[str, Any]:
+    """An update pipeline's $set of one field and its clock: both change only if this write is newer than the one
+    that wrote the field last. `value` is an expression ({"$literal": ...} for data)."""
+    return {stored: {"$cond": [newer(clock, version), value, f"${stored}"]},
+            f"versions.{clock}": {"$cond": [newer(clock, version), version, f"$versions.{clock}"]}}
+
+
 def _times_in_range(attributes: dict[str, Any] | None) -> dict[str, Any] | None:
     """A time attribute must be an instant of years 1 to 9999 in UTC, as a stored date is."""
     for value in (attributes or {}).values():

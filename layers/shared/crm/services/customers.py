@@ -15,7 +15,14 @@ from crm.consent import suppressions
 from crm.db import ATTRIBUTE_REGISTRY, CUSTOMERS, SUPPRESSIONS, bulk_upsert
 from crm.errors import InvalidInput
 from crm.models.common import first_problem, to_iso, utcnow
-from crm.models.customers import MAX_BATCH, Customer, CustomerIn, attribute_type
+from crm.models.customers import (
+    MAX_BATCH,
+    Customer,
+    CustomerIn,
+    attribute_type,
+    ingest_version,
+    versioned_write,
+)
 from crm.pagination import newest_first_page
 from crm.rules import OPT_OUT
 from crm.services.attributes import register
@@ -64,16 +71,6 @@ def _parse_record(record: Any) -> tuple[CustomerIn, datetime, int]:
     return CustomerIn.model_validate(fields), accepted_at, ingest_version(accepted_at, seq)
 
 
-def ingest_version(accepted_at: datetime, seq: int) -> int:
-    """Orders ingests: by when the API accepted them, then by their place in the request."""
-    return int(accepted_at.timestamp() * 1000) * MAX_BATCH + seq
-
-
-def _newer(field: str, version: int) -> dict[str, Any]:
-    """True when this ingest came after the one that last wrote the field (a redelivery is not newer)."""
-    return {"$lt": [{"$ifNull": [f"$versions.{field}", -1]}, version]}
-
-
 # Where each field an ingest may carry is stored; spend and visits given at ingest are only the ingested part.
 STORED_AS = {"name": "name", "phone": "phone", "spend": "ingested.spend", "visits": "ingested.visits",
              "tags": "tags", "email_consent": "email_consent"}
@@ -99,14 +96,11 @@ def _upsert_op(customer: CustomerIn, accepted_at: datetime, version: int) -> Upd
         clock = "name" if field == "name_key" else field
         stored = STORED_AS.get(field, field)
         # $literal: a value is data, even one that looks like "$a.field.path".
-        fields[stored] = {"$cond": [_newer(clock, version), {"$literal": value}, f"${stored}"]}
-        fields[f"versions.{clock}"] = {"$cond": [_newer(clock, version), version, f"$versions.{clock}"]}
+        fields.update(versioned_write(stored, clock, {"$literal": value}, version))
     # Attributes merge key by key, each with its own clock; a null removes the key.
     for key, value in (customer.attributes or {}).items():
-        clock, stored = f"attributes.{key}", f"attributes.{key}"
         new = "$$REMOVE" if value is None else {"$literal": stored_attribute(value)}
-        fields[stored] = {"$cond": [_newer(clock, version), new, f"${stored}"]}
-        fields[f"versions.{clock}"] = {"$cond": [_newer(clock, version), version, f"$versions.{clock}"]}
+        fields.update(versioned_write(f"attributes.{key}", f"attributes.{key}", new, version))
     fields.update({
         "created_at": {"$min": ["$created_at", accepted_at]},
         # A customer never active counts as last active at creation.
