@@ -1,5 +1,5 @@
 """Who may sign in with Google: invited users, the allowed domains (with Google's `hd` claim), ADMIN_EMAILS; nobody
-else. And a production deployment with no allow-list does not start its sign-in function."""
+else. And a deployed stack with no allow-list does not start its sign-in function."""
 from __future__ import annotations
 
 import importlib.util
@@ -56,6 +56,18 @@ def test_a_person_admitted_by_their_domain_stays_admitted_only_through_its_accou
     assert api.request("PATCH", f"/api/users/{grace['id']}", {"role": "marketer"})[0] == 200
     assert browser.sign_in("grace-personal")[0] == 403
     assert browser.sign_in("grace@corp.example")[1]["user"]["role"] == "marketer"
+
+
+def test_taking_a_domain_off_the_allow_list_shuts_out_the_people_it_admitted(browser, api, monkeypatch):
+    """Review finding: they still signed in, and their tokens still worked."""
+    _configure(monkeypatch, ADMIN_EMAILS="", ALLOWED_EMAIL_DOMAINS="corp.example,other.example", AUTH_CACHE_SECONDS="0")
+    status, body = browser.sign_in("grace@corp.example")
+    assert status == 200 and _me(api, body["token"])["email"] == "grace@corp.example"
+    _configure(monkeypatch, ALLOWED_EMAIL_DOMAINS="other.example")
+    assert api.get("/api/me", token=body["token"])[0] == 401, "the token they hold"
+    assert_error(browser.sign_in("grace@corp.example")[1], "sign_in_denied")
+    _configure(monkeypatch, ALLOWED_EMAIL_DOMAINS="corp.example")
+    assert browser.sign_in("grace@corp.example")[0] == 200, "the domain back on the list lets them in again"
 
 
 def test_concurrent_first_sign_ins_make_one_user_and_name_it_in_the_audit_trail(db, env, monkeypatch):

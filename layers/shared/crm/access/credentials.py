@@ -39,9 +39,9 @@ def authenticate(database: Callable[[], Database], settings: Settings, credentia
         return api_keys.principal_of(key)
     email = verify_token(settings, credential)
     db = database()
-    user = _cached(settings, (db.name, USERS, email),
-                   lambda: db[USERS].find_one({"email": email}, {"email": 1, "name": 1, "role": 1, "disabled": 1}))
-    if user is None or user.get("disabled"):
+    user = _cached(settings, (db.name, USERS, email), lambda: db[USERS].find_one(
+        {"email": email}, {"email": 1, "name": 1, "role": 1, "disabled": 1, "admitted_by": 1}))
+    if user is None or user.get("disabled") or not users.still_admitted(settings, user):
         raise Unauthorized("This account is disabled or unknown here")
     try:
         return users.principal_of(user)

@@ -68,6 +68,12 @@ def role_for_newcomer(settings: Settings, identity: Identity) -> tuple[Role, str
     return None
 
 
+def still_admitted(settings: Settings, user: dict[str, Any]) -> bool:
+    """A person their domain admitted is admitted only while ALLOWED_EMAIL_DOMAINS still names it: taking a domain
+    off the list shuts out the people it let in, at their next sign-in and for the tokens they hold."""
+    return user.get("admitted_by") != BY_DOMAIN or user["email"].rsplit("@", 1)[1] in settings.email_domains
+
+
 def _domain_account(settings: Settings, identity: Identity) -> bool:
     """Whether the account is one the address's domain manages, as far as the `hd` claim says."""
     hosted = (identity.hosted_domain or "").lower()
@@ -122,7 +128,8 @@ def _admission(settings: Settings, identity: Identity, existing: dict[str, Any] 
         return role.value, BY_DEVELOPMENT_TOKEN
     if existing is not None:
         # A person admitted by their domain stays admitted only through an account that domain manages.
-        if existing.get("admitted_by") != BY_DOMAIN or _domain_account(settings, identity):
+        if still_admitted(settings, existing) and (
+                existing.get("admitted_by") != BY_DOMAIN or _domain_account(settings, identity)):
             return existing["role"], existing.get("admitted_by") or BY_INVITATION
     else:
         admitted = role_for_newcomer(settings, identity)
