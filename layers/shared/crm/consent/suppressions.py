@@ -9,11 +9,17 @@ from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 
-from crm.errors import Conflict, NotFound
+from crm.access.audit import Auditor
+from crm.access.policy import ADMINS
+from crm.db import SUPPRESSIONS
+from crm.errors import Conflict, Forbidden, InvalidInput, NotFound
 from crm.models.common import utcnow
 
 REASONS = ("unsubscribed", "bounced", "complained", "manual", "erased")
 ERASED = "erased"
+# Entries the person made themselves: lifting one would message someone who said no, so only an admin may, saying
+# why (API.md, "Safe on the internet").
+THE_PERSONS_OWN = frozenset({"unsubscribed", "complained"})
 
 
 def address_hash(email: str) -> str:
@@ -41,14 +47,29 @@ def erase(suppressions: Collection, email: str, session: ClientSession | None = 
         erase(suppressions, email, session)
 
 
-def remove(suppressions: Collection, email: str, session: ClientSession | None = None) -> None:
-    """404 when the address is not suppressed; 409 for an erased person's entry, which only erasure may hold."""
-    entry = suppressions.find_one({"email_hash": address_hash(email)}, {"reason": 1}, session=session)
+def remove(audit: Auditor, email: str, reason: str | None) -> None:
+    """The address may be messaged again, audited with the caller's reason. 404 when it is not suppressed; 409 for an
+    erased person's entry, which only erasure may hold; 403 for an entry its person made (an unsubscribe, a
+    complaint) unless an admin removes it, and 422 when the admin gives no reason."""
+    collection, key = audit.db[SUPPRESSIONS], address_hash(email)
+    entry = collection.find_one({"email_hash": key}, {"reason": 1})
     if entry is None:
         raise NotFound("This address is not suppressed")
     if entry["reason"] == ERASED:
         raise Conflict("An erased person's address stays suppressed", code="erased")
-    suppressions.delete_one({"_id": entry["_id"], "reason": {"$ne": ERASED}}, session=session)
+    if entry["reason"] in THE_PERSONS_OWN:
+        if audit.actor.role not in ADMINS:
+            raise Forbidden("Only an admin may remove an address its person unsubscribed or complained about")
+        if reason is None:
+            raise InvalidInput.for_field(("body", "reason"), "say why this person may be messaged again")
+
+    def change(session: ClientSession) -> None:
+        # Only the entry checked above: one erased or removed meanwhile is not this request's to remove.
+        if not collection.delete_one({"_id": entry["_id"], "reason": entry["reason"]}, session=session).deleted_count:
+            raise Conflict("This address's entry changed meanwhile; try again")
+
+    audit.write("suppression.delete", "suppression", key, change, removed=entry["reason"],
+                **({"reason": reason} if reason is not None else {}))
 
 
 def erased_at(suppressions: Collection, emails: Iterable[str]) -> dict[str, Any]:

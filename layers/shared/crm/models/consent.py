@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from crm.models.common import Email, InputModel, IsoTime
 
@@ -14,6 +14,12 @@ AddedReason = Literal["unsubscribed", "bounced", "complained", "manual"]
 class SuppressionIn(InputModel):
     email: Email
     reason: AddedReason = "manual"
+
+
+class SuppressionRemovalIn(InputModel):
+    reason: str = Field(min_length=1, max_length=500, description=(
+        "Why the address may be messaged again; kept on the audit trail. Required to remove an `unsubscribed` or "
+        "`complained` entry (admins only)."))
 
 
 class Suppression(BaseModel):

@@ -12,7 +12,7 @@ from crm.api.storage import DbDep
 from crm.consent import suppressions
 from crm.db import SUPPRESSIONS
 from crm.models.common import Email, Page
-from crm.models.consent import Suppression, SuppressionIn
+from crm.models.consent import Suppression, SuppressionIn, SuppressionRemovalIn
 from crm.pagination import newest_first_page
 
 router = APIRouter(prefix="/api/suppressions", tags=["consent"],
@@ -38,8 +38,9 @@ def suppress(body: SuppressionIn, audit: Audit) -> Suppression:
 
 
 @router.delete("/{email:path}", status_code=204, response_class=Response)
-def unsuppress(email: Annotated[Email, Path()], audit: Audit) -> Response:
-    """The address may be messaged again (if its customer is subscribed); 409 for an erased person's."""
-    audit.write("suppression.delete", "suppression", suppressions.address_hash(email),
-                lambda session: suppressions.remove(audit.db[SUPPRESSIONS], email, session))
+def unsuppress(email: Annotated[Email, Path()], audit: Audit, body: SuppressionRemovalIn | None = None) -> Response:
+    """The address may be messaged again (if its customer is subscribed). An `unsubscribed` or `complained` entry
+    (the person's own) is removed only by an admin, with a `reason` (403 for anyone else, 422 without one); 409 for
+    an erased person's."""
+    suppressions.remove(audit, email, body.reason if body else None)
     return Response(status_code=204)
