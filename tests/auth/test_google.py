@@ -152,3 +152,37 @@ def test_google_sign_in_not_configured_is_403(api):
     status, body, _ = api.get("/api/auth/google", token="")
     assert status == 403
     assert_error(body, "sign_in_not_configured")
+
+
+@pytest.mark.parametrize("where", ["environment", "config file"])
+def test_google_configured_as_the_readme_says_signs_in_through_the_runner(oidc_server, stack_env, queues, tmp_path,
+                                                                          where):
+    """Review finding: with GOOGLE_CLIENT_ID, GOOGLE_CLIENT_SECRET and GOOGLE_CALLBACK_URL in the environment of
+    `make run`, /api/auth/google was 403 sign_in_not_configured: the runner passes only the variables a function
+    declares, and the template declared the secret by its name only."""
+    import io
+    import json
+
+    import httpx
+
+    from offline import template
+    from offline.runner import OfflineRunner
+    from tests.conftest import TEMPLATE
+
+    google = {"GOOGLE_CLIENT_ID": CLIENT_ID, "GOOGLE_CLIENT_SECRET": "local-client-secret",
+              "GOOGLE_CALLBACK_URL": CALLBACK}
+    env = {**stack_env, "GOOGLE_OIDC_ISSUER": oidc_server}  # the test's provider in place of Google
+    if where == "environment":
+        env.update(google)
+    else:
+        config = tmp_path / "config.json"
+        config.write_text(json.dumps(google))
+        env["CRM_CONFIG_FILE"] = str(config)
+    runner = OfflineRunner(template.load(TEMPLATE, services.LOCAL_PARAMETERS, queues), queues, env, port=0,
+                           retry_delay_seconds=0, reload=False, out=io.StringIO()).start()
+    try:
+        reply = httpx.get(f"http://127.0.0.1:{runner.port}/api/auth/google", timeout=30)
+    finally:
+        runner.stop()
+    assert reply.status_code == 302, reply.text
+    assert reply.headers["location"].startswith(oidc_server)
