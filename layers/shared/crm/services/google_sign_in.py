@@ -7,6 +7,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Callable
 from urllib.parse import urlencode
 
 from jose import JWTError, jwt
@@ -55,15 +56,16 @@ def start(settings: Settings, states: Collection) -> SignInStart:
     return SignInStart(f"{metadata.authorization_endpoint}{separator}{query}", binding)
 
 
-def finish(settings: Settings, states: Collection, code: str | None, state: str | None,
+def finish(settings: Settings, states: Callable[[], Collection], code: str | None, state: str | None,
            browser_binding: str | None) -> Identity:
-    """Who the provider says signed in; whether they may is crm.access.users.sign_in's decision."""
+    """Who the provider says signed in; whether they may is crm.access.users.sign_in's decision. states: called
+    only for a state we signed, bound to this browser (a forged callback reaches no database)."""
     provider = provider_for(settings)
     if not code or not state:
         raise BadRequest("The callback needs both code and state", code="invalid_request")
     state_id = _verify_state(settings, state, browser_binding)
     # Taken and removed in one step: a replayed or concurrent second use finds nothing.
-    record = states.find_one_and_delete({"_id": state_id})
+    record = states().find_one_and_delete({"_id": state_id})
     if record is None or record["expires_at"] < utcnow():
         raise BadRequest("This sign-in was already used or has expired; start again", code="invalid_state")
     tokens = provider.exchange_code(code, settings.google_callback_url, settings.google_client_id,

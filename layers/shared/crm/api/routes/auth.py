@@ -12,7 +12,7 @@ from crm.access import users
 from crm.access.principals import Role
 from crm.api.access import RequestId
 from crm.api.deps import SettingsDep, takes_other_query_parameters
-from crm.api.storage import DbDep
+from crm.api.storage import DbDep, database
 from crm.auth import issue_token
 from crm.config import Settings
 from crm.db import OAUTH_STATES
@@ -79,7 +79,7 @@ def google_sign_in_start(settings: SettingsDep, db: DbDep) -> RedirectResponse:
 @router.get("/google/callback", response_model=SignInOut,
             responses={302: {"description": "To FRONTEND_URL, with the token in the URL fragment"}})
 @takes_other_query_parameters
-def google_sign_in_callback(settings: SettingsDep, db: DbDep, request_id: RequestId,
+def google_sign_in_callback(settings: SettingsDep, request_id: RequestId,
                             code: Annotated[str | None, Query(max_length=4096)] = None,
                             state: Annotated[str | None, Query(max_length=4096)] = None,
                             error: Annotated[str | None, Query(max_length=200)] = None,
@@ -88,8 +88,8 @@ def google_sign_in_callback(settings: SettingsDep, db: DbDep, request_id: Reques
     allow-lists) and issues the CRM's token; anyone else is 403 sign_in_denied."""
     if error:
         raise BadRequest("Sign-in was cancelled or refused at the provider", code="sign_in_denied")
-    identity = google_sign_in.finish(settings, db[OAUTH_STATES], code, state, binding)
-    user = users.sign_in(db, settings, identity, request_id)
+    identity = google_sign_in.finish(settings, lambda: database()[OAUTH_STATES], code, state, binding)
+    user = users.sign_in(database(), settings, identity, request_id)
     token, expires_in = issue_token(settings, user["email"], user.get("name"))
     reply = SignInOut(token=token, expires_in=expires_in,
                       user=UserOut(email=user["email"], name=user.get("name"), picture=user.get("picture"),
