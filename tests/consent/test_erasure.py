@@ -137,3 +137,74 @@ def test_every_kind_of_value_only_the_person_had_leaves_the_registry(api, db, co
     for trace in ("zq-the-unique", "1990-01-02", "987654321"):
         assert trace not in shown, trace
     assert "Pune" in shown
+
+
+def _receipt(api, env, consumers, log: dict, status: str, reason: str) -> None:
+    import time
+
+    from crm import signing
+
+    raw = json.dumps({"vendor_message_id": log["vendor_message_id"], "log_id": str(log["_id"]), "status": status,
+                      "timestamp": "2026-11-25T10:00:00Z", "reason": reason}).encode()
+    timestamp = str(int(time.time()))
+    signature = signing.sign(env["WEBHOOK_SECRET"], timestamp, raw)
+    headers = {"X-Vendor-Timestamp": timestamp, "X-Vendor-Signature": signature}
+    assert api.post("/api/delivery-receipt", raw=raw, token="", headers=headers)[0] == 202
+    consumers.drain("DeliveryReceiptQueue")
+
+
+def _bounce(person: dict) -> str:
+    return f"550 5.1.1 <{person['email']}>: Recipient address rejected: {person['name']} is unknown"
+
+
+def test_a_vendors_reason_quoting_the_address_leaves_with_the_person_and_is_not_kept_when_it_comes_late(
+        api, db, env, consumers, vendor):
+    """Review finding: a receipt's free-text reason (bounce texts quote the address) stayed on the erased person's
+    log."""
+    other = {"name": "Other", "email": "other@example.com"}
+    _ingest(api, consumers, PERSON, other)
+    first, second = _campaign(api, consumers), _campaign(api, consumers)
+    logs = {(str(log["campaign_id"]), log["to"]["email"]): log for log in db.communication_logs.find({})}
+    _receipt(api, env, consumers, logs[first, PERSON["email"]], "FAILED", _bounce(PERSON))
+    _receipt(api, env, consumers, logs[first, other["email"]], "FAILED", _bounce(other))
+    assert PERSON["email"] in _everything(db)
+    person = db.customers.find_one({"email": PERSON["email"]})
+
+    assert api.request("DELETE", f"/api/customers/{person['_id']}")[0] == 204
+    # The second campaign's receipt comes after the erasure blanked its log.
+    _receipt(api, env, consumers, logs[second, PERSON["email"]], "FAILED", _bounce(PERSON))
+    everything = _everything(db)
+    for trace in (PERSON["email"], "zadie.quill", "Zadie", "Quill"):
+        assert trace not in everything, trace
+    for campaign_id in (first, second):
+        log = db.communication_logs.find_one({"_id": logs[campaign_id, PERSON["email"]]["_id"]})
+        assert (log["status"], log["reason"], log["erased"]) == ("FAILED", None, True)
+    _, detail, _ = api.get(f"/api/campaigns/{first}")
+    assert detail["stats"]["failed"] == 2, "the erased person's failure still counts"
+    kept = db.communication_logs.find_one({"_id": logs[first, other["email"]]["_id"]})
+    assert kept["reason"] == _bounce(other), "another person's log keeps its reason"
+
+
+def test_an_erasure_committing_between_the_ingests_check_and_its_write_brings_no_one_back(api, db, consumers,
+                                                                                           monkeypatch):
+    """Review finding: the ingest consumer read erased_at and upserted later, outside a transaction, so an erasure
+    committing in between let an older record bring the person back."""
+    from crm.services import customers
+
+    _ingest(api, consumers, PERSON)
+    person = db.customers.find_one({"email": PERSON["email"]})
+    assert api.post("/api/customers", {**PERSON, "name": "Zadie Q."})[0] == 202  # accepted before the erasure
+    erasures: list[int] = []
+    upsert_op = customers._upsert_op
+
+    def erased_meanwhile(*args):
+        """Called after the erasure check and before the write: the erasure commits right there, once."""
+        if not erasures:
+            erasures.append(api.request("DELETE", f"/api/customers/{person['_id']}")[0])
+        return upsert_op(*args)
+
+    monkeypatch.setattr(customers, "_upsert_op", erased_meanwhile)
+    consumers.drain("CustomerIngestQueue")
+    assert erasures == [204]
+    assert db.customers.count_documents({}) == 0, "the older record does not bring the person back"
+    assert "Zadie" not in _everything(db)

@@ -1,7 +1,8 @@
 """Erasing a customer (API.md: DELETE /api/customers/{id}): the customer document goes, their address stays only as
 a hash on the suppression list (reason `erased`, so a re-import is never messaged), and their logs lose the address
-and the text. The request does the customer, the suppression and the first logs in one go; a person with more logs
-than a request should touch is finished by the reconciler, a page at a time."""
+and the text, a vendor's reason included (also one that comes after the erasure). The request does the customer, the
+suppression and the first logs in one go; a person with more logs than a request should touch is finished by the
+reconciler, a page at a time."""
 from __future__ import annotations
 
 import time
@@ -13,8 +14,9 @@ from pymongo.database import Database
 
 from crm.access.audit import Auditor
 from crm.consent import suppressions
-from crm.db import ATTRIBUTE_REGISTRY, CUSTOMERS, ERASURES, LOGS, SUPPRESSIONS
+from crm.db import ATTRIBUTE_REGISTRY, CUSTOMERS, ERASURES, LOGS, SUPPRESSIONS, literals
 from crm.errors import NotFound
+from crm.models.campaigns import SKIPPED
 from crm.models.common import utcnow
 
 # Logs blanked inside the request; the rest by the reconciler.
@@ -22,6 +24,13 @@ LOGS_IN_REQUEST = 500
 LOGS_PER_PAGE = 1000
 BLANK_LOG = {"to": {"name": None, "email": None, "phone": None}, "message": "", "subject": None,
              "unsubscribe_url": None, "erased": True}
+
+
+def reason_kept(status: Any, reason: Any) -> dict[str, Any]:
+    """A log's reason as an update-pipeline expression that an erased log (as stored) keeps only when it is SKIPPED:
+    then it is the CRM's own word for why it sent nothing. Any other may be a vendor's text, and bounce texts quote
+    the address."""
+    return {"$cond": [{"$and": [{"$eq": ["$erased", True]}, {"$ne": [status, SKIPPED]}]}, None, reason]}
 
 
 def erase(audit: Auditor, customer_id: ObjectId) -> None:
@@ -50,7 +59,11 @@ def blank_logs(db: Database, customer_id: ObjectId, limit: int) -> bool:
     ids = [d["_id"] for d in db[LOGS].find({"customer_id": customer_id, "erased": {"$ne": True}}, {"_id": 1})
            .limit(limit)]
     if ids:
-        db[LOGS].update_many({"_id": {"$in": ids}}, {"$set": {**BLANK_LOG, "updated_at": utcnow()}})
+        # The reason is judged once the log is marked erased (the second stage sees the first's write); logs of the
+        # first release kept a vendor's reason as failure_reason.
+        db[LOGS].update_many({"_id": {"$in": ids}}, [{"$set": {**literals(BLANK_LOG), "updated_at": utcnow()}},
+                                                     {"$set": {"reason": reason_kept("$status", "$reason")}},
+                                                     {"$unset": ["failure_reason"]}])
     if len(ids) < limit:
         record = db[ERASURES].find_one({"_id": customer_id}, {"attributes": 1})
         if record is not None:

@@ -7,12 +7,13 @@ from typing import Any
 
 from pydantic import ValidationError
 from pymongo import UpdateOne
+from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.database import Database
 
 from crm import rules
 from crm.consent import suppressions
-from crm.db import ATTRIBUTE_REGISTRY, CUSTOMERS, SUPPRESSIONS, bulk_upsert
+from crm.db import ATTRIBUTE_REGISTRY, CUSTOMERS, SUPPRESSIONS
 from crm.errors import InvalidInput
 from crm.models.common import first_problem, to_iso, utcnow
 from crm.models.customers import (
@@ -48,16 +49,29 @@ def upsert_customers(db: Database, records: list[Any]) -> None:
             valid.append(_parse_record(record))
         except (ValidationError, TypeError, ValueError) as exc:
             invalid.append((index, exc))
-    # A record the API accepted before its person was erased (a late or redelivered message) brings no one back.
-    erased = suppressions.erased_at(db[SUPPRESSIONS], {customer.email for customer, _, _ in valid})
-    valid = [(c, at, v) for c, at, v in valid if c.email not in erased or at > erased[c.email]]
-    ops = [_upsert_op(customer, accepted_at, version) for customer, accepted_at, version in valid]
-    if ops:
-        bulk_upsert(customers, ops)
-        register(db[ATTRIBUTE_REGISTRY], customers, [customer for customer, _, _ in valid])
+    applied = _upsert_unless_erased(db, valid) if valid else []
+    if applied:
+        register(db[ATTRIBUTE_REGISTRY], customers, applied)
     if invalid:
         raise InvalidInput(f"{len(invalid)} of {len(records)} customer records are invalid",
                            [{"loc": ["records", i], "msg": first_problem(exc)} for i, exc in invalid])
+
+
+def _upsert_unless_erased(db: Database, valid: list[tuple[CustomerIn, datetime, int]]) -> list[CustomerIn]:
+    """Upserts the records but those the API accepted before their person was erased (a late or redelivered
+    message brings no one back); the customers it wrote. The erasure check and the writes are one transaction: an
+    erasure committing in between deletes a customer this transaction then writes, so it starts over and sees it."""
+    def upsert(session: ClientSession) -> list[CustomerIn]:
+        erased = suppressions.erased_at(db[SUPPRESSIONS], {customer.email for customer, _, _ in valid}, session)
+        kept = [(c, at, v) for c, at, v in valid if c.email not in erased or at > erased[c.email]]
+        if kept:
+            db[CUSTOMERS].bulk_write([_upsert_op(*record) for record in kept], ordered=False, session=session)
+        return [customer for customer, _, _ in kept]
+
+    # Another consumer inserting one of these addresses meanwhile is a write conflict in a transaction (not a
+    # duplicate key): with_transaction starts over, and then finds its customer and updates it.
+    with db.client.start_session() as session:
+        return session.with_transaction(upsert)
 
 
 def _parse_record(record: Any) -> tuple[CustomerIn, datetime, int]:

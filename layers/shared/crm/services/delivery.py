@@ -25,6 +25,7 @@ from pymongo.client_session import ClientSession
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
+from crm.consent.erasure import reason_kept
 from crm.db import CAMPAIGNS, LOGS, in_chunks, literals, per_document
 from crm.models.campaigns import COMPLETED, QUEUED
 from crm.models.common import utcnow
@@ -69,8 +70,9 @@ def outcome_writes(outcomes: Iterable[Outcome], only_if: dict | None = None,
         for run in in_chunks(group):
             ids = [o.log_id for o in run]
             query: dict[str, Any] = {"_id": {"$in": ids}, "status": QUEUED, **(only_if or {})}
-            changes = {**literals({"status": status, "updated_at": now, "reason": reason, **(run[0].also or {}),
-                                   **PENDING}),
+            changes = {**literals({"status": status, "updated_at": now, **(run[0].also or {}), **PENDING}),
+                       # A receipt that comes after its person was erased leaves no vendor's text on the log.
+                       "reason": reason_kept({"$literal": status}, {"$literal": reason}),
                        "delivered_at": per_document(ids, [o.at or now for o in run]),
                        "tally": {"$concatArrays": [{"$ifNull": ["$tally", []]}, [status.lower()]]}}
             if named:
