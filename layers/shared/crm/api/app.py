@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from typing import Any, Sequence
+from urllib.parse import unquote
 
 import pymongo
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -23,6 +24,8 @@ from crm.observability import logger
 MAX_BODY_BYTES = 2 * 1024 * 1024
 # What a client should wait before retrying a 503.
 RETRY_AFTER_SECONDS = 5
+# What the logs write for a path segment that holds an address.
+REDACTED = "{redacted}"
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
               405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
 
@@ -71,12 +74,30 @@ def _allowed_methods(request: Request) -> list[str]:
     return sorted({method for route in literal or matching for method in (route.methods or {"GET"})})
 
 
+def logged_path(request: Request) -> str:
+    """The path as the logs name it: its route's template (`/api/suppressions/{email}`), since a path's values may be
+    an address or an unsubscribe token; a path no route serves, with each segment that holds an address masked."""
+    template = getattr(request.scope.get("route"), "path_format", None)
+    if template:
+        return template
+    return "/".join(REDACTED if "@" in _decoded(segment) else segment for segment in request.url.path.split("/"))
+
+
+def _decoded(segment: str) -> str:
+    """A segment as a client may have encoded it, once or more (`%2540` is `@` twice encoded)."""
+    for _ in range(3):
+        segment, before = unquote(segment), segment
+        if segment == before:
+            break
+    return segment
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     known = translate(exc)
     if known is not None:
-        logger.warning("dependency unavailable", extra={"path": request.url.path, "error": type(exc).__name__})
+        logger.warning("dependency unavailable", extra={"path": logged_path(request), "error": type(exc).__name__})
         return _envelope(known.status_code, known.code, known.message, headers=_headers_for(known.status_code))
-    logger.exception("unhandled error", extra={"path": request.url.path})
+    logger.exception("unhandled error", extra={"path": logged_path(request)})
     return _envelope(500, "internal_error", "Something went wrong on our side")
 
 
@@ -124,7 +145,7 @@ def create_app(*routers: APIRouter, documents: Sequence[APIRouter] = ()) -> Fast
             # so a slow query is a 503 the client can act on rather than a function killed mid-reply.
             with pymongo.timeout(request_time_budget(request.scope.get("aws.context"))):
                 response = await call_next(request)
-        logger.info("request", extra={"method": request.method, "path": request.url.path,
+        logger.info("request", extra={"method": request.method, "path": logged_path(request),
                                       "status": response.status_code,
                                       "ms": round((time.perf_counter() - started) * 1000, 1)})
         return response
