@@ -134,3 +134,21 @@ def test_an_ingest_accepted_before_the_unsubscribe_never_grants_consent_after_it
     consumers.drain("CustomerIngestQueue")
     assert db.customers.find_one({"_id": ada["_id"]})["email_consent"] == "granted"
     assert db.suppressions.find_one({})["reason"] == "unsubscribed"
+
+
+@pytest.mark.parametrize("earlier", ["bounced", "manual"])
+def test_an_unsubscribe_makes_an_earlier_entry_the_persons_own(api, db, consumers, ada, earlier):
+    """An address suppressed for another reason first (a bounce, by hand) whose person then unsubscribes is theirs:
+    a marketer clearing bounces must not lift an opt-out with it."""
+    from tests.helpers import token_for as role_token
+
+    assert api.post("/api/customers", {"name": "Ada", "email": "ada@example.com", "email_consent": "denied"})[0] == 202
+    consumers.drain("CustomerIngestQueue")
+    assert api.post("/api/suppressions", {"email": "ada@example.com", "reason": earlier})[0] == 201
+    token = _token(ada["_id"])
+    assert api.request("POST", f"/u/{token}", raw=b"List-Unsubscribe=One-Click", headers=ONE_CLICK, token="")[0] == 200
+    assert db.suppressions.find_one({})["reason"] == "unsubscribed"
+    marketer = role_token(api, "m@example.com", "marketer")
+    assert api.request("DELETE", "/api/suppressions/ada@example.com", token=marketer)[0] == 403
+    assert api.request("POST", f"/u/{token}", raw=b"", headers=ONE_CLICK, token="")[0] == 200
+    assert db.audit_log.count_documents({"action": "suppression.create", "actor.type": "recipient"}) == 1

@@ -27,13 +27,18 @@ def address_hash(email: str) -> str:
 
 
 def add(suppressions: Collection, email: str, reason: str, session: ClientSession | None = None) -> dict[str, Any]:
-    """The address's entry, made now or as it was: the first reason an address was suppressed for stays."""
+    """The address's entry, made now or as it was: the first reason an address was suppressed for stays, but the
+    person's own (an unsubscribe, a complaint) replaces one someone else gave (a bounce, by hand)."""
     key = address_hash(email)
     document = {"email": email.strip().lower(), "reason": reason, "created_at": utcnow()}
     try:
         suppressions.update_one({"email_hash": key}, {"$setOnInsert": document}, upsert=True, session=session)
     except DuplicateKeyError:
         pass  # a concurrent add of the same address won: its entry is the one
+    if reason in THE_PERSONS_OWN:
+        # Else lifting a bounce (anyone's to lift) would lift the person's opt-out with it.
+        suppressions.update_one({"email_hash": key, "reason": {"$nin": [*THE_PERSONS_OWN, ERASED]}},
+                                {"$set": {"reason": reason}}, session=session)
     return suppressions.find_one({"email_hash": key}, session=session)
 
 

@@ -21,7 +21,8 @@ def unsubscribe(db: Database, customer_id: ObjectId, request_id: str) -> None:
     if customer is None:
         return  # erased: the address is suppressed already, and nothing of the person is left to change
     email = customer["email"]
-    if customer.get("email_consent") == "denied" and suppressions.reasons(db[SUPPRESSIONS], [email]):
+    entry = suppressions.reasons(db[SUPPRESSIONS], [email]).get(email)
+    if customer.get("email_consent") == "denied" and entry in (*suppressions.THE_PERSONS_OWN, suppressions.ERASED):
         return
 
     def change(session) -> None:

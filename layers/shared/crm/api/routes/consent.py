@@ -31,7 +31,8 @@ def list_suppressions(db: DbDep, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = 
 
 @router.post("", status_code=201, response_model=Suppression)
 def suppress(body: SuppressionIn, audit: Audit) -> Suppression:
-    """The address is never messaged again; posting it again changes nothing (its first reason stays)."""
+    """The address is never messaged again; posting it again changes nothing (its first reason stays), but for an
+    `unsubscribed` or `complained`, the person's own word, which replaces a `bounced` or `manual` one."""
     doc = audit.write("suppression.create", "suppression", suppressions.address_hash(body.email),
                       lambda session: suppressions.add(audit.db[SUPPRESSIONS], body.email, body.reason, session))
     return _suppression(doc)
