@@ -14,8 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qsl, urlsplit
 
-from offline.invoker import InvocationError, InvocationTimeout
+from offline.invoker import InvocationError, InvocationTimeout, Throttled
 from offline.template import HttpRoute
+from offline.throttling import FUNCTION_URL_ROUTE_KEY, too_many_requests
 
 # API Gateway refuses larger payloads before any function runs.
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -26,7 +27,7 @@ API_ID = "offline"
 
 # A function's own URL is served locally under /_url/<FunctionName>/, with that prefix removed.
 FUNCTION_URL_PREFIX = "/_url/"
-FUNCTION_URL_ROUTE = HttpRoute("ANY", "$default")
+FUNCTION_URL_ROUTE = HttpRoute("ANY", FUNCTION_URL_ROUTE_KEY)
 # The runner's own routes (fault counts, custom resource responses): never a function's.
 INTERNAL_PREFIX = "/_offline/"
 
@@ -63,7 +64,7 @@ def http_api_event(method: str, target: str, headers: list[tuple[str, str]], bod
     for name, value in parse_qsl(split.query, keep_blank_values=True):
         query[name] = f"{query[name]},{value}" if name in query else value
     now = datetime.now(timezone.utc)
-    route_key = route.path if route is FUNCTION_URL_ROUTE else f"{route.method} {route.path}"
+    route_key = route.path if route is FUNCTION_URL_ROUTE else route.key
     event: dict[str, Any] = {
         "version": "2.0",
         "routeKey": route_key,
@@ -109,15 +110,18 @@ def json_reply(status: int, value: Any) -> dict[str, Any]:
 
 
 def function_reply(invoke: Invoke, name: str, event: dict[str, Any], **options: Any) -> dict[str, Any]:
-    """What API Gateway answers for one invocation: the function's reply, or 504 / 502 when it timed out or failed."""
+    """What API Gateway answers for one invocation: the function's reply, or 504 / 502 when it timed out or failed,
+    429 when Lambda throttled it."""
     try:
         result = invoke(name, event, **options)
     except (InvocationTimeout, InvocationError) as exc:
-        return failure_reply(exc)
+        return failure_reply(exc, event)
     return result_reply(result)
 
 
-def failure_reply(exc: InvocationTimeout | InvocationError) -> dict[str, Any]:
+def failure_reply(exc: InvocationTimeout | InvocationError, event: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(exc, Throttled):
+        return too_many_requests(event)
     if isinstance(exc, InvocationTimeout):
         return error_reply(504, "function_timeout", str(exc))
     # A development aid: the stack trace of the handler that raised, as the error page.

@@ -72,7 +72,7 @@ class HttpFaults:
         try:
             result = self.invoke(target.function, event, kill_on_return=True)
         except (InvocationError, InvocationTimeout) as exc:
-            return failure_reply(exc)  # it failed by itself: nothing to inject
+            return failure_reply(exc, event)  # it failed by itself: nothing to inject
         self.faults.count("api_kill")
         status = result_reply(result).get("statusCode")
         self.log("faults", f"api_kill: {target.function} killed after it answered {status} to "

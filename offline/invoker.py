@@ -33,6 +33,14 @@ class InvocationTimeout(Exception):
     pass
 
 
+class Throttled(InvocationError):
+    """Lambda refused the invocation: as many run already as the function's reserved concurrency allows."""
+
+    def __init__(self, function: str, reserved: int):
+        super().__init__(function, {"errorType": "TooManyRequestsException",
+                                    "errorMessage": f"Rate Exceeded. (reserved concurrency {reserved}, all in use)"})
+
+
 class WorkerKilled(InvocationError):
     """The runner killed the worker mid-invocation (fault mode), as a crash of the Lambda runtime would end it."""
 
@@ -124,24 +132,40 @@ class FunctionPool:
         self.generation = 0
         self._idle: list[Worker] = []
         self._busy = 0
+        self._executions = 0
         self._closed = False
         self._lock = threading.Condition()
 
     def invoke(self, event: dict[str, Any], kill_after: float | None = None, kill_on_return: bool = False) -> Any:
         """kill_after: SIGKILL the worker that many seconds into the invocation, unless it has returned by then
         (then WorkerKilled is raised); kill_on_return: kill it once the handler has returned (its result is
-        still returned). Both are for fault mode; the worker is never reused after either."""
-        worker = self._acquire()
+        still returned). Both are for fault mode; the worker is never reused after either. Throttled when the
+        function's reserved concurrency is all in use."""
+        self._start_execution()
         try:
-            if kill_after is None:
-                result = worker.invoke(event)
-            else:
-                result = self._invoke_and_kill(worker, event, kill_after)
-            if kill_on_return:
-                worker.kill()
-            return result
+            worker = self._acquire()
+            try:
+                if kill_after is None:
+                    result = worker.invoke(event)
+                else:
+                    result = self._invoke_and_kill(worker, event, kill_after)
+                if kill_on_return:
+                    worker.kill()
+                return result
+            finally:
+                self._release(worker)
         finally:
-            self._release(worker)
+            with self._lock:
+                self._executions -= 1
+
+    def _start_execution(self) -> None:
+        """Lambda refuses an invocation beyond the reserved concurrency rather than queue it. One waiting here for
+        a local worker counts: in Lambda it would be running."""
+        reserved = self.spec.reserved_concurrency
+        with self._lock:
+            if reserved is not None and self._executions >= reserved:
+                raise Throttled(self.spec.name, reserved)
+            self._executions += 1
 
     def _invoke_and_kill(self, worker: Worker, event: dict[str, Any], after: float) -> Any:
         lock = threading.Lock()

@@ -25,6 +25,7 @@ from offline.invoker import FunctionPool, InvocationError, InvocationTimeout, wa
 from offline.schedule import Schedule, rate_seconds
 from offline.services import LOCAL_AWS_ENV
 from offline.template import CustomResource, FunctionSpec, LocalQueue, Template
+from offline.throttling import RouteThrottles, too_many_requests
 
 COLORS = ["36", "32", "33", "35", "34", "96", "92", "93", "95", "94"]
 
@@ -107,6 +108,7 @@ class OfflineRunner:
         self.stop_event = threading.Event()
         self.log = LogStream(list(template.functions) + ["schedule", "faults"], out)
         self.responses = Responses()
+        self.route_throttles = RouteThrottles(template.default_throttle, template.route_throttles)
         self.public_host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host  # noqa: S104 - a comparison
         self.certificate = (LocalCertificate([self.public_host, "127.0.0.1", "localhost"])
                             if template.custom_resources else None)
@@ -175,6 +177,9 @@ class OfflineRunner:
         return self.pools[function].invoke(event, **options)
 
     def handle(self, target: Target, event: dict[str, Any]) -> dict[str, Any]:
+        # API Gateway refuses a route's call beyond its throttle before any function runs; a Function URL has none.
+        if target.route is not FUNCTION_URL_ROUTE and not self.route_throttles.allows(target.route.key):
+            return too_many_requests()
         if self.counting:
             self.counting.add("http.function_url" if target.route is FUNCTION_URL_ROUTE else "http.api",
                               function=target.function)
@@ -232,12 +237,25 @@ class OfflineRunner:
             if spec.function_url:
                 url = f"http://{self.server.server_address[0]}:{self.port}{FUNCTION_URL_PREFIX}{name}/"
                 self.log("offline", f" URL {url} -> {name} (its Function URL)")
+        self.log("offline", self._throttling())
         for thread in self.threads:
             if isinstance(thread, Schedule):
                 self.log("offline", f"EVERY {thread.period:g} s ({thread.source.expression}) -> {thread.function}")
         for skipped in self.skipped_schedules:
             self.log("offline", f"schedule skipped: {skipped}")
         return self
+
+    def _throttling(self) -> str:
+        """One line of what answers 429 here, as in AWS: the routes' throttles and the functions' reservations."""
+        def bucket(throttle) -> str:
+            return "unthrottled" if None in (throttle.rate, throttle.burst) else \
+                f"{throttle.rate:g}/s (burst {throttle.burst})"
+
+        routes = "; ".join(f"{key} {bucket(throttle)}" for key, throttle in self.template.route_throttles.items())
+        reserved = ", ".join(f"{name} {spec.reserved_concurrency}" for name, spec in self.template.functions.items()
+                             if spec.reserved_concurrency is not None)
+        return (f"throttling: each route {bucket(self.template.default_throttle)}{'; ' + routes if routes else ''}; "
+                f"reserved concurrency: {reserved or 'none'}")
 
     def _create(self, resource: CustomResource) -> None:
         """Sends the resource's function CloudFormation's Create request and waits for its response."""

@@ -61,10 +61,22 @@ class HttpRoute:
         return params if len(got) == len(want) else None
 
     @property
+    def key(self) -> str:
+        """The route key, as API Gateway names the route (in events, and in its stage's RouteSettings)."""
+        return f"{self.method} {self.path}"
+
+    @property
     def specificity(self) -> tuple[int, int]:
         """API Gateway prefers exact segments over variables, and variables over greedy ones."""
         parts = self.path.strip("/").split("/")
         return (sum(1 for p in parts if not p.startswith("{")), -sum(1 for p in parts if p.endswith("+}")))
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """An HTTP API route's token bucket: rate tokens a second, up to burst (None: that side is not limited)."""
+    rate: float | None
+    burst: int | None
 
 
 @dataclass(frozen=True)
@@ -96,6 +108,8 @@ class FunctionSpec:
     sqs_sources: list[SqsSource] = field(default_factory=list)
     function_url: bool = False
     schedules: list[ScheduleSource] = field(default_factory=list)
+    # ReservedConcurrentExecutions: the most executions at once (None: no reservation, only the account's limit).
+    reserved_concurrency: int | None = None
 
 
 def function_arn(name: str) -> str:
@@ -133,6 +147,9 @@ class Template:
     queues: dict[str, QueueSpec]
     layers: list[Path]
     custom_resources: list[CustomResource] = field(default_factory=list)
+    # The HTTP API stage's throttling: each route key's own settings, and the default of every other route.
+    route_throttles: dict[str, Throttle] = field(default_factory=dict)
+    default_throttle: Throttle = Throttle(None, None)
 
     @cached_property
     def _routes_by_precedence(self) -> list[tuple[str, HttpRoute]]:
@@ -181,7 +198,28 @@ def load(path: Path, parameter_overrides: dict[str, str] | None = None,
               for r in resources.values() if r.get("Type") == "AWS::Serverless::LayerVersion"]
     custom = [resource for name, r in resources.items()
               if (resource := _custom_resource(name, r, function_names, resolver)) is not None]
-    return Template(path.parent, doc, parameters, functions, queues, layers, custom)
+    default_throttle, route_throttles = _http_api_throttling(resources, resolver)
+    return Template(path.parent, doc, parameters, functions, queues, layers, custom, route_throttles, default_throttle)
+
+
+def _http_api_throttling(resources: dict[str, Any], resolver: Resolver) -> tuple[Throttle, dict[str, Throttle]]:
+    """The stage throttling of the template's HttpApi (the runner serves every route on one port, as one API)."""
+    apis = [r.get("Properties") or {} for r in resources.values() if r.get("Type") == "AWS::Serverless::HttpApi"]
+    throttled = [props for props in apis if "DefaultRouteSettings" in props or "RouteSettings" in props]
+    if len(throttled) > 1:
+        raise ValueError("the offline runner throttles one AWS::Serverless::HttpApi; this template throttles several")
+    props = throttled[0] if throttled else {}
+    default = _throttle(props.get("DefaultRouteSettings") or {}, Throttle(None, None), resolver)
+    # What a route's settings leave unset, the runner takes from the default (this template sets both everywhere).
+    routes = {str(key): _throttle(settings or {}, default, resolver)
+              for key, settings in (resolver.resolve(props.get("RouteSettings")) or {}).items()}
+    return default, routes
+
+
+def _throttle(settings: dict[str, Any], fallback: Throttle, resolver: Resolver) -> Throttle:
+    rate = resolver.resolve(settings.get("ThrottlingRateLimit"))
+    burst = resolver.resolve(settings.get("ThrottlingBurstLimit"))
+    return Throttle(fallback.rate if rate is None else float(rate), fallback.burst if burst is None else int(burst))
 
 
 def _custom_resource(name: str, resource: dict[str, Any], functions: set[str],
@@ -221,6 +259,10 @@ def _function(root: Path, name: str, props: dict[str, Any], globals_fn: dict[str
         environment={k: str(value) for k, v in variables.items() if (value := resolver.resolve(v)) is not None},
         function_url="FunctionUrlConfig" in props,
     )
+    key = "ReservedConcurrentExecutions"
+    reserved = resolver.resolve(props.get(key, globals_fn.get(key)))
+    if reserved is not None:
+        spec.reserved_concurrency = int(reserved)
     for event_name, event in (props.get("Events") or {}).items():
         event_props = event.get("Properties") or {}
         if event.get("Type") in ("Schedule", "ScheduleV2"):

@@ -251,3 +251,46 @@ def test_the_mock_vendor_is_deployed_only_where_it_is_the_channel():
 def test_a_deployed_stack_is_staging_or_production():
     """Review finding: Stage=development deployed a stack that handed admin tokens to anyone."""
     assert template.load(TEMPLATE).doc["Parameters"]["Stage"]["AllowedValues"] == ["production", "staging"]
+
+
+def _resources(**parameters: str) -> dict:
+    return template.load(TEMPLATE, parameters).doc["Resources"]
+
+
+PUBLIC_PREFIXES = ("/u/", "/c/")
+
+
+def test_every_route_is_throttled_and_the_public_ones_more_tightly():
+    stack = template.load(TEMPLATE)
+    parameters = stack.parameters
+    assert stack.default_throttle == template.Throttle(float(parameters["ApiRateLimit"]),
+                                                       int(parameters["ApiBurstLimit"]))
+    route_keys = {route.key for spec in stack.functions.values() for route in spec.routes}
+    # A RouteSettings key that names no route of the API fails the deploy.
+    assert set(stack.route_throttles) <= route_keys
+    public = {key for key in route_keys if key.split(" ", 1)[1].startswith(PUBLIC_PREFIXES)}
+    assert public and public <= set(stack.route_throttles), "each public route has its own, smaller bucket"
+    for key in public:
+        assert stack.route_throttles[key] == template.Throttle(float(parameters["PublicRateLimit"]),
+                                                               int(parameters["PublicBurstLimit"]))
+        assert stack.route_throttles[key].rate < stack.default_throttle.rate
+        assert stack.route_throttles[key].burst < stack.default_throttle.burst
+    custom = template.load(TEMPLATE, {"PublicRateLimit": "5", "ApiBurstLimit": "7"})
+    assert custom.route_throttles["POST /u/{token}"] == template.Throttle(5.0, int(parameters["PublicBurstLimit"]))
+    assert custom.default_throttle.burst == 7
+
+
+def test_every_function_behind_the_api_or_a_url_has_reserved_concurrency_and_zero_means_none():
+    stack = template.load(TEMPLATE)
+    api = int(stack.parameters["ApiReservedConcurrency"])
+    receipt = int(stack.parameters["ReceiptReservedConcurrency"])
+    for name, spec in stack.functions.items():
+        if name == "ReceiptsFunction":
+            assert spec.reserved_concurrency == receipt
+        elif spec.routes or spec.function_url:
+            assert spec.reserved_concurrency == api, name
+        else:
+            # Queue consumers are bounded by their ScalingConfig; a schedule or the deploy invokes the others.
+            assert spec.reserved_concurrency is None, name
+    unreserved = template.load(TEMPLATE, {"ApiReservedConcurrency": "0", "ReceiptReservedConcurrency": "0"})
+    assert all(spec.reserved_concurrency is None for spec in unreserved.functions.values())
