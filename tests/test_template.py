@@ -257,6 +257,23 @@ def _resources(**parameters: str) -> dict:
     return template.load(TEMPLATE, parameters).doc["Resources"]
 
 
+def test_every_function_logs_to_its_own_group_kept_log_retention_days():
+    """Review finding: log groups had no retention, so what a log line said of a person stayed for ever."""
+    resources = _resources()
+    functions = {name: r for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
+    groups = {name: r["Properties"]["LoggingConfig"]["LogGroup"]["Ref"] for name, r in functions.items()}
+    assert len(set(groups.values())) == len(functions) == 21
+    for function, group in groups.items():
+        resource = resources[group]
+        assert resource["Type"] == "AWS::Logs::LogGroup", function
+        assert resource["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, function
+        assert resource.get("Condition") == functions[function].get("Condition"), f"{group} lives as {function} does"
+    names = [resources[group]["Properties"]["LogGroupName"] for group in groups.values()]
+    assert len(set(map(str, names))) == len(names)
+    parameter = template.load(TEMPLATE).doc["Parameters"]["LogRetentionDays"]
+    assert parameter["Default"] == 30 and 30 in parameter["AllowedValues"]
+
+
 PUBLIC_PREFIXES = ("/u/", "/c/")
 
 
