@@ -199,3 +199,51 @@ def test_a_roll_up_taking_turns_gives_its_turn_up_to_a_transaction_holding_the_c
     assert db.communication_logs.count_documents({"campaign_id": campaign_id, "pending": True}) == 120
     assert roll_up(client[db.name], campaign_id, every=5) == 120, "the next turn counts them"
     client.close()
+
+
+def test_a_roll_up_reads_its_backlog_once_and_loses_no_tally_that_changes_meanwhile(
+        api, db, env, consumers, segment_id, vendor, monkeypatch):
+    """Benchmark finding (100,000 recipients): each roll-up transaction read the whole backlog again (the local server
+    reads every match before a limit), so a backlog made every roll-up slower than the last and the backlog grew. Now
+    it is read once; a log whose tally changes after that read is not cleared with the old one."""
+    from pymongo import MongoClient, monitoring
+
+    from crm.models.common import utcnow
+    from crm.services import delivery, receipts
+
+    campaign, logs = _sent_logs(api, db, consumers, segment_id, vendor)
+    campaign_id = ObjectId(campaign["id"])
+    db.campaigns.update_one({"_id": campaign_id}, {"$set": {"rolled_up_at": utcnow()}})
+    receipts.apply(db, [_receipt(log, "SENT") for log in logs], roll_up_every=3600)
+    monkeypatch.setattr(delivery, "ROLL_UP_LOGS", 50)
+
+    class LogReads(monitoring.CommandListener):
+        count = 0
+
+        def started(self, event):
+            if event.command_name == "find" and event.command["find"] == "communication_logs":
+                LogReads.count += 1
+
+        def succeeded(self, event):
+            pass
+
+        def failed(self, event):
+            pass
+
+    real_pending = delivery._pending
+    late = logs[0]["_id"]
+
+    def pending_then_an_event(*args, **kwargs):
+        found = real_pending(*args, **kwargs)
+        if LogReads.count == 1:  # an event's tally lands on a log after the roll-up read it
+            db.communication_logs.update_one({"_id": late}, {"$push": {"tally": "delivered"}})
+        return found
+
+    monkeypatch.setattr(delivery, "_pending", pending_then_an_event)
+    client = MongoClient(env["MONGO_URI"], event_listeners=[LogReads()])
+    assert delivery.roll_up(client[db.name], campaign_id) == 120
+    assert LogReads.count == 2, "one read, and one again after the log that changed"
+    stored = db.campaigns.find_one({"_id": campaign_id})["stats"]
+    assert stored["sent"] == 120 and stored["delivered"] == 1 and stored["queued"] == 0
+    assert db.communication_logs.count_documents({"pending": True}) == 0
+    client.close()

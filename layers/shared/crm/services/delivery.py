@@ -34,6 +34,8 @@ from crm.models.common import utcnow
 FINAL_COUNTERS = ("sent", "failed", "skipped")
 # Logs one roll-up transaction clears: a few bulk statements, whatever the campaign's size.
 ROLL_UP_LOGS = 2000
+# Logs one roll-up reads (and counts, ROLL_UP_LOGS a transaction); a larger backlog is counted by the next.
+MAX_ROLL_UP_LOGS = 20 * ROLL_UP_LOGS
 
 # Set beside a tally until it is counted: a scalar, so its index (crm.db, partial: only logs waiting for a roll-up)
 # is not multikey; a server may not walk a multikey index as it walks others (the local one reads the whole
@@ -147,21 +149,33 @@ def _pending(db: Database, query: dict, fields: dict, limit: int = 0,
 def roll_up(db: Database, campaign_id: ObjectId, every: float = 0) -> int:
     """Moves the campaign's counters by its logs' tallies and clears them; completes the campaign once nothing is
     QUEUED. How many logs it counted: none when (every > 0) the campaign was rolled up in the last `every`
-    seconds."""
+    seconds.
+
+    The waiting tallies are read once, outside a transaction, and counted ROLL_UP_LOGS logs a transaction, each
+    clearing exactly the tallies it counts: a backlog costs one read, not one a transaction (the local server reads
+    every match of a query before its limit, so re-reading a growing backlog per transaction made each roll-up
+    slower than the last)."""
     counted = 0
     if every > 0 and not db[CAMPAIGNS].find_one({"_id": campaign_id, **_turn(every)}, {"_id": 1}):
         return 0  # another took the turn: read, not found in a transaction after reading its logs
-    # Read outside a transaction first: a campaign with nothing to count is not written.
-    while _pending(db, {"campaign_id": campaign_id}, {"_id": 1}, limit=1):
+    while logs := _pending(db, {"campaign_id": campaign_id}, {"tally": 1}, MAX_ROLL_UP_LOGS):
         try:
-            with db.client.start_session() as session:
-                moved = session.with_transaction(
-                    lambda s: _roll_up_in(db, s, campaign_id, 0 if counted else every, yields=every > 0))
+            for start in range(0, len(logs), ROLL_UP_LOGS):
+                chunk = logs[start:start + ROLL_UP_LOGS]
+                with db.client.start_session() as session:
+                    moved = session.with_transaction(
+                        lambda s: _roll_up_in(db, s, campaign_id, chunk, 0 if counted else every, yields=every > 0))
+                if not moved:
+                    return counted  # another took the turn
+                counted += moved
         except _Contended:
-            break  # the tallies wait for the next turn
-        counted += moved
-        if moved < ROLL_UP_LOGS:
-            break
+            return counted  # the tallies wait for the next turn
+        except _Changed:
+            if every > 0:
+                return counted  # the next turn reads them again
+            continue  # read again what another roll-up or outcome changed
+        if len(logs) < MAX_ROLL_UP_LOGS:
+            return counted
     return counted
 
 
@@ -169,20 +183,23 @@ class _Contended(Exception):
     """A roll-up that takes turns met another transaction on the campaign (a roll-up, a fan-out page)."""
 
 
+class _Changed(Exception):
+    """A log's tally changed since it was read (another roll-up counted it, or an outcome added to it)."""
+
+
 def _turn(every: float) -> dict:
     """A campaign whose turn to be rolled up has come: its last roll-up was `every` seconds ago or more."""
     return {"rolled_up_at": {"$not": {"$gte": utcnow() - timedelta(seconds=every)}}}
 
 
-def _roll_up_in(db: Database, session: ClientSession, campaign_id: ObjectId, every: float, yields: bool) -> int:
+def _roll_up_in(db: Database, session: ClientSession, campaign_id: ObjectId, logs: list[dict], every: float,
+                yields: bool) -> int:
     """The campaign is written in the transaction before any log, so that roll-ups of it at once conflict there and
     the others, retried, find its turn taken. The turn is taken here rather than by a write outside a transaction:
     the local server holds such a write against a transaction's document until that transaction ends, and the
     transaction waits for it in turn. yields: a conflict there gives the turn up rather than starting over, as
-    often as the other transaction (a fan-out page writing hundreds of logs) lasts."""
-    logs = _pending(db, {"campaign_id": campaign_id}, {"tally": 1}, ROLL_UP_LOGS, session)
-    if not logs:
-        return 0
+    often as the other transaction (a fan-out page writing hundreds of logs) lasts. Each log is cleared only if it
+    still holds the tally read (else _Changed, and nothing of this transaction is kept)."""
     # A log flagged with no tally (an earlier roll-up cleared only the tally) counts nothing; its flag goes too.
     counts: Counter[str] = Counter(t for log in logs for t in log.get("tally", []))
     queued = sum(counts[c] for c in FINAL_COUNTERS)
@@ -201,8 +218,17 @@ def _roll_up_in(db: Database, session: ClientSession, campaign_id: ObjectId, eve
         raise
     if campaign is None and turn:
         return 0  # rolled up a moment ago: these tallies are left to the next roll-up
-    for run in in_chunks([log["_id"] for log in logs]):
-        db[LOGS].update_many({"_id": {"$in": run}}, {"$unset": {"tally": "", "pending": ""}}, session=session)
+    alike: defaultdict[tuple[str, ...] | None, list[ObjectId]] = defaultdict(list)
+    for log in logs:
+        alike[tuple(log["tally"]) if "tally" in log else None].append(log["_id"])
+    cleared = 0
+    for tally, ids in alike.items():
+        held = {"tally": list(tally)} if tally is not None else {"tally": {"$exists": False}}
+        for run in in_chunks(ids):
+            cleared += db[LOGS].update_many({"_id": {"$in": run}, **PENDING, **held},
+                                            {"$unset": {"tally": "", "pending": ""}}, session=session).modified_count
+    if cleared != len(logs):
+        raise _Changed
     if campaign and campaign["stats"]["queued"] == 0 and campaign["fanout"]["done"]:
         complete_in(db, campaign_id, session)
     return len(logs)
