@@ -197,14 +197,64 @@ def test_an_erasure_committing_between_the_ingests_check_and_its_write_brings_no
     erasures: list[int] = []
     upsert_op = customers._upsert_op
 
-    def erased_meanwhile(*args):
+    def erased_meanwhile(*args, **kwargs):
         """Called after the erasure check and before the write: the erasure commits right there, once."""
         if not erasures:
             erasures.append(api.request("DELETE", f"/api/customers/{person['_id']}")[0])
-        return upsert_op(*args)
+        return upsert_op(*args, **kwargs)
 
     monkeypatch.setattr(customers, "_upsert_op", erased_meanwhile)
     consumers.drain("CustomerIngestQueue")
     assert erasures == [204]
     assert db.customers.count_documents({}) == 0, "the older record does not bring the person back"
+    assert "Zadie" not in _everything(db)
+
+
+def _older_record_racing_a_new_customers_erasure(api, db, consumers, monkeypatch) -> list[str]:
+    """An older record of an address no customer has yet; between its check and its write, another consumer makes
+    the customer from a newer record and an admin erases them. The late message's bodies."""
+    from crm.models.common import to_iso, utcnow
+    from crm.services import customers
+
+    assert api.post("/api/customers", PERSON)[0] == 202
+    late = [m["Body"] for m in consumers.messages("CustomerIngestQueue")]
+    upsert_op, raced = customers._upsert_op, []
+
+    def made_and_erased_meanwhile(*args, **kwargs):
+        if not raced:
+            raced.append(True)
+            customers.upsert_customers(db, [{**PERSON, "accepted_at": to_iso(utcnow())}])
+            person = db.customers.find_one({"email": PERSON["email"]})
+            assert api.request("DELETE", f"/api/customers/{person['_id']}")[0] == 204
+        return upsert_op(*args, **kwargs)
+
+    monkeypatch.setattr(customers, "_upsert_op", made_and_erased_meanwhile)
+    return late
+
+
+def test_an_older_record_racing_a_new_customers_erasure_leaves_no_one_behind(api, db, consumers, monkeypatch):
+    late = _older_record_racing_a_new_customers_erasure(api, db, consumers, monkeypatch)
+    assert consumers.deliver("CustomerIngestQueue", late) == {"batchItemFailures": []}
+    assert db.customers.count_documents({}) == 0
+    assert "Zadie" not in _everything(db) and "zq-the-unique" not in _everything(db)
+
+
+def test_a_consumer_dying_after_such_a_write_leaves_the_person_to_its_redelivery(api, db, consumers, monkeypatch):
+    from crm.consent import suppressions
+
+    late = _older_record_racing_a_new_customers_erasure(api, db, consumers, monkeypatch)
+    erased_at, calls = suppressions.erased_at, []
+
+    def dies_at_the_check_after_the_write(*args, **kwargs):
+        calls.append(True)
+        # The late record's check, the newer record's two (inside the race), then the late record's after its write.
+        if len(calls) == 4:
+            raise RuntimeError("killed at the function's timeout")
+        return erased_at(*args, **kwargs)
+
+    monkeypatch.setattr(suppressions, "erased_at", dies_at_the_check_after_the_write)
+    assert consumers.deliver("CustomerIngestQueue", late)["batchItemFailures"]
+    assert db.customers.count_documents({}) == 1, "brought back until the message comes again"
+    assert consumers.deliver("CustomerIngestQueue", late) == {"batchItemFailures": []}
+    assert db.customers.count_documents({}) == 0
     assert "Zadie" not in _everything(db)

@@ -7,13 +7,12 @@ from typing import Any
 
 from pydantic import ValidationError
 from pymongo import UpdateOne
-from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.database import Database
 
 from crm import rules
 from crm.consent import suppressions
-from crm.db import ATTRIBUTE_REGISTRY, CUSTOMERS, SUPPRESSIONS
+from crm.db import ATTRIBUTE_REGISTRY, CUSTOMERS, SUPPRESSIONS, bulk_upsert, in_chunks
 from crm.errors import InvalidInput
 from crm.models.common import first_problem, to_iso, utcnow
 from crm.models.customers import (
@@ -58,20 +57,38 @@ def upsert_customers(db: Database, records: list[Any]) -> None:
 
 
 def _upsert_unless_erased(db: Database, valid: list[tuple[CustomerIn, datetime, int]]) -> list[CustomerIn]:
-    """Upserts the records but those the API accepted before their person was erased (a late or redelivered
-    message brings no one back); the customers it wrote. The erasure check and the writes are one transaction: an
-    erasure committing in between deletes a customer this transaction then writes, so it starts over and sees it."""
-    def upsert(session: ClientSession) -> list[CustomerIn]:
-        erased = suppressions.erased_at(db[SUPPRESSIONS], {customer.email for customer, _, _ in valid}, session)
-        kept = [(c, at, v) for c, at, v in valid if c.email not in erased or at > erased[c.email]]
-        if kept:
-            db[CUSTOMERS].bulk_write([_upsert_op(*record) for record in kept], ordered=False, session=session)
-        return [customer for customer, _, _ in kept]
+    """Writes the records but those the API accepted before their person was erased (a late or redelivered message
+    brings no one back); the customers it wrote.
 
-    # Another consumer inserting one of these addresses meanwhile is a write conflict in a transaction (not a
-    # duplicate key): with_transaction starts over, and then finds its customer and updates it.
-    with db.client.start_session() as session:
-        return session.with_transaction(upsert)
+    An erasure may commit between the check and the write. A customer that existed when the write was prepared is
+    only updated, never inserted: if the erasure deleted it meanwhile, the update matches nothing. Only an address
+    that had no customer yet is upserted; for it to be erased meanwhile, another consumer must have inserted it and
+    an admin erased it in between, and the check after the write takes out what such an upsert brought back (before
+    any message can go to it: the send step checks the suppression list). No transaction: on the local server, one
+    of a thousand writes holds every other transaction up."""
+    erased = suppressions.erased_at(db[SUPPRESSIONS], {customer.email for customer, _, _ in valid})
+    kept = [(c, at, v) for c, at, v in valid if not _erased_since(c.email, at, erased)]
+    if kept:
+        known = {d["email"] for run in in_chunks(sorted({c.email for c, _, _ in kept}))
+                 for d in db[CUSTOMERS].find({"email": {"$in": run}}, {"email": 1})}
+        bulk_upsert(db[CUSTOMERS], [_upsert_op(c, at, v, may_insert=c.email not in known) for c, at, v in kept])
+        new = {c.email for c, _, _ in kept} - known
+        erased.update(suppressions.erased_at(db[SUPPRESSIONS], new))
+        kept = [(c, at, v) for c, at, v in kept if not _erased_since(c.email, at, erased)]
+    # Also when the first delivery of this message died between its upsert and the check after it.
+    _forget_brought_back(db[CUSTOMERS], erased)
+    return [customer for customer, _, _ in kept]
+
+
+def _erased_since(email: str, accepted_at: datetime, erased: dict[str, datetime]) -> bool:
+    return email in erased and accepted_at <= erased[email]
+
+
+def _forget_brought_back(customers: Collection, erased: dict[str, datetime]) -> None:
+    """Deletes the customers of erased addresses made by records accepted before the erasure: only an older record
+    racing the erasure makes one (a customer imported after the erasure was made after it)."""
+    if erased:
+        customers.delete_many({"$or": [{"email": email, "created_at": {"$lte": at}} for email, at in erased.items()]})
 
 
 def _parse_record(record: Any) -> tuple[CustomerIn, datetime, int]:
@@ -97,10 +114,10 @@ def stored_attribute(value: Any) -> Any:
     return value
 
 
-def _upsert_op(customer: CustomerIn, accepted_at: datetime, version: int) -> UpdateOne:
+def _upsert_op(customer: CustomerIn, accepted_at: datetime, version: int, may_insert: bool = True) -> UpdateOne:
     """One pipeline update: each given field replaces the stored one only if this ingest is newer than the one
     that wrote it; spend and visits are the ingested part plus what applied orders added; last_active only
-    moves forward."""
+    moves forward. It makes the customer only if `may_insert`."""
     # A null is a field not given: it neither blanks a known value nor stores a null spend or visit count.
     given = customer.model_dump(include=set(STORED_AS), exclude_unset=True, exclude_none=True)
     if "name" in given:
@@ -127,7 +144,7 @@ def _upsert_op(customer: CustomerIn, accepted_at: datetime, version: int) -> Upd
         {"$ifNull": [f"$ingested.{field}", {"$subtract": [{"$ifNull": [f"${field}", 0]},
                                                            {"$ifNull": [f"$from_orders.{field}", 0]}]}]},
         {"$ifNull": [f"$from_orders.{field}", 0]}]} for field in ("spend", "visits")}
-    return UpdateOne({"email": customer.email}, [{"$set": fields}, {"$set": totals}], upsert=True)
+    return UpdateOne({"email": customer.email}, [{"$set": fields}, {"$set": totals}], upsert=may_insert)
 
 
 @dataclass(frozen=True)
