@@ -77,15 +77,14 @@ def remove(audit: Auditor, email: str, reason: str | None) -> None:
                 **({"reason": reason} if reason is not None else {}))
 
 
-def erased_at(suppressions: Collection, emails: Iterable[str],
-              session: ClientSession | None = None) -> dict[str, Any]:
+def erased_at(suppressions: Collection, emails: Iterable[str]) -> dict[str, Any]:
     """When each of these addresses (as given) was erased, for those that were: one indexed read."""
     by_hash = {address_hash(e): e for e in emails}
     if not by_hash:
         return {}
     return {by_hash[d["email_hash"]]: d["erased_at"] for d in suppressions.find(
         {"email_hash": {"$in": list(by_hash)}, "reason": ERASED, "erased_at": {"$exists": True}},
-        {"email_hash": 1, "erased_at": 1}, session=session)}
+        {"email_hash": 1, "erased_at": 1})}
 
 
 def reasons(suppressions: Collection, emails: Iterable[str]) -> dict[str, str]:
