@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from offline.invoker import InvocationError, InvocationTimeout, Throttled
 from offline.template import HttpRoute
-from offline.throttling import FUNCTION_URL_ROUTE_KEY, too_many_requests
+from offline.throttling import FUNCTION_URL_ROUTE_KEY, lambda_throttled
 
 # API Gateway refuses larger payloads before any function runs.
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -111,7 +111,7 @@ def json_reply(status: int, value: Any) -> dict[str, Any]:
 
 def function_reply(invoke: Invoke, name: str, event: dict[str, Any], **options: Any) -> dict[str, Any]:
     """What API Gateway answers for one invocation: the function's reply, or 504 / 502 when it timed out or failed,
-    429 when Lambda throttled it."""
+    offline.throttling.lambda_throttled's reply when Lambda throttled it."""
     try:
         result = invoke(name, event, **options)
     except (InvocationTimeout, InvocationError) as exc:
@@ -121,7 +121,7 @@ def function_reply(invoke: Invoke, name: str, event: dict[str, Any], **options: 
 
 def failure_reply(exc: InvocationTimeout | InvocationError, event: dict[str, Any]) -> dict[str, Any]:
     if isinstance(exc, Throttled):
-        return too_many_requests(event)
+        return lambda_throttled(event)
     if isinstance(exc, InvocationTimeout):
         return error_reply(504, "function_timeout", str(exc))
     # A development aid: the stack trace of the handler that raised, as the error page.

@@ -1,5 +1,6 @@
-"""What AWS answers 429 before a function runs: an HTTP API route past its token bucket (here), and a function past
-its reserved concurrency (offline.invoker.Throttled, told apart here by the reply each service gives)."""
+"""What AWS answers before a function runs: 429 for an HTTP API route past its token bucket (here); for a function past
+its reserved concurrency (offline.invoker.Throttled) the reply each service gives: a Function URL's 429, API
+Gateway's 500."""
 from __future__ import annotations
 
 import json
@@ -58,13 +59,20 @@ class RouteThrottles:
         return bucket.take()
 
 
-def too_many_requests(event: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The 429 a client gets: API Gateway's own body for the HTTP API, Lambda's throttling error for a Function
-    URL (which has no throttle but its function's reserved concurrency)."""
-    if event is not None and event.get("routeKey") == FUNCTION_URL_ROUTE_KEY:
+def too_many_requests() -> dict[str, Any]:
+    """API Gateway's 429 for a route past its throttle."""
+    return {"statusCode": 429, "headers": {"content-type": "application/json"},
+            "body": json.dumps({"message": "Too Many Requests"})}
+
+
+def lambda_throttled(event: dict[str, Any]) -> dict[str, Any]:
+    """A function past its reserved concurrency: a Function URL answers Lambda's 429; API Gateway turns the failed
+    invocation into its own 500 (a proxy integration cannot map it), which is why the routes' throttles sit below
+    what the reservations admit (template.yaml), so that a flood meets the 429 first."""
+    if event.get("routeKey") == FUNCTION_URL_ROUTE_KEY:
         return {"statusCode": 429, "headers": {"content-type": "application/json",
                                                "x-amzn-errortype": "TooManyRequestsException"},
                 "body": json.dumps({"Reason": "ReservedFunctionConcurrentInvocationLimitExceeded", "Type": "User",
                                     "message": "Rate Exceeded."})}
-    return {"statusCode": 429, "headers": {"content-type": "application/json"},
-            "body": json.dumps({"message": "Too Many Requests"})}
+    return {"statusCode": 500, "headers": {"content-type": "application/json"},
+            "body": json.dumps({"message": "Internal Server Error"})}
