@@ -68,6 +68,10 @@ def test_taking_a_domain_off_the_allow_list_shuts_out_the_people_it_admitted(bro
     assert_error(browser.sign_in("grace@corp.example")[1], "sign_in_denied")
     _configure(monkeypatch, ALLOWED_EMAIL_DOMAINS="corp.example")
     assert browser.sign_in("grace@corp.example")[0] == 200, "the domain back on the list lets them in again"
+    grace = next(u for u in api.get("/api/users")[1]["items"] if u["email"] == "grace@corp.example")
+    assert api.request("PATCH", f"/api/users/{grace['id']}", {"role": "marketer"})[0] == 200
+    _configure(monkeypatch, ALLOWED_EMAIL_DOMAINS="other.example")
+    assert browser.sign_in("grace@corp.example")[0] == 200, "an admin who chose their role keeps them"
 
 
 def test_concurrent_first_sign_ins_make_one_user_and_name_it_in_the_audit_trail(db, env, monkeypatch):

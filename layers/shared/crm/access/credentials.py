@@ -40,7 +40,7 @@ def authenticate(database: Callable[[], Database], settings: Settings, credentia
     email = verify_token(settings, credential)
     db = database()
     user = _cached(settings, (db.name, USERS, email), lambda: db[USERS].find_one(
-        {"email": email}, {"email": 1, "name": 1, "role": 1, "disabled": 1, "admitted_by": 1}))
+        {"email": email}, {"email": 1, "name": 1, "role": 1, "disabled": 1, "admitted_by": 1, "kept": 1}))
     if user is None or user.get("disabled") or not users.still_admitted(settings, user):
         raise Unauthorized("This account is disabled or unknown here")
     try:

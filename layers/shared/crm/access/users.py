@@ -70,8 +70,10 @@ def role_for_newcomer(settings: Settings, identity: Identity) -> tuple[Role, str
 
 def still_admitted(settings: Settings, user: dict[str, Any]) -> bool:
     """A person their domain admitted is admitted only while ALLOWED_EMAIL_DOMAINS still names it: taking a domain
-    off the list shuts out the people it let in, at their next sign-in and for the tokens they hold."""
-    return user.get("admitted_by") != BY_DOMAIN or user["email"].rsplit("@", 1)[1] in settings.email_domains
+    off the list shuts out the people it let in, at their next sign-in and for the tokens they hold, but for those an
+    admin has given a role since (`kept`)."""
+    return (user.get("admitted_by") != BY_DOMAIN or bool(user.get("kept"))
+            or user["email"].rsplit("@", 1)[1] in settings.email_domains)
 
 
 def _domain_account(settings: Settings, identity: Identity) -> bool:
@@ -155,7 +157,9 @@ def update(audit: Auditor, user_id: str, role: Role | None, disabled: bool | Non
     target = find_by_id(users, user_id, "user")
     changes: dict[str, Any] = {}
     if role is not None:
-        changes["role"] = role.value
+        # An admin choosing someone's role keeps them whatever ALLOWED_EMAIL_DOMAINS says later (still only through
+        # an account their domain manages: _admission).
+        changes.update(role=role.value, kept=True)
     if disabled is not None:
         changes["disabled"] = disabled
     if not changes:

@@ -31,9 +31,13 @@ class SignInStart:
     browser_binding: str  # goes into a cookie; the state carries only its hash
 
 
-def provider_for(settings: Settings) -> OidcProvider:
+def require_configured(settings: Settings) -> None:
     if not settings.google_oauth_configured:
         raise Forbidden("Google sign-in is not configured here", code="sign_in_not_configured")
+
+
+def provider_for(settings: Settings) -> OidcProvider:
+    require_configured(settings)
     return get_provider(settings.google_oidc_issuer, settings.oidc_timeout_seconds)
 
 

@@ -66,7 +66,13 @@ def dev_token(body: DevTokenIn, settings: SettingsDep, db: DbDep, request_id: Re
     return TokenOut(token=token, expires_in=expires_in)
 
 
-@router.get("/google", status_code=302, response_class=RedirectResponse)
+def google_configured(settings: SettingsDep) -> None:
+    """Checked before the database is reached: a stack without Google sign-in costs a stranger's call nothing."""
+    google_sign_in.require_configured(settings)
+
+
+@router.get("/google", status_code=302, response_class=RedirectResponse,
+            dependencies=[Depends(google_configured)])
 def google_sign_in_start(settings: SettingsDep, db: DbDep) -> RedirectResponse:
     """Redirects to Google with a signed, single-use state and a PKCE challenge."""
     started = google_sign_in.start(settings, db[OAUTH_STATES])
