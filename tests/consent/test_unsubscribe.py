@@ -136,6 +136,32 @@ def test_an_ingest_accepted_before_the_unsubscribe_never_grants_consent_after_it
     assert db.suppressions.find_one({})["reason"] == "unsubscribed"
 
 
+def test_a_second_unsubscribe_also_wins_over_the_ingests_accepted_before_it(api, db, consumers, ada):
+    """Review finding: a second click changed nothing, so an ingest accepted between the two clicks and applied
+    after the second granted consent again."""
+    token = _token(ada["_id"])
+    assert api.request("POST", f"/u/{token}", raw=b"List-Unsubscribe=One-Click", headers=ONE_CLICK, token="")[0] == 200
+    assert api.post("/api/customers", {"name": "Ada", "email": "ada@example.com", "email_consent": "granted"})[0] == 202
+    late = consumers.messages("CustomerIngestQueue")
+    assert api.request("POST", f"/u/{token}", raw=b"List-Unsubscribe=One-Click", headers=ONE_CLICK, token="")[0] == 200
+    consumers.deliver("CustomerIngestQueue", [m["Body"] for m in late])
+    assert db.customers.find_one({"_id": ada["_id"]})["email_consent"] == "denied"
+    assert db.audit_log.count_documents({"action": "suppression.create"}) == 1, "recorded once"
+
+
+def test_an_ingest_accepted_the_millisecond_after_an_unsubscribe_is_newer():
+    """Review finding: the unsubscribe's version equalled that of the next millisecond's first record, and a tie is
+    not newer."""
+    from datetime import timedelta
+
+    from crm.models.common import utcnow
+    from crm.models.customers import MAX_BATCH, ingest_version, version_after_ingests_until
+
+    now = utcnow()
+    assert ingest_version(now, MAX_BATCH - 1) <= version_after_ingests_until(now)
+    assert ingest_version(now + timedelta(milliseconds=1), 0) > version_after_ingests_until(now)
+
+
 @pytest.mark.parametrize("earlier", ["bounced", "manual"])
 def test_an_unsubscribe_makes_an_earlier_entry_the_persons_own(api, db, consumers, ada, earlier):
     """An address suppressed for another reason first (a bounce, by hand) whose person then unsubscribes is theirs:

@@ -1,6 +1,6 @@
 """Unsubscribing through a link: the customer it names is suppressed (reason `unsubscribed`) and their consent
-denied, in one transaction with its audit entry; doing it again changes nothing. The denial wins over every ingest
-the API accepted before it."""
+denied, in one transaction with its audit entry; doing it again records nothing more. Each click's denial wins over
+every ingest the API accepted before it."""
 from __future__ import annotations
 
 from bson import ObjectId
@@ -22,15 +22,18 @@ def unsubscribe(db: Database, customer_id: ObjectId, request_id: str) -> None:
         return  # erased: the address is suppressed already, and nothing of the person is left to change
     email = customer["email"]
     entry = suppressions.reasons(db[SUPPRESSIONS], [email]).get(email)
+    # Versioned as an ingest's write is: one the API accepted before now, applied later, does not grant it back.
+    now = utcnow()
+    deny = [{"$set": {**versioned_write("email_consent", "email_consent", "denied", version_after_ingests_until(now)),
+                      "updated_at": now}}]
     if customer.get("email_consent") == "denied" and entry in (*suppressions.THE_PERSONS_OWN, suppressions.ERASED):
+        # Nothing new to record, but this click's denial still wins over the ingests accepted before it.
+        db[CUSTOMERS].update_one({"_id": customer_id}, deny)
         return
 
     def change(session) -> None:
         suppressions.add(db[SUPPRESSIONS], email, UNSUBSCRIBED, session)
-        # Versioned as an ingest's write is: one the API accepted before now, applied later, does not grant it back.
-        now = utcnow()
-        denied = versioned_write("email_consent", "email_consent", "denied", version_after_ingests_until(now))
-        db[CUSTOMERS].update_one({"_id": customer_id}, [{"$set": {**denied, "updated_at": now}}], session=session)
+        db[CUSTOMERS].update_one({"_id": customer_id}, deny, session=session)
 
     Auditor(db, Principal(RECIPIENT, str(customer_id)), request_id).write(
         "suppression.create", "suppression", suppressions.address_hash(email), change)

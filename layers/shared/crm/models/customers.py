@@ -69,8 +69,9 @@ def ingest_version(accepted_at: datetime, seq: int) -> int:
 
 def version_after_ingests_until(moment: datetime) -> int:
     """The version of a write made at this moment (an unsubscribe) that no ingest accepted until then, to the
-    millisecond, can overwrite."""
-    return ingest_version(moment, MAX_BATCH)
+    millisecond, can overwrite, and every ingest accepted from the next millisecond on can. (MAX_BATCH would equal
+    the next millisecond's first record, and a tie is not newer: that ingest would be lost.)"""
+    return ingest_version(moment, MAX_BATCH - 1)
 
 
 def newer(clock: str, version: int) -> dict[str, Any]:
