@@ -258,3 +258,17 @@ def test_a_consumer_dying_after_such_a_write_leaves_the_person_to_its_redelivery
     assert consumers.deliver("CustomerIngestQueue", late) == {"batchItemFailures": []}
     assert db.customers.count_documents({}) == 0
     assert "Zadie" not in _everything(db)
+
+
+def test_an_admins_reason_quoting_the_person_leaves_the_audit_trail_with_them(api, db, consumers):
+    """Review finding: the reason an admin gave for lifting the person's opt-out ("Ada Lovelace (ada@example.com)
+    phoned...") stayed on the audit trail after the erasure, the only place that still named her."""
+    _ingest(api, consumers, {"name": "Ada Lovelace", "email": "ada@example.com"})
+    assert api.post("/api/suppressions", {"email": "ada@example.com", "reason": "unsubscribed"})[0] == 201
+    said = "Ada Lovelace (ada@example.com) phoned to opt in again"
+    assert api.request("DELETE", "/api/suppressions/ada@example.com", {"reason": said})[0] == 204
+    customer = db.customers.find_one({"email": "ada@example.com"})
+    assert api.request("DELETE", f"/api/customers/{customer['_id']}")[0] == 204
+    assert "Ada" not in _everything(db) and "ada@example.com" not in _everything(db)
+    [entry] = db.audit_log.find({"action": "suppression.delete"})
+    assert entry["details"] == {"removed": "unsubscribed"}, "what was done stays; the free text goes"

@@ -120,6 +120,10 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("actor.email", ASCENDING), ("_id", DESCENDING)], name="actor_email_newest"),
         IndexModel([("action", ASCENDING), ("_id", DESCENDING)], name="action_newest"),
         IndexModel([("at", DESCENDING)], name="at"),
+        # The entries that carry someone's free text (an admin's reason for lifting a suppression), by what they
+        # name: an erasure clears them (crm.consent.erasure). Partial: only those entries.
+        IndexModel([("target.id", ASCENDING)], name="target_with_reason",
+                   partialFilterExpression={"details.reason": {"$exists": True}}),
     ],
 }
 

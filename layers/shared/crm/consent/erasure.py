@@ -14,7 +14,7 @@ from pymongo.database import Database
 
 from crm.access.audit import Auditor
 from crm.consent import suppressions
-from crm.db import ATTRIBUTE_REGISTRY, CUSTOMERS, ERASURES, LOGS, SUPPRESSIONS, literals
+from crm.db import ATTRIBUTE_REGISTRY, AUDIT, CUSTOMERS, ERASURES, LOGS, SUPPRESSIONS, literals
 from crm.errors import NotFound
 from crm.models.campaigns import SKIPPED
 from crm.models.common import utcnow
@@ -44,6 +44,10 @@ def erase(audit: Auditor, customer_id: ObjectId) -> None:
 
     def change(session) -> None:
         suppressions.erase(db[SUPPRESSIONS], customer["email"], session)
+        # An admin's reason for lifting the person's suppression may quote their name or address.
+        db[AUDIT].update_many({"target.id": suppressions.address_hash(customer["email"]),
+                               "details.reason": {"$exists": True}},
+                              {"$unset": {"details.reason": ""}}, session=session)
         db[CUSTOMERS].delete_one({"_id": customer_id}, session=session)
         # Until the erasure is done (in this request, or by the reconciler after a crash), its record keeps the
         # attribute values to take out of the registry; then it goes too.
