@@ -7,6 +7,7 @@ import time
 
 import pytest
 from bson import ObjectId
+from pymongo import monitoring
 
 from offline.lambda_worker import LambdaContext
 from tests.campaigns.test_pipeline import _receipt, _sent_logs
@@ -16,6 +17,23 @@ from tests.helpers import stats
 
 class Died(Exception):
     pass
+
+
+class _Commands(monitoring.CommandListener):
+    """Counts one command on one collection, as a client sends it (retries included)."""
+
+    def __init__(self, name: str, collection: str):
+        self.name, self.collection, self.count = name, collection, 0
+
+    def started(self, event) -> None:
+        if event.command_name == self.name and event.command[self.name] == self.collection:
+            self.count += 1
+
+    def succeeded(self, event) -> None:
+        pass
+
+    def failed(self, event) -> None:
+        pass
 
 
 def _roll_up_function(seconds_left: float = 12) -> dict:
@@ -163,7 +181,7 @@ def test_a_roll_up_taking_turns_gives_its_turn_up_to_a_transaction_holding_the_c
         api, db, env, consumers, segment_id, vendor):
     """Benchmark finding: roll-ups that met a fan-out page's transaction started over until the page committed,
     each attempt a write to the campaign. One that takes turns leaves its tallies to the next turn instead."""
-    from pymongo import MongoClient, monitoring
+    from pymongo import MongoClient
 
     from crm.models.common import utcnow
     from crm.services import receipts
@@ -175,26 +193,14 @@ def test_a_roll_up_taking_turns_gives_its_turn_up_to_a_transaction_holding_the_c
     receipts.apply(db, [_receipt(log, "SENT") for log in logs], roll_up_every=3600)
     db.campaigns.update_one({"_id": campaign_id}, {"$unset": {"rolled_up_at": ""}})
 
-    class CampaignWrites(monitoring.CommandListener):
-        count = 0
-
-        def started(self, event):
-            if event.command_name == "findAndModify" and event.command["findAndModify"] == "campaigns":
-                CampaignWrites.count += 1
-
-        def succeeded(self, event):
-            pass
-
-        def failed(self, event):
-            pass
-
-    client = MongoClient(env["MONGO_URI"], event_listeners=[CampaignWrites()])
+    campaign_writes = _Commands("findAndModify", "campaigns")
+    client = MongoClient(env["MONGO_URI"], event_listeners=[campaign_writes])
     with db.client.start_session() as page:
         page.start_transaction()
         db.campaigns.update_one({"_id": campaign_id}, {"$set": {"fanout.updated_at": utcnow()}}, session=page)
         started = time.time()
         assert roll_up(client[db.name], campaign_id, every=5) == 0
-        assert time.time() - started < 2 and CampaignWrites.count == 1, "one try, not one per retry"
+        assert time.time() - started < 2 and campaign_writes.count == 1, "one try, not one per retry"
         page.abort_transaction()
     assert db.communication_logs.count_documents({"campaign_id": campaign_id, "pending": True}) == 120
     assert roll_up(client[db.name], campaign_id, every=5) == 120, "the next turn counts them"
@@ -206,7 +212,7 @@ def test_a_roll_up_reads_its_backlog_once_and_loses_no_tally_that_changes_meanwh
     """Benchmark finding (100,000 recipients): each roll-up transaction read the whole backlog again (the local server
     reads every match before a limit), so a backlog made every roll-up slower than the last and the backlog grew. Now
     it is read once; a log whose tally changes after that read is not cleared with the old one."""
-    from pymongo import MongoClient, monitoring
+    from pymongo import MongoClient
 
     from crm.models.common import utcnow
     from crm.services import delivery, receipts
@@ -217,32 +223,20 @@ def test_a_roll_up_reads_its_backlog_once_and_loses_no_tally_that_changes_meanwh
     receipts.apply(db, [_receipt(log, "SENT") for log in logs], roll_up_every=3600)
     monkeypatch.setattr(delivery, "ROLL_UP_LOGS", 50)
 
-    class LogReads(monitoring.CommandListener):
-        count = 0
-
-        def started(self, event):
-            if event.command_name == "find" and event.command["find"] == "communication_logs":
-                LogReads.count += 1
-
-        def succeeded(self, event):
-            pass
-
-        def failed(self, event):
-            pass
-
+    log_reads = _Commands("find", "communication_logs")
     real_pending = delivery._pending
     late = logs[0]["_id"]
 
     def pending_then_an_event(*args, **kwargs):
         found = real_pending(*args, **kwargs)
-        if LogReads.count == 1:  # an event's tally lands on a log after the roll-up read it
+        if log_reads.count == 1:  # an event's tally lands on a log after the roll-up read it
             db.communication_logs.update_one({"_id": late}, {"$push": {"tally": "delivered"}})
         return found
 
     monkeypatch.setattr(delivery, "_pending", pending_then_an_event)
-    client = MongoClient(env["MONGO_URI"], event_listeners=[LogReads()])
+    client = MongoClient(env["MONGO_URI"], event_listeners=[log_reads])
     assert delivery.roll_up(client[db.name], campaign_id) == 120
-    assert LogReads.count == 2, "one read, and one again after the log that changed"
+    assert log_reads.count == 2, "one read, and one again after the log that changed"
     stored = db.campaigns.find_one({"_id": campaign_id})["stats"]
     assert stored["sent"] == 120 and stored["delivered"] == 1 and stored["queued"] == 0
     assert db.communication_logs.count_documents({"pending": True}) == 0
