@@ -22,8 +22,8 @@ from bench._table import print_table
 FULL = {"ingest": [], "cold init": [], "preview": ["--repeats", "1"], "write floor": [], "fan-out": [],
         "fan-out by channel": ["--channel", "ses", "--recipients", "100000"], "SES sandbox": ["--sandbox"],
         "load": []}
-QUICK = {"ingest": ["--customers", "5000"], "cold init": ["--runs", "1"],
-         "preview": ["--customers", "20000", "--repeats", "1"], "write floor": ["--logs", "2000"],
+QUICK = {"ingest": ["--customers", "2000"], "cold init": ["--runs", "1"],
+         "preview": ["--customers", "3000", "--repeats", "1"], "write floor": ["--logs", "2000"],
          "fan-out": ["--recipients", "1000"], "load": ["--clients", "4", "--rounds", "5"]}
 RUNS = {"ingest": ingest.run, "cold init": cold_init.run, "preview": preview.run, "write floor": write_floor.run,
         "fan-out": fanout.run, "fan-out by channel": fanout.run, "SES sandbox": fanout.run, "load": load.run}

@@ -31,8 +31,8 @@ from tests.conftest import TEMPLATE, load_function, local_function_env
 
 SEED = int(os.environ.get("FUZZ_SEED") or secrets.randbits(64))
 # Per operation in the fuzzing phase; examples and coverage run every case they derive from the document.
-MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "25"))
-SCENARIOS = int(os.environ.get("FUZZ_SCENARIOS", "40"))
+MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "15"))
+SCENARIOS = int(os.environ.get("FUZZ_SCENARIOS", "25"))
 MAX_STEPS = 8
 # Runs of the stateful phase a replay's inconsistent draw may end before its scenarios are all done.
 REPLAY_RUNS = 5
