@@ -47,8 +47,10 @@ def roll_up_handler(event: dict[str, Any], context: Any) -> dict[str, int]:
             while True:
                 started = time.time()
                 try:
-                    # A campaign a consumer rolled up in the last half period is left to the next pass.
-                    counted += roll_up_pending(db, settings.roll_up_seconds / 2)
+                    # A campaign a consumer rolled up in the last half period is left to the next pass; one a
+                    # fan-out's page holds is waited for, up to a period.
+                    counted += roll_up_pending(db, settings.roll_up_seconds / 2,
+                                               patience=min(settings.roll_up_seconds, stop_at - time.time()))
                 except PyMongoError as exc:
                     if not exc.timeout:
                         raise

@@ -14,6 +14,7 @@ Who writes what (v3):
 """
 from __future__ import annotations
 
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,6 +37,8 @@ FINAL_COUNTERS = ("sent", "failed", "skipped")
 ROLL_UP_LOGS = 2000
 # Logs one roll-up reads (and counts, ROLL_UP_LOGS a transaction); a larger backlog is counted by the next.
 MAX_ROLL_UP_LOGS = 20 * ROLL_UP_LOGS
+# How long a patient roll-up waits before it tries a campaign another transaction held again.
+CONTENDED_PAUSE = 0.5
 
 # Set beside a tally until it is counted: a scalar, so its index (crm.db, partial: only logs waiting for a roll-up)
 # is not multikey; a server may not walk a multikey index as it walks others (the local one reads the whole
@@ -122,12 +125,13 @@ def roll_up_due(db: Database, log_ids: list[ObjectId], every: float) -> None:
         roll_up(db, campaign_id, every)
 
 
-def roll_up_pending(db: Database, every: float = 0) -> int:
+def roll_up_pending(db: Database, every: float = 0, patience: float = 0) -> int:
     """Rolls up every campaign with tallies not yet counted (found on the partial index of logs waiting for a
     roll-up) and, when every > 0, not rolled up in the last `every` seconds; how many logs it counted. A schedule
     that takes its turn like the consumers do leaves a busy campaign to them, rather than meeting them in conflicting
-    transactions that all start over."""
-    return sum(roll_up(db, campaign_id, every) for campaign_id in db[LOGS].distinct("campaign_id", PENDING))
+    transactions that all start over; its patience (roll_up) gets it past a fan-out's pages."""
+    return sum(roll_up(db, campaign_id, every, patience)
+               for campaign_id in db[LOGS].distinct("campaign_id", PENDING))
 
 
 def flag_earlier_tallies(db: Database) -> int:
@@ -146,30 +150,42 @@ def _pending(db: Database, query: dict, fields: dict, limit: int = 0,
     return list(db[LOGS].find({**PENDING, **query}, fields, session=session).limit(limit))
 
 
-def roll_up(db: Database, campaign_id: ObjectId, every: float = 0) -> int:
+def roll_up(db: Database, campaign_id: ObjectId, every: float = 0, patience: float = 0) -> int:
     """Moves the campaign's counters by its logs' tallies and clears them; completes the campaign once nothing is
     QUEUED. How many logs it counted: none when (every > 0) the campaign was rolled up in the last `every`
     seconds.
+
+    One that takes turns and meets another transaction on the campaign (a fan-out page) tries again every
+    CONTENDED_PAUSE seconds for `patience` seconds, then leaves the tallies to the next turn: the consumers give up
+    at once (the schedule comes next), the schedule waits out the pages of a fan-out (pages follow each other
+    closely, so one that gave up at once would not count until the fan-out ended), a write to the campaign a try.
 
     The waiting tallies are read once, outside a transaction, and counted ROLL_UP_LOGS logs a transaction, each
     clearing exactly the tallies it counts: a backlog costs one read, not one a transaction (the local server reads
     every match of a query before its limit, so re-reading a growing backlog per transaction made each roll-up
     slower than the last)."""
     counted = 0
+    give_up_at = time.monotonic() + patience
     if every > 0 and not db[CAMPAIGNS].find_one({"_id": campaign_id, **_turn(every)}, {"_id": 1}):
         return 0  # another took the turn: read, not found in a transaction after reading its logs
     while logs := _pending(db, {"campaign_id": campaign_id}, {"tally": 1}, MAX_ROLL_UP_LOGS):
         try:
-            for start in range(0, len(logs), ROLL_UP_LOGS):
+            start = 0
+            while start < len(logs):
                 chunk = logs[start:start + ROLL_UP_LOGS]
-                with db.client.start_session() as session:
-                    moved = session.with_transaction(
-                        lambda s: _roll_up_in(db, s, campaign_id, chunk, 0 if counted else every, yields=every > 0))
+                try:
+                    with db.client.start_session() as session:
+                        moved = session.with_transaction(lambda s: _roll_up_in(
+                            db, s, campaign_id, chunk, 0 if counted else every, yields=every > 0))
+                except _Contended:
+                    if time.monotonic() + CONTENDED_PAUSE > give_up_at:
+                        return counted  # the tallies wait for the next turn
+                    time.sleep(CONTENDED_PAUSE)
+                    continue
                 if not moved:
                     return counted  # another took the turn
                 counted += moved
-        except _Contended:
-            return counted  # the tallies wait for the next turn
+                start += ROLL_UP_LOGS
         except _Changed:
             if every > 0:
                 return counted  # the next turn reads them again
