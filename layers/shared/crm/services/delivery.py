@@ -163,34 +163,32 @@ def roll_up(db: Database, campaign_id: ObjectId, every: float = 0, patience: flo
     The waiting tallies are read once, outside a transaction, and counted ROLL_UP_LOGS logs a transaction, each
     clearing exactly the tallies it counts: a backlog costs one read, not one a transaction (the local server reads
     every match of a query before its limit, so re-reading a growing backlog per transaction made each roll-up
-    slower than the last)."""
+    slower than the last). One that takes turns reads once a turn; one that does not reads again while logs changed
+    under it or more wait, as long as it makes progress."""
     counted = 0
     give_up_at = time.monotonic() + patience
     if every > 0 and not db[CAMPAIGNS].find_one({"_id": campaign_id, **_turn(every)}, {"_id": 1}):
         return 0  # another took the turn: read, not found in a transaction after reading its logs
     while logs := _pending(db, {"campaign_id": campaign_id}, {"tally": 1}, MAX_ROLL_UP_LOGS):
-        try:
-            start = 0
-            while start < len(logs):
-                chunk = logs[start:start + ROLL_UP_LOGS]
-                try:
-                    with db.client.start_session() as session:
-                        moved = session.with_transaction(lambda s: _roll_up_in(
-                            db, s, campaign_id, chunk, 0 if counted else every, yields=every > 0))
-                except _Contended:
-                    if time.monotonic() + CONTENDED_PAUSE > give_up_at:
-                        return counted  # the tallies wait for the next turn
-                    time.sleep(CONTENDED_PAUSE)
-                    continue
-                if not moved:
-                    return counted  # another took the turn
-                counted += moved
-                start += ROLL_UP_LOGS
-        except _Changed:
-            if every > 0:
-                return counted  # the next turn reads them again
-            continue  # read again what another roll-up or outcome changed
-        if len(logs) < MAX_ROLL_UP_LOGS:
+        cleared_here = 0
+        start = 0
+        while start < len(logs):
+            chunk = logs[start:start + ROLL_UP_LOGS]
+            try:
+                with db.client.start_session() as session:
+                    cleared = session.with_transaction(lambda s: _roll_up_in(
+                        db, s, campaign_id, chunk, 0 if counted else every, yields=every > 0))
+            except _Contended:
+                if time.monotonic() + CONTENDED_PAUSE > give_up_at:
+                    return counted  # the tallies wait for the next turn
+                time.sleep(CONTENDED_PAUSE)
+                continue
+            if cleared is None:
+                return counted  # another took the turn
+            counted += cleared
+            cleared_here += cleared
+            start += ROLL_UP_LOGS
+        if every > 0 or not cleared_here or (cleared_here == len(logs) < MAX_ROLL_UP_LOGS):
             return counted
     return counted
 
@@ -199,23 +197,21 @@ class _Contended(Exception):
     """A roll-up that takes turns met another transaction on the campaign (a roll-up, a fan-out page)."""
 
 
-class _Changed(Exception):
-    """A log's tally changed since it was read (another roll-up counted it, or an outcome added to it)."""
-
-
 def _turn(every: float) -> dict:
     """A campaign whose turn to be rolled up has come: its last roll-up was `every` seconds ago or more."""
     return {"rolled_up_at": {"$not": {"$gte": utcnow() - timedelta(seconds=every)}}}
 
 
 def _roll_up_in(db: Database, session: ClientSession, campaign_id: ObjectId, logs: list[dict], every: float,
-                yields: bool) -> int:
+                yields: bool) -> int | None:
     """The campaign is written in the transaction before any log, so that roll-ups of it at once conflict there and
     the others, retried, find its turn taken. The turn is taken here rather than by a write outside a transaction:
     the local server holds such a write against a transaction's document until that transaction ends, and the
     transaction waits for it in turn. yields: a conflict there gives the turn up rather than starting over, as
     often as the other transaction (a fan-out page writing hundreds of logs) lasts. Each log is cleared only if it
-    still holds the tally read (else _Changed, and nothing of this transaction is kept)."""
+    still holds the tally read; one that changed meanwhile (an event added to it, another roll-up cleared it) is
+    taken back out of the counters, in a second write only then, and left to the next roll-up. How many logs it
+    cleared; None when another took the turn."""
     # A log flagged with no tally (an earlier roll-up cleared only the tally) counts nothing; its flag goes too.
     counts: Counter[str] = Counter(t for log in logs for t in log.get("tally", []))
     queued = sum(counts[c] for c in FINAL_COUNTERS)
@@ -233,21 +229,27 @@ def _roll_up_in(db: Database, session: ClientSession, campaign_id: ObjectId, log
             raise _Contended from exc
         raise
     if campaign is None and turn:
-        return 0  # rolled up a moment ago: these tallies are left to the next roll-up
+        return None  # rolled up a moment ago: these tallies are left to the next roll-up
     alike: defaultdict[tuple[str, ...] | None, list[ObjectId]] = defaultdict(list)
     for log in logs:
         alike[tuple(log["tally"]) if "tally" in log else None].append(log["_id"])
-    cleared = 0
+    cleared, missed = 0, Counter()
     for tally, ids in alike.items():
         held = {"tally": list(tally)} if tally is not None else {"tally": {"$exists": False}}
         for run in in_chunks(ids):
-            cleared += db[LOGS].update_many({"_id": {"$in": run}, **PENDING, **held},
-                                            {"$unset": {"tally": "", "pending": ""}}, session=session).modified_count
-    if cleared != len(logs):
-        raise _Changed
+            done = db[LOGS].update_many({"_id": {"$in": run}, **PENDING, **held},
+                                        {"$unset": {"tally": "", "pending": ""}}, session=session).modified_count
+            cleared += done
+            missed.update({t: len(run) - done for t in tally or ()})
+    missed = +missed
+    if missed and campaign:
+        queued_back = sum(missed[c] for c in FINAL_COUNTERS)
+        db[CAMPAIGNS].update_one({"_id": campaign_id}, {"$inc": {
+            **{f"stats.{c}": -n for c, n in missed.items()}, "stats.queued": queued_back}}, session=session)
+        campaign["stats"]["queued"] += queued_back
     if campaign and campaign["stats"]["queued"] == 0 and campaign["fanout"]["done"]:
         complete_in(db, campaign_id, session)
-    return len(logs)
+    return cleared
 
 
 def complete_in(db: Database, campaign_id: ObjectId, session: ClientSession | None = None) -> bool:

@@ -49,6 +49,8 @@ class Limits:
     receipt_timeout: timedelta
     max_send_attempts: int
     fanout_stall: timedelta
+    # The reconciler's outcomes roll their campaigns up as a consumer's do, taking turns (0: at once).
+    roll_up_every: float = 0
 
 
 @dataclass
@@ -120,7 +122,7 @@ def _settle_unanswered(db: Database, logs: list[dict[str, Any]], now: datetime, 
                 settled.no_receipt += 1
                 outcomes.append(Outcome(log["_id"], FAILED, log["vendor_message_id"], reason="no_receipt"))
         if outcomes:
-            record_outcomes(db, outcomes)
+            record_outcomes(db, outcomes, roll_up_every=limits.roll_up_every)
         if unreachable:
             # The vendor could not say (down, throttling): asked again one receipt timeout later.
             db[LOGS].update_many({"_id": {"$in": unreachable}, "status": QUEUED},
@@ -139,13 +141,15 @@ def _send_again(db: Database, logs: list[dict[str, Any]], now: datetime, limits:
     erased = [log["_id"] for log in logs if log.get("erased")]
     if erased:
         record_outcomes(db, [Outcome(log_id, SKIPPED, reason=ERASED) for log_id in erased],
-                        only_if={"vendor_message_id": None, "claimed_until": {"$not": {"$gte": utcnow()}}})
+                        only_if={"vendor_message_id": None, "claimed_until": {"$not": {"$gte": utcnow()}}},
+                        roll_up_every=limits.roll_up_every)
     logs = [log for log in logs if not log.get("erased")]
     give_up = [log["_id"] for log in logs if _spent(log, limits)]
     if give_up:
         # Not a log a live sender holds now: that one may yet be sent.
         failed, _ = record_outcomes(db, [Outcome(log_id, FAILED, reason="send_failed") for log_id in give_up],
-                                    only_if={"vendor_message_id": None, "claimed_until": {"$not": {"$gte": utcnow()}}})
+                                    only_if={"vendor_message_id": None, "claimed_until": {"$not": {"$gte": utcnow()}}},
+                                    roll_up_every=limits.roll_up_every)
         settled.send_failed += failed
     retry = [log for log in logs if not _spent(log, limits)]
     if not retry or sends_on_their_way():
