@@ -36,6 +36,19 @@ class _Commands(monitoring.CommandListener):
         pass
 
 
+def _tallied_and_its_turn_open(api, db, consumers, segment_id, vendor) -> tuple[ObjectId, list[dict]]:
+    """A campaign whose 120 logs hold a SENT tally no roll-up has counted, and whose turn to be rolled up is open."""
+    from crm.models.common import utcnow
+    from crm.services import receipts
+
+    campaign, logs = _sent_logs(api, db, consumers, segment_id, vendor)
+    campaign_id = ObjectId(campaign["id"])
+    db.campaigns.update_one({"_id": campaign_id}, {"$set": {"rolled_up_at": utcnow()}})
+    receipts.apply(db, [_receipt(log, "SENT") for log in logs], roll_up_every=3600)
+    db.campaigns.update_one({"_id": campaign_id}, {"$unset": {"rolled_up_at": ""}})
+    return campaign_id, logs
+
+
 def _roll_up_function(seconds_left: float = 12) -> dict:
     event = {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}
     context = LambdaContext("RollUpFunction", 256, "r", time.time() + seconds_left)
@@ -184,14 +197,9 @@ def test_a_roll_up_taking_turns_gives_its_turn_up_to_a_transaction_holding_the_c
     from pymongo import MongoClient
 
     from crm.models.common import utcnow
-    from crm.services import receipts
     from crm.services.delivery import roll_up
 
-    campaign, logs = _sent_logs(api, db, consumers, segment_id, vendor)
-    campaign_id = ObjectId(campaign["id"])
-    db.campaigns.update_one({"_id": campaign_id}, {"$set": {"rolled_up_at": utcnow()}})
-    receipts.apply(db, [_receipt(log, "SENT") for log in logs], roll_up_every=3600)
-    db.campaigns.update_one({"_id": campaign_id}, {"$unset": {"rolled_up_at": ""}})
+    campaign_id, logs = _tallied_and_its_turn_open(api, db, consumers, segment_id, vendor)
 
     campaign_writes = _Commands("findAndModify", "campaigns")
     client = MongoClient(env["MONGO_URI"], event_listeners=[campaign_writes])
@@ -214,13 +222,9 @@ def test_a_roll_up_reads_its_backlog_once_and_loses_no_tally_that_changes_meanwh
     it is read once; a log whose tally changes after that read is not cleared with the old one."""
     from pymongo import MongoClient
 
-    from crm.models.common import utcnow
-    from crm.services import delivery, receipts
+    from crm.services import delivery
 
-    campaign, logs = _sent_logs(api, db, consumers, segment_id, vendor)
-    campaign_id = ObjectId(campaign["id"])
-    db.campaigns.update_one({"_id": campaign_id}, {"$set": {"rolled_up_at": utcnow()}})
-    receipts.apply(db, [_receipt(log, "SENT") for log in logs], roll_up_every=3600)
+    campaign_id, logs = _tallied_and_its_turn_open(api, db, consumers, segment_id, vendor)
     monkeypatch.setattr(delivery, "ROLL_UP_LOGS", 50)
 
     log_reads = _Commands("find", "communication_logs")
@@ -250,14 +254,9 @@ def test_the_schedule_waits_out_a_fan_out_page_holding_the_campaign(api, db, env
     from pymongo import MongoClient
 
     from crm.models.common import utcnow
-    from crm.services import receipts
     from crm.services.delivery import roll_up
 
-    campaign, logs = _sent_logs(api, db, consumers, segment_id, vendor)
-    campaign_id = ObjectId(campaign["id"])
-    db.campaigns.update_one({"_id": campaign_id}, {"$set": {"rolled_up_at": utcnow()}})
-    receipts.apply(db, [_receipt(log, "SENT") for log in logs], roll_up_every=3600)
-    db.campaigns.update_one({"_id": campaign_id}, {"$unset": {"rolled_up_at": ""}})
+    campaign_id, logs = _tallied_and_its_turn_open(api, db, consumers, segment_id, vendor)
     campaign_writes = _Commands("findAndModify", "campaigns")
     client = MongoClient(env["MONGO_URI"], event_listeners=[campaign_writes])
     counted: list[int] = []
@@ -280,14 +279,9 @@ def test_a_log_that_changes_under_a_roll_up_taking_turns_holds_back_only_itself(
     """Review finding: one log whose tally changed between the read and the transaction threw the whole
     transaction's 2,000 logs away, and on a busy e-mail campaign (opens, clicks) some log always does: the counters
     stood still. Now that log alone waits for the next roll-up, and a turn reads the backlog once."""
-    from crm.models.common import utcnow
-    from crm.services import delivery, receipts
+    from crm.services import delivery
 
-    campaign, logs = _sent_logs(api, db, consumers, segment_id, vendor)
-    campaign_id = ObjectId(campaign["id"])
-    db.campaigns.update_one({"_id": campaign_id}, {"$set": {"rolled_up_at": utcnow()}})
-    receipts.apply(db, [_receipt(log, "SENT") for log in logs], roll_up_every=3600)
-    db.campaigns.update_one({"_id": campaign_id}, {"$unset": {"rolled_up_at": ""}})
+    campaign_id, logs = _tallied_and_its_turn_open(api, db, consumers, segment_id, vendor)
     monkeypatch.setattr(delivery, "ROLL_UP_LOGS", 50)
     reads = []
     real_pending = delivery._pending
