@@ -132,6 +132,13 @@ def _document_access(document: dict[str, Any], routes: list[Any]) -> None:
             f"\n\n{said}" if said else "")
 
 
+# API Gateway's own answer to a call past its route's throttle (template.yaml), before any function runs: its body,
+# not the error envelope.
+THROTTLED = {"description": "Throttled: the route's rate or burst (deploy parameters) is spent; try again shortly",
+             "content": {"application/json": {"schema": {
+                 "type": "object", "properties": {"message": {"type": "string"}}, "required": ["message"]}}}}
+
+
 def _document_errors(document: dict[str, Any]) -> None:
     envelope = {"application/json": {"schema": {"$ref": REF.format(model=ErrorEnvelope.__name__)}}}
     for path_item in document["paths"].values():
@@ -139,3 +146,4 @@ def _document_errors(document: dict[str, Any]) -> None:
             responses = operation.setdefault("responses", {})
             for status, description in ERROR_RESPONSES.items():
                 responses[status] = {"description": description, "content": envelope}
+            responses["429"] = THROTTLED
