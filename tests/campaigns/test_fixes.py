@@ -112,12 +112,12 @@ def test_a_duplicate_fan_out_racing_an_audience_change_leaves_no_uncounted_log(a
             # This run has read its first page (with c005 in it); before it records it, c005 leaves the
             # audience and a duplicate run records the first page without it, then c005 comes back.
             db.customers.update_one({"_id": moving["_id"]}, {"$set": {"spend": -1.0}})
-            assert not campaign_service.fan_out(db, campaign_id, lambda _: None, lambda: None, -1)
+            assert not campaign_service.fan_out(db, campaign_id, lambda *_: None, lambda: None, -1)
             db.customers.update_one({"_id": moving["_id"]}, {"$set": {"spend": moving["spend"]}})
         return real_record(db_, campaign, page, send_by, *links)
 
     monkeypatch.setattr(campaign_service, "_record_page", other_run_first)
-    assert campaign_service.fan_out(db, campaign_id, lambda _: None, lambda: None, 60)
+    assert campaign_service.fan_out(db, campaign_id, lambda *_: None, lambda: None, 60)
     stats = db.campaigns.find_one({"_id": campaign_id})["stats"]
     logs = db.communication_logs.count_documents({"campaign_id": campaign_id})
     assert stats["audience"] == stats["queued"] == logs, (stats, logs)
@@ -243,7 +243,7 @@ def test_a_page_holds_its_campaign_against_counts_committed_while_it_writes(api,
 
     monkeypatch.setattr(campaign_service, "_new_logs", make_while_a_count_is_made)
     monkeypatch.setattr(Collection, "insert_many", insert_while_a_count_is_made)
-    assert campaign_service.fan_out(db, campaign_id, lambda _: None, lambda: None, 60)
+    assert campaign_service.fan_out(db, campaign_id, lambda *_: None, lambda: None, 60)
     for counter in counters:
         counter.join(timeout=30)
     assert len(made) == len(written) == 1, "the page was recorded at the first attempt, not started over"

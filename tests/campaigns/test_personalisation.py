@@ -80,7 +80,7 @@ def test_the_fan_out_reads_only_the_attributes_the_message_names(api, db, consum
     plain = _campaign(api, "Hi {{name}}")
 
     for campaign in (named, plain):
-        assert campaign_service.fan_out(spied, ObjectId(campaign["id"]), lambda _: None, lambda: None, 60)
+        assert campaign_service.fan_out(spied, ObjectId(campaign["id"]), lambda *_: None, lambda: None, 60)
 
     assert spy.projections == [{"name": 1, "email": 1, "phone": 1, "attributes.city": 1},
                                {"name": 1, "email": 1, "phone": 1}]

@@ -5,7 +5,7 @@ import os
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, JsonConfigSettingsSource, SettingsConfigDict
 
 CONFIG_FILE_ENV = "CRM_CONFIG_FILE"
@@ -124,6 +124,8 @@ class Settings(BaseSettings):
 
     # "opt_out": everyone may be messaged unless they denied consent; "opt_in": only those who granted it.
     consent_mode: Literal["opt_out", "opt_in"] = "opt_out"
+    # At most n messages of campaigns per person in the last d days, as "n/dd" ("2/7d"); empty: no cap.
+    frequency_cap: str = Field(default="", pattern=r"^([1-9][0-9]{0,2}/[1-9][0-9]{0,2}d)?$")
 
     # "parser" (offline, the default) or "bedrock" (Amazon Bedrock's Converse API).
     ai_provider: str = "parser"

@@ -93,6 +93,13 @@ INDEXES: dict[str, list[IndexModel]] = {
         # only those are in it, so it stays small however large the campaigns.
         IndexModel([("pending", ASCENDING), ("campaign_id", ASCENDING)], name="roll_up_pending",
                    partialFilterExpression={"pending": True}),
+        # Logs a pause parked, found by the resume's sweep (crm.services.lifecycle.park); partial: only those.
+        IndexModel([("campaign_id", ASCENDING), ("_id", ASCENDING)], name="campaign_parked",
+                   partialFilterExpression={"parked": True}),
+        # The frequency cap: the messages handed to a person lately.
+        IndexModel([("customer_id", ASCENDING), ("sent_at", ASCENDING)], name="customer_sent_at"),
+        # When a campaign's last message was handed over (an A/B test ends `minutes` after it).
+        IndexModel([("campaign_id", ASCENDING), ("sent_at", DESCENDING)], name="campaign_sent_at"),
     ],
     SUPPRESSIONS: [
         IndexModel([("email_hash", ASCENDING)], unique=True, name="email_hash_unique"),

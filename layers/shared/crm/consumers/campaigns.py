@@ -17,7 +17,7 @@ from crm.consumers import DB_MARGIN_SECONDS, make_sqs_handler
 from crm.db import get_db
 from crm.errors import DependencyUnavailable, InvalidInput
 from crm.observability import logger
-from crm.services import campaign_jobs, campaigns, mock_vendor, sending
+from crm.services import campaign_jobs, campaigns, frequency_cap, mock_vendor, sending, sweep
 
 # What the last page and the continuation message may take at the end of the consumer's database time. The run
 # pages until then: each run starts its audience query afresh, which the local server answers only after reading
@@ -30,16 +30,23 @@ RECORD_SECONDS = 5
 
 
 def fan_out_records(records: list[Any], deadline: float | None = None) -> None:
+    """A campaign's jobs: its fan-out, or the sweep of its logs after a resume or a cancel."""
     settings, db = get_settings(), get_db()
     budget = FANOUT_TIME_BUDGET_SECONDS if deadline is None else (
         deadline - time.time() - DB_MARGIN_SECONDS - FANOUT_RESERVE_SECONDS)
+    send_timeout = timedelta(seconds=settings.send_timeout_seconds)
+
+    def queue_sends(sends: list[dict[str, Any]], campaign: dict[str, Any]) -> None:
+        campaign_jobs.queue_sends(settings, sends, rate_per_minute=campaign.get("rate_per_minute"))
+
     for record in records:
         campaign_id = ObjectId(record["campaign_id"])
-
-        campaigns.fan_out(db, campaign_id, lambda sends: campaign_jobs.queue_sends(settings, sends),
-                          lambda: campaign_jobs.queue_fan_out(settings, campaign_id), budget,
-                          timedelta(seconds=settings.send_timeout_seconds),
-                          lambda customer_id: unsubscribe_url(settings, customer_id))
+        if record.get("job") == "sweep":
+            sweep.sweep(db, campaign_id, queue_sends, lambda: campaign_jobs.queue_sweep(settings, campaign_id),
+                        budget, send_timeout, settings.roll_up_seconds)
+            continue
+        campaigns.fan_out(db, campaign_id, queue_sends, lambda: campaign_jobs.queue_fan_out(settings, campaign_id),
+                          budget, send_timeout, lambda customer_id: unsubscribe_url(settings, customer_id))
 
 
 def send_records(records: list[Any], deadline: float | None = None) -> None:
@@ -53,7 +60,8 @@ def send_records(records: list[Any], deadline: float | None = None) -> None:
 def send_policy(settings: Settings) -> sending.SendPolicy:
     return sending.SendPolicy(send=timedelta(seconds=settings.send_timeout_seconds),
                               receipt=timedelta(seconds=settings.receipt_timeout_seconds),
-                              max_attempts=settings.max_send_attempts, roll_up_every=settings.roll_up_seconds)
+                              max_attempts=settings.max_send_attempts, roll_up_every=settings.roll_up_seconds,
+                              frequency_cap=frequency_cap.parse(settings.frequency_cap))
 
 
 def deliver_receipts(records: list[Any], _deadline: float | None = None) -> None:

@@ -37,7 +37,8 @@ def reconcile_handler(event: dict[str, Any], context: Any) -> dict[str, int]:
                             lambda sends: campaign_jobs.queue_sends(settings, sends),
                             lambda campaign_id: campaign_jobs.queue_fan_out(settings, campaign_id),
                             time.time() + remaining - STOP_BEFORE_TIMEOUT_SECONDS,
-                            lambda: queues.holds_messages(settings.sqs_campaign_send_queue_url, settings))
+                            lambda: queues.holds_messages(settings.sqs_campaign_send_queue_url, settings),
+                            lambda campaign_id: campaign_jobs.queue_sweep(settings, campaign_id))
     counts = dataclasses.asdict(settled)
     logger.info("reconciled", extra=counts)
     return counts

@@ -17,7 +17,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from crm.config import get_settings
 from crm.consumers import DB_MARGIN_SECONDS
 from crm.db import CAMPAIGNS, LEASES, get_db, time_budget
-from crm.models.campaigns import COMPLETED, SENDING
+from crm.models.campaigns import CANCELLED, COMPLETED, PAUSED, SENDING
 from crm.models.common import utcnow
 from crm.observability import logger
 from crm.services.delivery import roll_up_pending
@@ -70,9 +70,10 @@ def roll_up_handler(event: dict[str, Any], context: Any) -> dict[str, int]:
 
 
 def _active(db: Database) -> bool:
-    """A campaign is sending, or completed lately (its events still come)."""
-    return bool(db[CAMPAIGNS].find_one({"status": SENDING}, {"_id": 1}) or db[CAMPAIGNS].find_one(
-        {"status": COMPLETED, "completed_at": {"$gte": utcnow() - AFTER_COMPLETION}}, {"_id": 1}))
+    """A campaign is sending or paused, or completed or cancelled lately (its events still come)."""
+    return bool(db[CAMPAIGNS].find_one({"status": {"$in": [SENDING, PAUSED]}}, {"_id": 1}) or db[CAMPAIGNS].find_one(
+        {"status": {"$in": [COMPLETED, CANCELLED]}, "completed_at": {"$gte": utcnow() - AFTER_COMPLETION}},
+        {"_id": 1}))
 
 
 def _take_lease(db: Database, holder: str, seconds: float) -> bool:

@@ -2,16 +2,21 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 from typing import Literal
+from zoneinfo import available_timezones
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from crm.consent.links import LONGEST_URL
-from crm.models.common import InputModel, IsoTime, ObjectIdStr, Page
+from crm.models.common import InputModel, IsoTime, ObjectIdStr, Page, WholeNumber
 from crm.models.customers import ATTRIBUTE_KEY, MAX_ATTRIBUTE_TEXT, MAX_NAME_LENGTH
 
 QUEUED, SENT, FAILED, SKIPPED = "QUEUED", "SENT", "FAILED", "SKIPPED"
-SENDING, COMPLETED = "SENDING", "COMPLETED"
+SCHEDULED, SENDING, PAUSED, COMPLETED, CANCELLED = "SCHEDULED", "SENDING", "PAUSED", "COMPLETED", "CANCELLED"
+CAMPAIGN_STATUSES = (SCHEDULED, QUEUED, SENDING, PAUSED, COMPLETED, CANCELLED)
+# How far ahead a campaign may be scheduled.
+MAX_SCHEDULE_AHEAD = timedelta(days=365)
 # The longest message the vendor takes.
 MAX_MESSAGE_LENGTH = 2000
 MAX_SUBJECT_LENGTH = 200
@@ -36,34 +41,132 @@ def longest_personalised(template: str) -> int:
         LONGEST_ATTRIBUTE_TEXT if m["key"] else longest[m.group(1)] for m in PLACEHOLDERS.finditer(template))
 
 
+def check_message(message: str) -> str:
+    """Every recipient's message must reach the vendor: each placeholder may become a name, an attribute's text or
+    an unsubscribe link of full length."""
+    longest = longest_personalised(message)
+    if longest > MAX_MESSAGE_LENGTH:
+        raise ValueError(f"may reach {longest} characters once personalised (names are up to {MAX_NAME_LENGTH} "
+                         f"characters, attribute values up to {LONGEST_ATTRIBUTE_TEXT}, the unsubscribe link "
+                         f"up to {LONGEST_URL}); the vendor takes {MAX_MESSAGE_LENGTH}")
+    return message
+
+
+def check_subject(subject: str | None) -> str | None:
+    if subject is not None and len(subject.splitlines()) > 1 or subject and subject != subject.strip("\r\n"):
+        raise ValueError("must be one line")
+    if subject is not None and longest_personalised(subject) > MAX_PERSONALISED_SUBJECT:
+        raise ValueError(f"may reach {longest_personalised(subject)} characters once personalised; a subject "
+                         f"takes {MAX_PERSONALISED_SUBJECT}")
+    return subject
+
+
+def is_time_zone(name: str) -> bool:
+    """An IANA zone name the runtime knows (a recipient's `attributes.time_zone` is used only then)."""
+    return name in _ZONES
+
+
+_ZONES = frozenset(available_timezones())
+HH_MM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class SendWindow(InputModel):
+    """Hours in which messages are handed over, in each recipient's time zone (else this one); from > to spans
+    midnight."""
+    from_: str = Field(alias="from", pattern=HH_MM)
+    to: str = Field(pattern=HH_MM)
+    time_zone: str = Field(min_length=1, max_length=64)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        if not is_time_zone(name):
+            raise ValueError("must be an IANA time zone name, such as Asia/Kolkata")
+        return name
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> SendWindow:
+        if self.from_ == self.to:
+            raise ValueError("from and to must differ")
+        return self
+
+
+class Variant(InputModel):
+    name: str = Field(min_length=1, max_length=50)
+    message: str = Field(min_length=1, max_length=1600)
+    subject: str | None = Field(default=None, min_length=1, max_length=MAX_SUBJECT_LENGTH)
+
+    _message = field_validator("message")(check_message)
+    _subject = field_validator("subject")(check_subject)
+
+
+class VariantTest(InputModel):
+    """Only `percent` % of the audience gets the variants; `minutes` after the last of them was sent, the variant
+    with the highest rate per recipient wins and the rest of the audience gets it."""
+    percent: WholeNumber = Field(ge=1, le=50)
+    minutes: WholeNumber = Field(ge=1, le=10080)
+    win_by: Literal["opened", "clicked", "converted", "revenue"]
+
+
 class CampaignIn(InputModel):
     name: str = Field(min_length=1, max_length=200)
     segment_id: ObjectIdStr
-    message: str = Field(min_length=1, max_length=1600)
+    # A/B: each recipient gets one of these instead of `message`/`subject` (read before them, which check it).
+    variants: list[Variant] | None = Field(default=None, min_length=2, max_length=4)
+    # Checked also when absent: a campaign has either a message or variants.
+    message: str | None = Field(default=None, min_length=1, max_length=1600, validate_default=True)
     # The e-mail's subject (required when the channel is e-mail), personalised like the message.
     subject: str | None = Field(default=None, min_length=1, max_length=MAX_SUBJECT_LENGTH)
+    send_at: IsoTime | None = None
+    rate_per_minute: WholeNumber | None = Field(default=None, ge=1, le=1_000_000)
+    send_window: SendWindow | None = None
+    test: VariantTest | None = None
+    control_percent: WholeNumber = Field(default=0, ge=0, le=50)
+    ignore_frequency_cap: bool = Field(default=False, strict=True)
+
+    @field_validator("variants")
+    @classmethod
+    def _named_once(cls, variants: list[Variant] | None) -> list[Variant] | None:
+        names = [v.name for v in variants or []]
+        if len(set(names)) != len(names):
+            raise ValueError("variant names must differ")
+        return variants
 
     @field_validator("message")
     @classmethod
-    def _fits_once_personalised(cls, message: str) -> str:
-        """Every recipient's message must reach the vendor: each placeholder may become a name, an attribute's
-        text or an unsubscribe link of full length."""
-        longest = longest_personalised(message)
-        if longest > MAX_MESSAGE_LENGTH:
-            raise ValueError(f"may reach {longest} characters once personalised (names are up to {MAX_NAME_LENGTH} "
-                             f"characters, attribute values up to {LONGEST_ATTRIBUTE_TEXT}, the unsubscribe link "
-                             f"up to {LONGEST_URL}); the vendor takes {MAX_MESSAGE_LENGTH}")
-        return message
+    def _message_or_variants(cls, message: str | None, info: ValidationInfo) -> str | None:
+        if "variants" not in info.data:
+            return message  # the variants were refused: that is the error to name
+        if (message is None) == (info.data["variants"] is None):
+            raise ValueError("give either message or variants")
+        return message if message is None else check_message(message)
 
     @field_validator("subject")
     @classmethod
-    def _subject_is_one_line(cls, subject: str | None) -> str | None:
-        if subject is not None and len(subject.splitlines()) > 1 or subject and subject != subject.strip("\r\n"):
-            raise ValueError("must be one line")
-        if subject is not None and longest_personalised(subject) > MAX_PERSONALISED_SUBJECT:
-            raise ValueError(f"may reach {longest_personalised(subject)} characters once personalised; a subject "
-                             f"takes {MAX_PERSONALISED_SUBJECT}")
-        return subject
+    def _subject_of_message(cls, subject: str | None, info: ValidationInfo) -> str | None:
+        if subject is not None and info.data.get("variants") is not None:
+            raise ValueError("with variants, each variant has its own subject")
+        return check_subject(subject)
+
+    @field_validator("send_at")
+    @classmethod
+    def _within_a_year(cls, send_at: datetime | None) -> datetime | None:
+        if send_at is not None and send_at - datetime.now(send_at.tzinfo) > MAX_SCHEDULE_AHEAD:
+            raise ValueError("must be at most 365 days ahead")
+        return send_at
+
+    @field_validator("test")
+    @classmethod
+    def _of_variants(cls, test: VariantTest | None, info: ValidationInfo) -> VariantTest | None:
+        if test is not None and not info.data.get("variants"):
+            raise ValueError("a test needs variants")
+        return test
+
+    def messages(self) -> list[dict[str, str | None]]:
+        """The variants, or the one message as a variant without a name."""
+        if self.variants is not None:
+            return [v.model_dump() for v in self.variants]
+        return [{"name": None, "message": self.message, "subject": self.subject}]
 
 
 class Stats(BaseModel):
@@ -80,15 +183,31 @@ class Stats(BaseModel):
     clicked: int = 0
 
 
+class VariantOut(BaseModel):
+    name: str
+    message: str
+    subject: str | None = None
+
+
 class Campaign(BaseModel):
     id: str
     name: str
     segment_id: str
-    message: str
+    # None when the campaign has variants.
+    message: str | None
     subject: str | None = None
-    status: str
+    status: Literal["SCHEDULED", "QUEUED", "SENDING", "PAUSED", "COMPLETED", "CANCELLED"]
     created_at: IsoTime
     stats: Stats
+    send_at: IsoTime | None = None
+    rate_per_minute: int | None = None
+    send_window: dict[str, str] | None = None
+    variants: list[VariantOut] | None = None
+    test: VariantTest | None = None
+    # The variant the test picked; None before (or without a test).
+    winner: str | None = None
+    control_percent: int = 0
+    ignore_frequency_cap: bool = False
 
 
 class Log(BaseModel):
@@ -104,6 +223,7 @@ class Log(BaseModel):
     reason: str | None = None
     opened_at: IsoTime | None = None
     clicked_at: IsoTime | None = None
+    variant: str | None = None
 
 
 class CampaignDetail(Campaign):

@@ -28,7 +28,7 @@ from pymongo.errors import PyMongoError
 
 from crm.consent.erasure import reason_kept
 from crm.db import CAMPAIGNS, LOGS, in_chunks, literals, per_document
-from crm.models.campaigns import COMPLETED, QUEUED
+from crm.models.campaigns import COMPLETED, QUEUED, SENDING
 from crm.models.common import utcnow
 
 # The counters a log's move out of QUEUED adds to; each also takes one from `queued`.
@@ -253,8 +253,9 @@ def _roll_up_in(db: Database, session: ClientSession, campaign_id: ObjectId, log
 
 
 def complete_in(db: Database, campaign_id: ObjectId, session: ClientSession | None = None) -> bool:
-    """COMPLETED once the fan-out has finished and no log is still QUEUED; in the caller's transaction if given."""
+    """COMPLETED once the fan-out has finished and no log is still QUEUED; in the caller's transaction if given. A
+    paused campaign completes once resumed; a cancelled one stays CANCELLED."""
     result = db[CAMPAIGNS].update_one(
-        {"_id": campaign_id, "fanout.done": True, "stats.queued": 0, "status": {"$ne": COMPLETED}},
+        {"_id": campaign_id, "fanout.done": True, "stats.queued": 0, "status": {"$in": [QUEUED, SENDING]}},
         {"$set": {"status": COMPLETED, "completed_at": utcnow()}}, session=session)
     return result.modified_count == 1

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
@@ -27,6 +28,7 @@ from crm.consent.suppressions import ERASED
 from crm.db import CAMPAIGNS, LOGS
 from crm.models.campaigns import FAILED, QUEUED, SENDING, SKIPPED
 from crm.models.common import utcnow
+from crm.services import lifecycle, schedule
 from crm.services.delivery import Outcome, complete_in, flag_earlier_tallies, record_outcomes
 from crm.services.sending import send_record
 
@@ -64,15 +66,24 @@ class Settled:
     fanouts_requeued: int = 0
     completed: int = 0
     erasures_finished: int = 0
+    started: int = 0
+    winners: int = 0
+    sweeps_requeued: int = 0
+    cancelled: int = 0
+    parked: int = 0
 
 
 def reconcile(db: Database, now: datetime, limits: Limits, vendor_status: Callable[[str], str | None],
               queue_sends: Callable[[list[dict[str, Any]]], None], queue_fan_out: Callable[[ObjectId], None],
-              deadline: float, sends_on_their_way: Callable[[], bool] = lambda: False) -> Settled:
+              deadline: float, sends_on_their_way: Callable[[], bool] = lambda: False,
+              queue_sweep: Callable[[ObjectId], None] = lambda _: None) -> Settled:
     """deadline: seconds since the epoch by which the run stops; the cheap repairs come first.
     sends_on_their_way: whether the send queue still holds a message (then no unsent log is queued again)."""
     settled = Settled()
+    settled.started = schedule.start_due(db, now, queue_fan_out)
+    settled.winners = schedule.pick_winners(db, now, queue_fan_out)
     _restart_stalled_fan_outs(db, now, limits.fanout_stall, queue_fan_out, settled)
+    settled.sweeps_requeued = schedule.restart_stalled_sweeps(db, now, limits.fanout_stall, queue_sweep)
     settled.erasures_finished = erasure.finish_pending(db, deadline)
     for campaign in db[CAMPAIGNS].find({"status": SENDING, "fanout.done": True, "stats.queued": 0}, {"_id": 1}):
         settled.completed += complete_in(db, campaign["_id"])
@@ -100,7 +111,7 @@ def _take_due(db: Database, now: datetime) -> list[dict[str, Any]]:
                          {"$set": {"due_at": now + LEASE, "reconcile": token}})
     return list(db[LOGS].find({"_id": {"$in": ids}, "reconcile": token},
                               {"to": 1, "message": 1, "subject": 1, "unsubscribe_url": 1, "vendor_message_id": 1,
-                               "send_attempts": 1, "claims": 1, "vendor_asks": 1, "erased": 1}))
+                               "send_attempts": 1, "claims": 1, "vendor_asks": 1, "erased": 1, "parked": 1}))
 
 
 def _settle_unanswered(db: Database, logs: list[dict[str, Any]], now: datetime, limits: Limits,
@@ -143,7 +154,7 @@ def _send_again(db: Database, logs: list[dict[str, Any]], now: datetime, limits:
         record_outcomes(db, [Outcome(log_id, SKIPPED, reason=ERASED) for log_id in erased],
                         only_if={"vendor_message_id": None, "claimed_until": {"$not": {"$gte": utcnow()}}},
                         roll_up_every=limits.roll_up_every)
-    logs = [log for log in logs if not log.get("erased")]
+    logs = _running(db, [log for log in logs if not log.get("erased")], now, limits, settled)
     give_up = [log["_id"] for log in logs if _spent(log, limits)]
     if give_up:
         # Not a log a live sender holds now: that one may yet be sent.
@@ -152,12 +163,44 @@ def _send_again(db: Database, logs: list[dict[str, Any]], now: datetime, limits:
                                     roll_up_every=limits.roll_up_every)
         settled.send_failed += failed
     retry = [log for log in logs if not _spent(log, limits)]
-    if not retry or sends_on_their_way():
+    # A parked log has no message on its way, whatever the queue holds: it goes at once.
+    if not retry or (sends_on_their_way() and not any(log.get("parked") for log in retry)):
         return
+    if sends_on_their_way():
+        retry = [log for log in retry if log.get("parked")]
     db[LOGS].update_many({"_id": {"$in": [log["_id"] for log in retry]}, "status": QUEUED,
-                          "vendor_message_id": None}, {"$set": {"due_at": now + limits.send_timeout}})
+                          "vendor_message_id": None}, {"$set": {"due_at": now + limits.send_timeout},
+                                                       "$unset": {"parked": ""}})
     queue_sends([send_record(log) for log in retry])
     settled.requeued += len(retry)
+
+
+def _running(db: Database, logs: list[dict[str, Any]], now: datetime, limits: Limits,
+             settled: Settled) -> list[dict[str, Any]]:
+    """The unsent logs whose campaign may send now; a cancelled campaign's are SKIPPED cancelled, a paused one's and
+    those outside their send window are parked (held by no live sender)."""
+    if not logs:
+        return logs
+    held, _, _ = lifecycle.not_now(db, [log["_id"] for log in logs], now)
+    free = {"vendor_message_id": None, "claimed_until": {"$not": {"$gte": utcnow()}}}
+    cancelled = [log_id for log_id, why in held.items() if why.cancelled]
+    if cancelled:
+        settled.cancelled += record_outcomes(
+            db, [Outcome(log_id, SKIPPED, reason=lifecycle.SKIPPED_CANCELLED) for log_id in cancelled],
+            only_if=free, roll_up_every=limits.roll_up_every)[0]
+    waiting: dict[datetime | None, list[ObjectId]] = defaultdict(list)
+    for log_id, why in held.items():
+        if not why.cancelled:
+            waiting[why.until].append(log_id)
+    for until, log_ids in waiting.items():
+        changes: dict[str, Any] = {"$set": {"parked": True}}
+        if until is None:
+            changes["$unset"] = {"due_at": ""}
+        else:
+            changes["$set"]["due_at"] = until
+        settled.parked += db[LOGS].update_many({"_id": {"$in": log_ids}, "status": QUEUED, **free},
+                                               changes).modified_count
+    return [log for log in logs if log["_id"] not in held]
 
 
 def _spent(log: dict[str, Any], limits: Limits) -> bool:
@@ -167,8 +210,10 @@ def _spent(log: dict[str, Any], limits: Limits) -> bool:
 def _restart_stalled_fan_outs(db: Database, now: datetime, stall: timedelta,
                               queue_fan_out: Callable[[ObjectId], None], settled: Settled) -> None:
     for status in (QUEUED, SENDING):
+        # A test waiting for its winner has no job to lose (crm.services.schedule.pick_winners starts the rest).
         for campaign in db[CAMPAIGNS].find({"status": status, "fanout.updated_at": {"$lte": now - stall},
-                                            "fanout.done": False}, {"fanout": 1}):
+                                            "fanout.done": False, "fanout.phase": {"$ne": lifecycle.WAITING}},
+                                           {"fanout": 1}):
             moved = db[CAMPAIGNS].update_one(
                 {"_id": campaign["_id"], "fanout.updated_at": campaign["fanout"]["updated_at"]},
                 {"$set": {"fanout.updated_at": now}})

@@ -12,6 +12,7 @@ and FAILED send_failed once that happened max_attempts times. So a recipient fai
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -19,17 +20,20 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from bson import ObjectId
+from cachetools import LRUCache
 from pydantic import ValidationError
 from pymongo.database import Database
 
 from crm.channels import BATCH, UNCONFIRMED, Accepted, Channel, ChannelUnavailable, Deferred, Rejected
+from crm.channels.rate import SharedRateLimiter
 from crm.consent.erasure import BLANK_LOG
 from crm.consent.gate import reasons_not_to_send
 from crm.consent.suppressions import ERASED
-from crm.db import LOGS, in_chunks, literals, per_document
+from crm.db import CHANNEL_RATES, LOGS, in_chunks, literals, per_document
 from crm.errors import InvalidInput
 from crm.models.campaigns import FAILED, QUEUED, SKIPPED, SendRecordIn
 from crm.models.common import first_problem, utcnow
+from crm.services import frequency_cap, lifecycle
 from crm.services.delivery import Outcome, record_outcomes
 
 QUEUE_KIND = "sends"
@@ -41,6 +45,7 @@ class SendPolicy:
     receipt: timedelta  # sent but no receipt by then: ask the vendor
     max_attempts: int = 3  # the channel failed a message this often: FAILED send_failed
     roll_up_every: float = 0.0  # crm.services.delivery.roll_up_due
+    frequency_cap: tuple[int, int] | None = None  # crm.services.frequency_cap
 
 
 # Send records to queue again, and after how many seconds.
@@ -149,31 +154,105 @@ def _send_batch(db: Database, channel: Channel, batch: list[SendRecordIn], polic
 
 def _send_checked(db: Database, channel: Channel, claimed: list[SendRecordIn], token: str, policy: SendPolicy,
                   deadline: float | None, later: _Later) -> None:
-    """The claimed sends, consent checked again before every `checked_every` of them."""
+    """The claimed sends, their campaign's state and their recipient's consent checked again before every
+    `checked_every` of them, each campaign's rate kept."""
     stop_at = time.time() + channel.longest_call_seconds
+    # Within the claim's time, whatever time each call would allow itself.
+    call_until = stop_at if deadline is None else min(deadline, stop_at)
     for start in range(0, len(claimed), channel.checked_every):
         chunk = claimed[start:start + channel.checked_every]
         if start and time.time() >= stop_at:
             _give_back(db, claimed[start:], token, policy, 0, later)  # past the claim's time: not reached
             return
-        sends = _may_be_sent(db, chunk, token, policy)
-        if sends:
-            # Within the claim's time, whatever time each call would allow itself.
-            _call_channel(db, channel, sends, token, policy, stop_at if deadline is None else min(deadline, stop_at),
+        by_rate: dict[tuple[ObjectId, int] | None, list[SendRecordIn]] = defaultdict(list)
+        for send, campaign in _may_be_sent(db, chunk, token, policy, later):
+            rate = campaign.get("rate_per_minute")
+            by_rate[(campaign["_id"], rate) if rate else None].append(send)
+        if by_rate.get(None):
+            _call_channel(db, channel, by_rate.pop(None), token, policy, call_until, later)
+        for (campaign_id, rate), sends in by_rate.items():
+            _call_at_rate(db, channel, sends, campaign_rate(db, campaign_id, rate), rate, token, policy, call_until,
                           later)
 
 
-def _may_be_sent(db: Database, sends: list[SendRecordIn], token: str, policy: SendPolicy) -> list[SendRecordIn]:
-    """Claimed sends whose recipient may still be messaged; the others are SKIPPED with the reason, under the claim."""
+def _call_at_rate(db: Database, channel: Channel, sends: list[SendRecordIn], limiter: SharedRateLimiter, rate: int,
+                  token: str, policy: SendPolicy, until: float, later: _Later) -> None:
+    """A campaign's sends at its own rate: at most a second of its turns a call, each call made once its last turn
+    has come; what the claim's time cannot reach is given back for when turns come again."""
+    step = max(1, rate // 60)
+    for start in range(0, len(sends), step):
+        chunk = sends[start:start + step]
+        if not limiter.wait(len(chunk), until=until - channel.longest_call_seconds / BATCH * len(chunk)):
+            rest = sends[start:]
+            _give_back(db, rest, token, policy, max(1, len(rest) * 60 / rate), later)
+            return
+        _call_channel(db, channel, chunk, token, policy, until, later)
+
+
+# A campaign's rate, kept a little below what it names: a call made a moment after its turn, or a call of a second's
+# turns made at the last of them, then still leaves at most rate_per_minute messages in any minute.
+RATE_MARGIN = 0.97
+_campaign_rates: LRUCache = LRUCache(maxsize=256)
+_rates_lock = threading.Lock()
+
+
+def campaign_rate(db: Database, campaign_id: ObjectId, rate_per_minute: int) -> SharedRateLimiter:
+    """The turns of a campaign's rate, shared by every sender of it (one limiter a container)."""
+    key = (db.name, campaign_id, rate_per_minute)
+    with _rates_lock:
+        limiter = _campaign_rates.get(key)
+        if limiter is None:
+            limiter = _campaign_rates[key] = SharedRateLimiter(
+                db[CHANNEL_RATES], f"campaign:{campaign_id}", rate_per_minute / 60 * RATE_MARGIN)
+    return limiter
+
+
+def _may_be_sent(db: Database, sends: list[SendRecordIn], token: str, policy: SendPolicy,
+                 later: _Later) -> list[tuple[SendRecordIn, dict[str, Any]]]:
+    """Claimed sends that may be handed over now, with their campaign. The others, under the claim: a cancelled
+    campaign's are SKIPPED cancelled; a paused campaign's, or those outside their send window, are parked to wait;
+    a recipient who may no longer be messaged is SKIPPED with the reason, one past the frequency cap too."""
     if not sends:
-        return sends
-    reasons = reasons_not_to_send(db, [ObjectId(s.log_id) for s in sends])
+        return []
+    now = utcnow()
+    ids = [ObjectId(s.log_id) for s in sends]
+    held, campaigns, logs = lifecycle.not_now(db, ids, now)
+    if held:
+        _hold(db, held, sends, token, policy, later)
+    ids = [i for i in ids if i not in held]
+    reasons = reasons_not_to_send(db, ids) if ids else {}
+    if policy.frequency_cap and ids:
+        counted = {i: logs[i] for i in ids if i not in reasons
+                   and not campaigns[logs[i][1]].get("ignore_frequency_cap")}
+        reasons.update({i: lifecycle.FREQUENCY_CAP for i in frequency_cap.capped(db, counted, policy.frequency_cap,
+                                                                                   now)})
     if reasons:
         # An erased person's log written after their erasure blanked the others (a fan-out racing it) is blanked now.
         record_outcomes(db, [Outcome(log_id, SKIPPED, reason=reason, also=BLANK_LOG if reason == ERASED else None)
                              for log_id, reason in reasons.items()], only_if={"claim": token},
                         roll_up_every=policy.roll_up_every)
-    return [s for s in sends if ObjectId(s.log_id) not in reasons]
+    return [(s, campaigns[logs[ObjectId(s.log_id)][1]]) for s in sends
+            if ObjectId(s.log_id) not in held and ObjectId(s.log_id) not in reasons]
+
+
+def _hold(db: Database, held: dict[ObjectId, lifecycle.NotNow], sends: list[SendRecordIn], token: str,
+          policy: SendPolicy, later: _Later) -> None:
+    cancelled = [i for i, why in held.items() if why.cancelled]
+    if cancelled:
+        record_outcomes(db, [Outcome(i, SKIPPED, reason=lifecycle.SKIPPED_CANCELLED) for i in cancelled],
+                        only_if={"claim": token}, roll_up_every=policy.roll_up_every)
+    by_until: dict[Any, list[ObjectId]] = defaultdict(list)
+    for log_id, why in held.items():
+        if not why.cancelled:
+            by_until[why.until].append(log_id)
+    for until, log_ids in by_until.items():
+        lifecycle.park(db, log_ids, token, until)
+    paused = by_until.get(None)
+    if paused:
+        # A resume between the check and the park has swept the parked logs already: these go now.
+        resumed = lifecycle.unpark_if_running(db, paused, utcnow() + policy.send)
+        by_id = {s.log_id: s for s in sends}
+        later.add([by_id[str(i)] for i in resumed], 0)
 
 
 def _call_channel(db: Database, channel: Channel, sends: list[SendRecordIn], token: str, policy: SendPolicy,
@@ -291,7 +370,8 @@ def _claim(db: Database, log_ids: list[ObjectId], deadline: float | None, call: 
         {"_id": {"$in": log_ids}, "status": QUEUED, "vendor_message_id": None,
          "claimed_until": {"$not": {"$gte": now}}},
         # Should this sender die, the log is due when its claim lapses.
-        {"$set": {"claimed_until": until, "claim": token, "due_at": until}, "$inc": {"claims": 1}})
+        {"$set": {"claimed_until": until, "claim": token, "due_at": until}, "$inc": {"claims": 1},
+         "$unset": {"parked": ""}})
     return token, {str(d["_id"]) for d in db[LOGS].find({"_id": {"$in": log_ids}, "claim": token}, {"_id": 1})}
 
 

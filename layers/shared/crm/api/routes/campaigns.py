@@ -12,11 +12,13 @@ from crm.api.access import Audit, guarded_by
 from crm.api.deps import DEFAULT_LIMIT, Cursor, IdempotencyKey, Limit, SettingsDep
 from crm.api.storage import DbDep
 from crm.db import IDEMPOTENCY_KEYS
-from crm.errors import InvalidInput
+from crm.access.principals import Role
+from crm.errors import Forbidden, InvalidInput
 from crm.models.campaigns import Campaign, CampaignDetail, CampaignIn, Log
 from crm.models.common import ObjectIdStr, Page
 from crm.services import campaign_jobs
 from crm.services import campaigns as service
+from crm.services import lifecycle
 from crm.services.idempotency import run_once
 
 router = APIRouter(prefix="/api/campaigns", tags=["campaigns"],
@@ -26,22 +28,58 @@ router = APIRouter(prefix="/api/campaigns", tags=["campaigns"],
 @router.post("", status_code=202, response_model=Campaign)
 def create_campaign(body: CampaignIn, db: DbDep, settings: SettingsDep, audit: Audit,
                     idempotency_key: IdempotencyKey = None) -> JSONResponse:
-    """Stores the campaign and queues its fan-out; the audience is never read inside this request."""
-    if settings.channel == "ses" and body.subject is None:
-        raise InvalidInput("Invalid input: an e-mail campaign needs a subject",
-                           [{"loc": ["body", "subject"], "msg": "required when the channel is e-mail"}])
+    """Stores the campaign and queues its fan-out (a scheduled one is started by the reconciler at its time); the
+    audience is never read inside this request."""
+    _check_sendable(body, settings.channel, audit.actor.role)
 
     def queue_fan_out(campaign_id: ObjectId) -> None:
         campaign_jobs.queue_fan_out(settings, campaign_id, settings.fanout_start_delay_seconds)
 
     def create(campaign_id: ObjectId) -> tuple[int, dict]:
-        doc = service.create(audit, campaign_id, body.name, body.segment_id, body.message, queue_fan_out,
-                             settings.consent_mode, body.subject)
+        doc = service.create(audit, campaign_id, body, queue_fan_out, settings.consent_mode)
         return 202, service.to_campaign(doc).model_dump(mode="json")
 
     status, reply = run_once(db[IDEMPOTENCY_KEYS], f"campaigns:{audit.actor.key}", idempotency_key,
-                             body.model_dump(mode="json"), create)
+                             body.model_dump(mode="json", by_alias=True), create)
     return JSONResponse(reply, status_code=status)
+
+
+def _check_sendable(body: CampaignIn, channel: str, role: Role | None) -> None:
+    if channel == "ses":
+        if body.variants is None and body.subject is None:
+            raise InvalidInput.for_field(("body", "subject"), "required when the channel is e-mail")
+        for index, variant in enumerate(body.variants or []):
+            if variant.subject is None:
+                raise InvalidInput.for_field(("body", "variants", index, "subject"),
+                                             "required when the channel is e-mail")
+    if body.ignore_frequency_cap and role != Role.ADMIN:
+        raise Forbidden("Only admins may send past the frequency cap",
+                        [{"loc": ["body", "ignore_frequency_cap"], "msg": "admins only"}])
+    if body.test is not None and body.test.win_by in ("converted", "revenue"):
+        raise InvalidInput.for_field(("body", "test", "win_by"),
+                                     "converted and revenue need order attribution, which this release does not "
+                                     "have yet; use opened or clicked")
+
+
+def _status_change(action: str):
+    def change(campaign_id: ObjectIdStr, settings: SettingsDep, audit: Audit) -> Campaign:
+        doc = lifecycle.change_status(audit, campaign_id, action,
+                                      lambda cid: campaign_jobs.queue_sweep(settings, cid),
+                                      lambda cid: campaign_jobs.queue_fan_out(settings, cid))
+        return service.to_campaign(doc)
+
+    change.__name__ = f"{action}_campaign"
+    change.__doc__ = {"pause": "From the reply on, none of its messages is handed to the channel (a call under way "
+                               "may finish); they wait for a resume.",
+                      "resume": "Sending goes on; each recipient still gets at most one message.",
+                      "cancel": "Final: logs not yet handed over become SKIPPED with reason cancelled."}[action]
+    return change
+
+
+for _action in lifecycle.TRANSITIONS:
+    router.add_api_route(f"/{{campaign_id:objectid}}/{_action}", _status_change(_action), methods=["POST"],
+                         response_model=Campaign, responses={409: {"description": "The campaign's status does not "
+                                                                                   "allow this change"}})
 
 
 @router.get("", response_model=Page[Campaign])
