@@ -16,10 +16,11 @@ def documented() -> list[APIRouter]:
         orders,
         receipts,
         segments,
+        test_send,
         unsubscribe,
         vendor,
     )
 
     return [auth.router, *access.routers, consent.router, customers.router, customers.erasure_router,
-            orders.router, segments.router, campaigns.router, ai.router, vendor.router, receipts.router,
-            unsubscribe.router]
+            orders.router, segments.router, campaigns.router, test_send.router, ai.router, vendor.router,
+            receipts.router, unsubscribe.router]
