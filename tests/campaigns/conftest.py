@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -43,7 +44,8 @@ class ScriptedVendor:
             def do_POST(self):  # noqa: N802 - the base class's name
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 status = vendor.script.pop(0) if vendor.script else 202
-                vendor.received.append({"status": status, "key": self.headers.get("X-Vendor-Key"), **body})
+                vendor.received.append({"status": status, "key": self.headers.get("X-Vendor-Key"), "at": time.time(),
+                                        **body})
                 reply = {"results": [{"log_id": m["log_id"], "vendor_message_id": f"v-{m['log_id']}",
                                       "status": "ACCEPTED"} for m in body["messages"]]} if status == 202 else {}
                 data = json.dumps(reply).encode()

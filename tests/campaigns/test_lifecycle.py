@@ -314,3 +314,35 @@ def test_a_past_send_at_sends_now(api, segment_id, consumers):
     campaign = _create(api, segment_id, send_at="2020-01-01T00:00:00Z")
     assert campaign["status"] == "QUEUED" and campaign["send_at"] is None
     assert [unpack(m["Body"])[1] for m in consumers.messages(FANOUT)] == [[{"campaign_id": campaign["id"]}]]
+
+
+def test_a_campaign_at_60_a_minute_hands_over_at_most_60_in_any_minute_across_senders(api, db, consumers, vendor,
+                                                                                     audience):
+    import threading
+    import time
+
+    status, segment, _ = api.post("/api/segments", {"name": "Some", "rules": {"field": "spend", "op": "<",
+                                                                               "value": 65}})
+    assert status == 201
+    _create(api, segment["id"], rate_per_minute=60)
+    consumers.drain(FANOUT)
+    started = time.time()
+
+    def sender() -> None:  # one of two containers of the send function, polling as the runner's poller does
+        while time.time() - started < 150 and len(_sent_log_ids(vendor)) < 65:
+            if not consumers.pollers[SEND].poll_once(wait_seconds=0):
+                time.sleep(0.5)
+
+    senders = [threading.Thread(target=sender) for _ in range(2)]
+    for thread in senders:
+        thread.start()
+    for thread in senders:
+        thread.join()
+    handed = sorted(m_at for call in vendor.received if call["status"] == 202
+                    for m_at in [call["at"]] * len(call["messages"]))
+    sent = _sent_log_ids(vendor)
+    assert len(sent) == 65 and max(sent.values()) == 1
+    busiest = max(sum(1 for t in handed if first <= t < first + 60) for first in handed)
+    assert busiest <= 60, f"{busiest} messages in one minute"
+    gaps = sorted((round(b - a, 1), i) for i, (a, b) in enumerate(zip(handed, handed[1:])))[-6:]
+    assert handed[-1] - handed[0] < 90, ("and not much slower than the rate", gaps)

@@ -162,6 +162,7 @@ class _PausedChannel:
     """An account that cannot send now (SendingPaused): every call waits, none is an attempt."""
     repeats_safely = True
     longest_call_seconds = 5
+    attempt_seconds = 1
     checked_every = 100
 
     def send(self, messages, deadline=None, handing_over=None):

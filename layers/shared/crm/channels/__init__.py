@@ -60,6 +60,9 @@ class ChannelUnavailable(Exception):
 class Channel(Protocol):
     # One send() of BATCH messages at the worst: the send step claims logs for this long.
     longest_call_seconds: float
+    # What one attempt to hand a message over may take: a call starts no attempt with less time left before its
+    # deadline (a campaign's rate waits leave it this much).
+    attempt_seconds: float
     # Messages handed over between two consent checks: a channel that sends one message at a time checks again
     # about every second, so that someone who unsubscribes meanwhile is not messaged after that.
     checked_every: int

@@ -28,6 +28,7 @@ class MockChannel:
         self.checked_every = BATCH  # one vendor call takes the whole batch at once
         self.repeats_safely = True
         # One call of BATCH messages at the worst: the rate limiter's wait, then every attempt timing out.
+        self.attempt_seconds = self.timeout
         self.longest_call_seconds = (BATCH * self.limiter.interval + ATTEMPTS * self.timeout
                                      + BACKOFF_SECONDS * 2 ** ATTEMPTS)
 
@@ -40,7 +41,7 @@ class MockChannel:
         for attempt in range(ATTEMPTS):
             if attempt:
                 time.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1) * (1 + random.random()))  # noqa: S311 - jitter
-            if deadline is not None and time.time() + self.timeout > deadline:
+            if deadline is not None and time.time() + self.attempt_seconds > deadline:
                 break
             self.limiter.wait(len(messages))
             headers = {"X-Vendor-Key": self.key}

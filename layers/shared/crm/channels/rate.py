@@ -67,6 +67,11 @@ class SharedRateLimiter:
             time.sleep(turn - time.time())
         return True
 
+    def free_at(self) -> float:
+        """When the next turn not yet taken by any sender comes (seconds since the epoch)."""
+        current = self.turns.find_one({"_id": self.key}, {"next_at": 1})
+        return max(time.time(), current["next_at"] if current else 0.0)
+
     def _take(self, count: int) -> list[float]:
         """The next `count` turns of the shared rate, taken with a compare-and-set on its document."""
         for attempt in range(RESERVE_TRIES):

@@ -78,6 +78,7 @@ class SesChannel:
         self.checked_every = max(1, min(BATCH, int(share) if share > 0 else BATCH))
         # A batch is sent one message at a time and stops at this budget (what it did not reach comes back), so a
         # slow account rate never makes a call longer than the send function can wait for.
+        self.attempt_seconds = SES_CONNECT_SECONDS + self.timeout
         self.longest_call_seconds = min((BATCH / share if share > 0 else 0) + ATTEMPTS * self.timeout
                                         + BACKOFF_SECONDS * 2 ** ATTEMPTS, CALL_BUDGET_SECONDS)
 
@@ -119,7 +120,7 @@ class SesChannel:
             if attempt:
                 time.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1) * (1 + random.random()))  # noqa: S311 - jitter
             # The longest this attempt can take: its wait for the rate, a connection, and SES's answer.
-            if not self.limiter.wait(until=stop_at - SES_CONNECT_SECONDS - self.timeout):
+            if not self.limiter.wait(until=stop_at - self.attempt_seconds):
                 return None
             if handing_over is not None and not handing_over(message["log_id"]):
                 return NOT_HANDED_OVER

@@ -182,9 +182,9 @@ def _call_at_rate(db: Database, channel: Channel, sends: list[SendRecordIn], lim
     step = max(1, rate // 60)
     for start in range(0, len(sends), step):
         chunk = sends[start:start + step]
-        if not limiter.wait(len(chunk), until=until - channel.longest_call_seconds / BATCH * len(chunk)):
-            rest = sends[start:]
-            _give_back(db, rest, token, policy, max(1, len(rest) * 60 / rate), later)
+        if not limiter.wait(len(chunk), until=until - channel.attempt_seconds):
+            # Back when the turns taken by then have passed: no sooner (they are others'), no later (idle turns).
+            _give_back(db, sends[start:], token, policy, max(1.0, limiter.free_at() - time.time()), later)
             return
         _call_channel(db, channel, chunk, token, policy, until, later)
 
