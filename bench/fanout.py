@@ -10,6 +10,11 @@ share of the send phase.
 
     python -m bench.fanout --channel ses [--recipients 20000]
 
+With --pause: a 10,000-recipient campaign paused when a tenth is handed over and resumed, beside the same campaign
+straight through: time from resume to the first send, duplicate sends (0), and the work per 1,000 recipients of each.
+
+    python -m bench.fanout --pause [--recipients 10000]
+
 With --sandbox: SES at 1 message/s, as a new account has it (300 recipients, none suppressed): every one sent, none
 failed, as what a send call cannot reach is given back, not failed.
 
@@ -36,6 +41,7 @@ from bson import ObjectId
 from pymongo import MongoClient
 
 from bench import _counts
+from bench._pause import run_pause
 from bench._receipt_probe import BASELINE, RECEIPT, ReceiptProbe
 from bench._stack import ROOT, add_mongo_option, local_stack
 from bench._table import Row, print_table
@@ -102,11 +108,16 @@ def run(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--sandbox", action="store_true",
                         help=f"SES at {SANDBOX_PER_SECOND:g} message/s, as a new account has it, "
                              f"{SANDBOX_RECIPIENTS} recipients unless given")
+    parser.add_argument("--pause", action="store_true",
+                        help=f"what pausing and resuming a campaign costs ({PAUSE_RECIPIENTS:,} recipients unless "
+                             "given): resume -> first send, duplicate sends, beside the campaign straight through")
     parser.add_argument("--counts-out", type=Path, help="write the counts as JSON, for python -m bench.cost --counts")
     add_mongo_option(parser)
     args = parser.parse_args(argv)
     if args.counts_out and args.fan_out_only:
         parser.error("--counts-out prices a whole campaign: leave out --fan-out-only")
+    if args.pause:
+        return run_pause(args.recipients or PAUSE_RECIPIENTS, args.mongo_uri, seed_customers, everyone_segment)
     if args.sandbox:
         return run_sandbox(args.recipients or SANDBOX_RECIPIENTS, args.mongo_uri)
     if args.channel == "ses":
@@ -180,6 +191,7 @@ MOCK_RECIPIENTS = 100_000
 CONSUMERS = 2
 SES_RECIPIENTS = 20_000
 SANDBOX_RECIPIENTS = 300
+PAUSE_RECIPIENTS = 10_000
 SANDBOX_PER_SECOND = 1.0
 SUPPRESSED_EVERY = 20  # every 20th address is on the suppression list: 5 %
 # What the send function checks at once: a send message's crm.channels.BATCH logs, or the channel's checked_every

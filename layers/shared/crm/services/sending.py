@@ -178,13 +178,19 @@ def _send_checked(db: Database, channel: Channel, claimed: list[SendRecordIn], t
 def _call_at_rate(db: Database, channel: Channel, sends: list[SendRecordIn], limiter: SharedRateLimiter, rate: int,
                   token: str, policy: SendPolicy, until: float, later: _Later) -> None:
     """A campaign's sends at its own rate: at most a second of its turns a call, each call made once its last turn
-    has come; what the claim's time cannot reach is given back for when turns come again."""
+    has come, its campaign's state and its recipients' consent checked again before it (the first call's were
+    checked just now); what the claim's time cannot reach is given back for when turns come again."""
     step = max(1, rate // 60)
     for start in range(0, len(sends), step):
         chunk = sends[start:start + step]
+        if start:
+            chunk = [send for send, _ in _may_be_sent(db, chunk, token, policy, later)]
+            if not chunk:
+                continue
         if not limiter.wait(len(chunk), until=until - channel.attempt_seconds):
             # Back when the turns taken by then have passed: no sooner (they are others'), no later (idle turns).
-            _give_back(db, sends[start:], token, policy, max(1.0, limiter.free_at() - time.time()), later)
+            _give_back(db, chunk + sends[start + step:], token, policy, max(1.0, limiter.free_at() - time.time()),
+                       later)
             return
         _call_channel(db, channel, chunk, token, policy, until, later)
 
