@@ -160,7 +160,9 @@ class Api:
     ROUTES = {"/api/auth": "auth", "/api/me": "access", "/api/users": "access", "/api/api-keys": "access",
               "/api/audit": "access", "/api/suppressions": "access", "/api/customers": "customers",
               "/api/orders": "orders",
-              "/api/segments": "segments", "/api/ai": "ai", "/api/campaigns": "campaigns", "/api/mock-send": "vendor",
+              "/api/segments": "segments", "/api/ai": "ai",
+              # Before /api/campaigns: the first prefix a path starts with names its function, as the template routes.
+              "/api/campaigns/test-send": "test_send", "/api/campaigns": "campaigns", "/api/mock-send": "vendor",
               "/api/delivery-receipt": "receipts", "/u/": "unsubscribe"}
 
     def __init__(self, token: str | None = None):

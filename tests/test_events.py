@@ -143,6 +143,22 @@ def test_consumer_events_carry_a_customer_through_a_campaign(env, db, stack, mon
     assert queues_sent_to == {("CampaignFanoutFunction", "CampaignSendQueue")}
 
 
+def test_the_test_send_event_reaches_the_vendor_and_counts_in_no_campaign(env, db, stack, monkeypatch):
+    from crm.config import get_settings
+
+    _, runner = stack  # the mock vendor, served over HTTP as in AWS
+    monkeypatch.setenv("VENDOR_URL", f"http://127.0.0.1:{runner.port}/api/mock-send")
+    get_settings.cache_clear()
+    status, body = _reply("auth", _event("auth"))  # ops@example.com, the address the sample test is sent to
+    assert status == 200
+    event = _event("test_send")
+    assert event["headers"]["authorization"].startswith("Bearer REPLACE")
+    event["headers"]["authorization"] = f"Bearer {body['token']}"
+    status, body = _reply("test_send", event)
+    assert status == 200 and [s["to"] for s in body["sent"]] == ["ops@example.com"], body
+    assert body["sent"][0]["vendor_message_id"] and db.communication_logs.count_documents({}) == 0
+
+
 def test_unsubscribe_and_ses_events(env, db):
     # The sample link names no one (as sam local invoke sends it): the page says so, and nothing changes.
     reply = _invoke("unsubscribe", _event("unsubscribe"))

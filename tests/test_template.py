@@ -141,26 +141,73 @@ def test_e_mail_resources_exist_with_the_ses_channel_only_and_the_event_path_in_
     assert {"DeliveryEventQueue", "DeliveryEventDLQ"} <= set(template.load(TEMPLATE).queues)
 
 
-def test_only_the_send_function_may_send_e_mail_as_the_identity_through_the_stacks_configuration_set():
+# The functions that send through the campaign channel: the send step, and the API function of test sends (its own
+# function, so that CampaignsFunction and every other API function hold no channel rights).
+SENDERS = ("CampaignSendFunction", "TestSendFunction")
+# What the channel is told: crm.channels.get_channel and the channels read these, and nothing else of a function's.
+CHANNEL_SETTINGS = ("VENDOR_API_KEY_NAME", "VENDOR_URL", "VENDOR_MAX_PER_SECOND", "CHANNEL", "SES_FROM_ADDRESS",
+                    "SES_CONFIGURATION_SET", "SES_MAX_PER_SECOND", "SEND_CONCURRENCY", "SES_ENDPOINT_URL")
+
+
+def test_only_the_senders_may_send_e_mail_as_the_identity_through_the_stacks_configuration_set():
     resources = template.load(TEMPLATE).doc["Resources"]
-    assert [s for name, r in resources.items() if name != "CampaignSendFunction" for s in _ses_statements(r)] == []
-    send = resources["CampaignSendFunction"]["Properties"]
-    [granted] = [p["Fn::If"] for p in send["Policies"] if isinstance(p, dict) and "Fn::If" in p]
-    condition, allowed, otherwise = granted
-    assert (condition, otherwise) == ("UseSes", {"Ref": "AWS::NoValue"})
-    [statement] = allowed["Statement"]
-    assert statement == {"Effect": "Allow", "Action": ["ses:SendEmail"], "Resource": [
-        {"Fn::Sub": "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/${SesIdentity}"},
-        {"Fn::Sub": "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:"
-                    "configuration-set/${EmailConfigurationSet}"}]}
-    assert _ses_statements(send) == [statement]
-    variables = send["Environment"]["Variables"]
-    # The set it may send through is the set it names, and the one whose events the rule forwards.
-    assert variables["SES_CONFIGURATION_SET"] == {"Fn::If": ["UseSes", {"Ref": "EmailConfigurationSet"}, ""]}
-    assert variables["SES_FROM_ADDRESS"] == {"Ref": "SesFromAddress"}
-    assert variables["SES_MAX_PER_SECOND"] == {"Ref": "SesMaxPerSecond"}
-    for function in ("CampaignSendFunction", "CampaignsFunction", "ReconcilerFunction"):
+    assert [s for name, r in resources.items() if name not in SENDERS for s in _ses_statements(r)] == []
+    for sender in SENDERS:
+        send = resources[sender]["Properties"]
+        [granted] = [p["Fn::If"] for p in send["Policies"] if isinstance(p, dict) and "Fn::If" in p]
+        condition, allowed, otherwise = granted
+        assert (condition, otherwise) == ("UseSes", {"Ref": "AWS::NoValue"}), sender
+        [statement] = allowed["Statement"]
+        assert statement == {"Effect": "Allow", "Action": ["ses:SendEmail"], "Resource": [
+            {"Fn::Sub": "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/${SesIdentity}"},
+            {"Fn::Sub": "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:"
+                        "configuration-set/${EmailConfigurationSet}"}]}, sender
+        assert _ses_statements(send) == [statement], sender
+        variables = send["Environment"]["Variables"]
+        # The set it may send through is the set it names, and the one whose events the rule forwards.
+        assert variables["SES_CONFIGURATION_SET"] == {"Fn::If": ["UseSes", {"Ref": "EmailConfigurationSet"}, ""]}
+        assert variables["SES_FROM_ADDRESS"] == {"Ref": "SesFromAddress"}
+        assert variables["SES_MAX_PER_SECOND"] == {"Ref": "SesMaxPerSecond"}
+    for function in (*SENDERS, "CampaignsFunction", "ReconcilerFunction"):
         assert resources[function]["Properties"]["Environment"]["Variables"]["CHANNEL"] == {"Ref": "Channel"}
+
+
+def test_a_test_send_goes_through_the_channel_exactly_as_the_send_function_sends():
+    """Review finding: test sends were served by CampaignsFunction, which has no channel (a 503 in AWS and offline);
+    they have their own function, told of the channel as the send function is, and the campaigns one stays without."""
+    for parameters in ({}, {"Channel": "ses", "SesFromAddress": "a@shop.example", "SesIdentity": "shop.example"},
+                       {"VendorUrl": "https://vendor.example/send"}):
+        functions = template.load(TEMPLATE, parameters).functions
+        send, test_send = functions["CampaignSendFunction"].environment, functions["TestSendFunction"].environment
+        assert {key: test_send[key] for key in CHANNEL_SETTINGS} == {key: send[key] for key in CHANNEL_SETTINGS}
+        # Its sample unsubscribe link points where the recipients' own do.
+        assert test_send["PUBLIC_URL"] == functions["CampaignFanoutFunction"].environment["PUBLIC_URL"]
+        campaigns = functions["CampaignsFunction"].environment
+        assert [key for key in CHANNEL_SETTINGS if key != "CHANNEL" and campaigns.get(key)] == [], parameters
+    resources = template.load(TEMPLATE).doc["Resources"]
+    policies = resources["TestSendFunction"]["Properties"]["Policies"]
+    assert [p for p in policies if "Fn::If" not in p] == [{"Ref": "ReadMongoUriSecretPolicy"},
+                                                          {"Ref": "ReadJwtSecretPolicy"},
+                                                          {"Ref": "ReadVendorApiKeySecretPolicy"}]
+
+
+def test_the_vendor_key_is_read_by_the_senders_the_reconciler_and_the_mock_vendor_only():
+    resources = template.load(TEMPLATE).doc["Resources"]
+    readers = {name for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"
+               and {"Ref": "ReadVendorApiKeySecretPolicy"} in r["Properties"]["Policies"]}
+    # The reconciler asks the vendor about a message with no receipt; the mock vendor checks the key it is sent.
+    assert readers == {*SENDERS, "ReconcilerFunction", "VendorFunction"}
+
+
+def test_a_test_send_reaches_its_own_function_and_every_other_campaigns_path_the_campaigns_one():
+    stack = template.load(TEMPLATE)
+    # Every method of its path: one it does not serve is its app's 405, not the campaigns app's 404.
+    assert stack.route("POST", "/api/campaigns/test-send")[0] == stack.route("TRACE", "/api/campaigns/test-send")[0] \
+        == "TestSendFunction"
+    assert [route.key for route in stack.functions["TestSendFunction"].routes] == ["ANY /api/campaigns/test-send"]
+    for method, path in (("GET", "/api/campaigns/0123456789abcdef01234567"), ("POST", "/api/campaigns/test-send/x"),
+                         ("POST", "/api/campaigns/0123456789abcdef01234567/pause"), ("POST", "/api/campaigns")):
+        assert stack.route(method, path)[0] == "CampaignsFunction", (method, path)
 
 
 def _matches(pattern, event) -> bool:
@@ -262,7 +309,7 @@ def test_every_function_logs_to_its_own_group_kept_log_retention_days():
     resources = _resources()
     functions = {name: r for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
     groups = {name: r["Properties"]["LoggingConfig"]["LogGroup"]["Ref"] for name, r in functions.items()}
-    assert len(set(groups.values())) == len(functions) == 21
+    assert len(set(groups.values())) == len(functions) == 22
     for function, group in groups.items():
         resource = resources[group]
         assert resource["Type"] == "AWS::Logs::LogGroup", function

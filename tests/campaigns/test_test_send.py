@@ -146,3 +146,21 @@ def test_an_email_test_needs_each_subject_and_is_sent_through_ses(api, db, ses, 
     assert mail.get_body(("plain",)).get_content().startswith("Hi Sample Customer")
     assert "/u/" in mail["List-Unsubscribe"]
     _nothing_counted(db)
+
+
+def test_a_test_through_the_runner_reaches_the_mock_vendor(stack_env, queues, db):
+    """Review finding: the route was served by CampaignsFunction, which has no channel (503 offline and in AWS). Its
+    own function is told of the channel as the send function is: through the runner it reaches the mock vendor."""
+    from offline import services
+    from tests.conftest import signed_in_system
+
+    port = services.free_port()
+    env = {**stack_env, "VENDOR_URL": f"http://127.0.0.1:{port}/api/mock-send"}
+    with signed_in_system(env, queues, port) as http:  # ops@example.com, an admin: a CRM user
+        reply = http.post(URL, json={"to": ["ops@example.com"], "message": "Hi {{first_name}}"})
+        assert reply.status_code == 200, reply.text
+        [sent] = reply.json()["sent"]
+        assert sent["to"] == "ops@example.com" and sent["vendor_message_id"]
+        known = http.get(f"/api/mock-send/{sent['vendor_message_id']}", headers={"X-Vendor-Key": env["VENDOR_API_KEY"]})
+        assert known.status_code == 200, known.text
+    _nothing_counted(db)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -213,3 +214,22 @@ def test_a_function_sees_only_its_declared_environment_and_the_local_plumbing(sm
 def test_the_time_scale_must_be_a_positive_number(bad):
     with pytest.raises(ValueError, match="time_scale"):
         OfflineRunner(None, {}, {}, time_scale=bad)
+
+
+def test_a_request_takes_the_most_specific_route_as_api_gateway_routes_it():
+    """API Gateway's order: an exact path before one with a variable, a variable before a greedy {proxy+}; a route
+    serves only its own method (ANY serves them all), so another method falls through to a less specific route."""
+    from offline.template import FunctionSpec, HttpRoute, Template
+
+    routes = {"Greedy": [HttpRoute("ANY", "/api/campaigns/{proxy+}"), HttpRoute("ANY", "/api/campaigns")],
+              "Variable": [HttpRoute("GET", "/api/campaigns/{id}")],
+              "Exact": [HttpRoute("POST", "/api/campaigns/test-send")]}
+    functions = {name: FunctionSpec(name, Path(name), "app.handler", 15, 512, {}, routes=own)
+                 for name, own in routes.items()}
+    stack = Template(Path("."), {}, {}, functions, {}, [])
+    assert stack.route("POST", "/api/campaigns/test-send")[0] == "Exact"
+    assert stack.route("GET", "/api/campaigns/test-send")[:3] == ("Variable", routes["Variable"][0],
+                                                                    {"id": "test-send"})
+    assert stack.route("DELETE", "/api/campaigns/test-send")[0] == "Greedy"
+    assert stack.route("POST", "/api/campaigns/test-send/x")[0] == "Greedy"
+    assert stack.route("GET", "/api/campaigns")[0] == "Greedy"
