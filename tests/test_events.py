@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from bson import ObjectId
 
+from crm.models.campaigns import CampaignIn
 from offline import template
 from offline.lambda_worker import LambdaContext
 from offline.sign_receipt import signed
@@ -122,8 +123,10 @@ def test_consumer_events_carry_a_customer_through_a_campaign(env, db, stack, mon
     ops = Principal(USER, str(ObjectId()), "ops@example.com", role=Role.MARKETER)
     segment = create_segment(Auditor(db, ops, "sample"), "Spenders", None,
                              rules.parse({"field": "spend", "op": ">", "value": 0}), 20_000)
-    campaigns.create(Auditor(db, ops, "sample"), SAMPLE_CAMPAIGN_ID, "Weekend", segment.id,
-                     "Hi {{first_name}}, 20% off this weekend!", queue_fan_out=lambda _: None)
+    campaigns.create(Auditor(db, ops, "sample"), SAMPLE_CAMPAIGN_ID,
+                     CampaignIn(name="Weekend", segment_id=segment.id,
+                                message="Hi {{first_name}}, 20% off this weekend!"),
+                     queue_fan_out=lambda _: None)
     assert _invoke("campaign_fanout", _event("campaign_fanout")) == no_failures
     log = db.communication_logs.find_one_and_delete({"campaign_id": SAMPLE_CAMPAIGN_ID})
     assert log["message"] == "Hi Ada, 20% off this weekend!"

@@ -32,6 +32,20 @@ def _reconcile(db, now, fan_outs=None, sweeps=None, sends=None):
                      queue_sweep=(sweeps if sweeps is not None else []).append)
 
 
+def _tick(db, consumers, now):
+    """One reconciler run whose jobs go on their queues, as the deployed reconciler's do."""
+    from crm.messages import pack
+
+    fan_outs, sweeps, sends = [], [], []
+    settled = _reconcile(db, now, fan_outs, sweeps, sends)
+    for record in [{"campaign_id": str(c)} for c in fan_outs] + [{"campaign_id": str(c), "job": "sweep"}
+                                                                  for c in sweeps]:
+        consumers.send_raw(FANOUT, pack("fanout", [record], 256 * 1024)[0])
+    for body in pack("sends", sends, 256 * 1024, 100):
+        consumers.send_raw(SEND, body)
+    return settled
+
+
 def _change(api, campaign_id, action, expect=200) -> dict:
     status, body, _ = api.post(f"/api/campaigns/{campaign_id}/{action}", {})
     assert status == expect, body

@@ -78,6 +78,9 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("created_by", ASCENDING), ("_id", DESCENDING)], name="created_by_newest"),
         # The reconciler's look at campaigns not yet COMPLETED.
         IndexModel([("status", ASCENDING), ("fanout.updated_at", ASCENDING)], name="status_fanout_updated"),
+        # Campaigns whose sweep has not finished (crm.services.sweep), for the reconciler; partial: only those.
+        IndexModel([("sweep.updated_at", ASCENDING)], name="sweep_pending",
+                   partialFilterExpression={"sweep.pending": True}),
     ],
     LOGS: [
         # One log per recipient, however often the fan-out runs.

@@ -56,13 +56,14 @@ class SharedRateLimiter:
             now = time.time()
             self.mine = [t for t in self.mine if t >= now - self.interval]
             if len(self.mine) < messages:
-                self.mine += self._take(max(self.chunk, messages - len(self.mine)))
+                needed = messages - len(self.mine)
+                self.mine += self._take(max(self.chunk, needed), needed, until)
             if len(self.mine) < messages:
-                return False  # no turn could be taken: the message is not sent now, and comes back
+                return False  # no turn could be taken by then: the message is not sent now, and comes back
             turn = self.mine[messages - 1]
+            if until is not None and turn > until:
+                return False  # the turns stay this container's, for its next call
             del self.mine[:messages]
-        if until is not None and turn > until:
-            return False
         if turn > time.time():
             time.sleep(turn - time.time())
         return True
@@ -72,14 +73,18 @@ class SharedRateLimiter:
         current = self.turns.find_one({"_id": self.key}, {"next_at": 1})
         return max(time.time(), current["next_at"] if current else 0.0)
 
-    def _take(self, count: int) -> list[float]:
-        """The next `count` turns of the shared rate, taken with a compare-and-set on its document."""
+    def _take(self, count: int, needed: int | None = None, until: float | None = None) -> list[float]:
+        """The next `count` turns of the shared rate, taken with a compare-and-set on its document; none when the
+        `needed`-th of them would come after `until` (turns taken and not used are lost to every sender, and
+        senders taking turns they cannot use would move the rate ahead of the clock)."""
         for attempt in range(RESERVE_TRIES):
             if attempt:
                 time.sleep(random.uniform(0, self.interval))  # noqa: S311 - jitter between contending senders
             now = time.time()
             current = self.turns.find_one({"_id": self.key}, {"next_at": 1})
             start = max(now, current["next_at"]) if current else now
+            if until is not None and start + ((needed or count) - 1) * self.interval > until:
+                return []
             end = start + count * self.interval
             try:
                 if current is None:

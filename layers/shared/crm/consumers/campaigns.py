@@ -42,8 +42,10 @@ def fan_out_records(records: list[Any], deadline: float | None = None) -> None:
     for record in records:
         campaign_id = ObjectId(record["campaign_id"])
         if record.get("job") == "sweep":
-            sweep.sweep(db, campaign_id, queue_sends, lambda: campaign_jobs.queue_sweep(settings, campaign_id),
-                        budget, send_timeout, settings.roll_up_seconds)
+            after = ObjectId(record["after"]) if record.get("after") else None
+            sweep.sweep(db, campaign_id, queue_sends,
+                        lambda last: campaign_jobs.queue_sweep(settings, campaign_id, last),
+                        budget, send_timeout, settings.roll_up_seconds, after)
             continue
         campaigns.fan_out(db, campaign_id, queue_sends, lambda: campaign_jobs.queue_fan_out(settings, campaign_id),
                           budget, send_timeout, lambda customer_id: unsubscribe_url(settings, customer_id))

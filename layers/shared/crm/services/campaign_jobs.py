@@ -16,10 +16,11 @@ def queue_fan_out(settings: Settings, campaign_id: ObjectId, delay_seconds: int 
                    settings, delay_seconds=delay_seconds)
 
 
-def queue_sweep(settings: Settings, campaign_id: ObjectId) -> None:
-    """What a resume or a cancel implies for the campaign's logs (crm.services.sweep), run by the fan-out consumer."""
-    queues.enqueue(settings.sqs_campaign_fanout_queue_url, campaigns.QUEUE_KIND,
-                   [{"campaign_id": str(campaign_id), "job": "sweep"}], settings)
+def queue_sweep(settings: Settings, campaign_id: ObjectId, after: ObjectId | None = None) -> None:
+    """What a resume or a cancel implies for the campaign's logs (crm.services.sweep), run by the fan-out consumer;
+    a continuation goes on after the log its run reached."""
+    record = {"campaign_id": str(campaign_id), "job": "sweep", **({"after": str(after)} if after else {})}
+    queues.enqueue(settings.sqs_campaign_fanout_queue_url, campaigns.QUEUE_KIND, [record], settings)
 
 
 def queue_sends(settings: Settings, sends: list[dict[str, Any]], delay_seconds: int = 0,

@@ -19,7 +19,16 @@ from crm.access.audit import Auditor
 from crm.channels import is_unconfirmed
 from crm.db import CAMPAIGNS, CUSTOMERS, LOGS, SEGMENTS, find_by_id, only_duplicates
 from crm.models.campaigns import (
-    COMPLETED, PLACEHOLDERS, QUEUED, SCHEDULED, SENDING, SKIPPED, Campaign, CampaignIn, Log, Stats,
+    COMPLETED,
+    PLACEHOLDERS,
+    QUEUED,
+    SCHEDULED,
+    SENDING,
+    SKIPPED,
+    Campaign,
+    CampaignIn,
+    Log,
+    Stats,
 )
 from crm.models.common import to_iso, utcnow
 from crm.pagination import newest_first_page

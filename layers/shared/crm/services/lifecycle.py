@@ -21,8 +21,9 @@ from pymongo.database import Database
 from crm.access.audit import Auditor
 from crm.db import CAMPAIGNS, LOGS, find_by_id, in_chunks
 from crm.errors import Conflict
-from crm.models.campaigns import CANCELLED, COMPLETED, PAUSED, QUEUED, SCHEDULED, SENDING, is_time_zone
+from crm.models.campaigns import CANCELLED, COMPLETED, PAUSED, QUEUED, SCHEDULED, SENDING, SKIPPED, is_time_zone
 from crm.models.common import utcnow
+from crm.services.delivery import Outcome, record_outcomes
 
 # Where a status change may start, and where it ends.
 TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
@@ -201,8 +202,8 @@ def not_now(db: Database, log_ids: list[ObjectId], now: datetime | None = None) 
 
 def park(db: Database, log_ids: list[ObjectId], token: str, until: datetime | None) -> None:
     """Claimed logs whose message waits: released, with no message on its way. One that waits for a time is due
-    then (the reconciler queues it again at once); one that waits for a resume is due never (the resume's sweep
-    queues it)."""
+    then (the reconciler queues it again at once); one that waits for a resume is due never: the resume's sweep
+    queues it (and the reconciler marks a sweep again for a running or cancelled campaign that still has one)."""
     changes: dict[str, Any] = {"$set": {"parked": True}, "$unset": {"claimed_until": ""}, "$inc": {"claims": -1}}
     if until is None:
         changes["$unset"]["due_at"] = ""
@@ -213,12 +214,17 @@ def park(db: Database, log_ids: list[ObjectId], token: str, until: datetime | No
                              changes)
 
 
-def unpark(db: Database, log_ids: list[ObjectId], due_at: datetime) -> list[dict[str, Any]]:
-    """Parked logs whose message goes now; the logs (with what their send records need) it took out of the park."""
+def unpark(db: Database, log_ids: list[ObjectId], due_at: datetime,
+           queue: Callable[[list[dict[str, Any]]], None] | None = None) -> list[dict[str, Any]]:
+    """Parked logs whose message goes now; the logs (with what their send records need) it took out of the park,
+    given to `queue` first if given: one that dies between the two leaves them parked, to be queued again (a
+    message queued twice is sent once: the claim)."""
     taken = []
     for run in in_chunks(log_ids):
         found = list(db[LOGS].find({"_id": {"$in": run}, "parked": True, "status": QUEUED, "vendor_message_id": None},
                                    SEND_FIELDS))
+        if found and queue is not None:
+            queue(found)
         if found:
             db[LOGS].update_many({"_id": {"$in": [log["_id"] for log in found]}, "parked": True},
                                  {"$unset": {"parked": ""}, "$set": {"due_at": due_at}})
@@ -226,13 +232,29 @@ def unpark(db: Database, log_ids: list[ObjectId], due_at: datetime) -> list[dict
     return taken
 
 
-def unpark_if_running(db: Database, log_ids: list[ObjectId], due_at: datetime) -> list[ObjectId]:
-    """Logs just parked for a pause, taken out again if their campaign runs again by now (a resume whose sweep may
-    have passed them before they were parked); the ids taken out."""
-    logs = list(db[LOGS].find({"_id": {"$in": log_ids}}, {"campaign_id": 1}))
-    running = {c["_id"] for c in db[CAMPAIGNS].find(
-        {"_id": {"$in": list({log["campaign_id"] for log in logs})}, "status": {"$in": list(RUNNING)}}, {"_id": 1})}
-    return [log["_id"] for log in unpark(db, [log["_id"] for log in logs if log["campaign_id"] in running], due_at)]
+def after_parking(db: Database, log_ids: list[ObjectId], due_at: datetime, roll_up_every: float = 0
+                  ) -> list[dict[str, Any]]:
+    """Logs just parked for a pause, looked at again: if their campaign was resumed or cancelled between the check
+    and the park, its sweep may have passed them. A running campaign's are taken out of the park (returned, to be
+    sent); a cancelled one's SKIPPED cancelled."""
+    logs = list(db[LOGS].find({"_id": {"$in": log_ids}, "parked": True}, {"campaign_id": 1}))
+    statuses = {c["_id"]: c["status"] for c in db[CAMPAIGNS].find(
+        {"_id": {"$in": list({log["campaign_id"] for log in logs})}}, {"status": 1})}
+    cancelled = [log["_id"] for log in logs if statuses.get(log["campaign_id"], CANCELLED) == CANCELLED]
+    if cancelled:
+        record_outcomes(db, [Outcome(log_id, SKIPPED, reason=SKIPPED_CANCELLED) for log_id in cancelled],
+                        only_if={"parked": True, "vendor_message_id": None,
+                                 "claimed_until": {"$not": {"$gte": utcnow()}}}, roll_up_every=roll_up_every)
+    return unpark(db, [log["_id"] for log in logs if statuses.get(log["campaign_id"]) in RUNNING], due_at)
+
+
+def stranded(db: Database, campaign: dict[str, Any]) -> bool:
+    """Whether a running or cancelled campaign with no sweep under way still has logs parked for a pause (a sender
+    or the reconciler parked them after the resume's or cancel's sweep passed, and died before looking again)."""
+    query: dict[str, Any] = {"campaign_id": campaign["_id"], "parked": True}
+    if campaign["status"] != CANCELLED:
+        query["due_at"] = {"$exists": False}
+    return db[LOGS].find_one(query, {"_id": 1}) is not None
 
 
 # What a log's send record is made of (crm.services.sending.send_record).

@@ -84,6 +84,7 @@ def reconcile(db: Database, now: datetime, limits: Limits, vendor_status: Callab
     settled.winners = schedule.pick_winners(db, now, queue_fan_out)
     _restart_stalled_fan_outs(db, now, limits.fanout_stall, queue_fan_out, settled)
     settled.sweeps_requeued = schedule.restart_stalled_sweeps(db, now, limits.fanout_stall, queue_sweep)
+    settled.sweeps_requeued += schedule.sweep_stranded(db, now, queue_sweep)
     settled.erasures_finished = erasure.finish_pending(db, deadline)
     for campaign in db[CAMPAIGNS].find({"status": SENDING, "fanout.done": True, "stats.queued": 0}, {"_id": 1}):
         settled.completed += complete_in(db, campaign["_id"])
@@ -154,7 +155,7 @@ def _send_again(db: Database, logs: list[dict[str, Any]], now: datetime, limits:
         record_outcomes(db, [Outcome(log_id, SKIPPED, reason=ERASED) for log_id in erased],
                         only_if={"vendor_message_id": None, "claimed_until": {"$not": {"$gte": utcnow()}}},
                         roll_up_every=limits.roll_up_every)
-    logs = _running(db, [log for log in logs if not log.get("erased")], now, limits, settled)
+    logs = _running(db, [log for log in logs if not log.get("erased")], now, limits, queue_sends, settled)
     give_up = [log["_id"] for log in logs if _spent(log, limits)]
     if give_up:
         # Not a log a live sender holds now: that one may yet be sent.
@@ -176,9 +177,10 @@ def _send_again(db: Database, logs: list[dict[str, Any]], now: datetime, limits:
 
 
 def _running(db: Database, logs: list[dict[str, Any]], now: datetime, limits: Limits,
-             settled: Settled) -> list[dict[str, Any]]:
+             queue_sends: Callable[[list[dict[str, Any]]], None], settled: Settled) -> list[dict[str, Any]]:
     """The unsent logs whose campaign may send now; a cancelled campaign's are SKIPPED cancelled, a paused one's and
-    those outside their send window are parked (held by no live sender)."""
+    those outside their send window are parked (held by no live sender). Logs parked for a pause are looked at
+    again, as a sender does: a resume or cancel meanwhile has had its sweep."""
     if not logs:
         return logs
     held, _, _ = lifecycle.not_now(db, [log["_id"] for log in logs], now)
@@ -200,6 +202,10 @@ def _running(db: Database, logs: list[dict[str, Any]], now: datetime, limits: Li
             changes["$set"]["due_at"] = until
         settled.parked += db[LOGS].update_many({"_id": {"$in": log_ids}, "status": QUEUED, **free},
                                                changes).modified_count
+    if waiting.get(None):
+        resumed = lifecycle.after_parking(db, waiting[None], now + limits.send_timeout, limits.roll_up_every)
+        if resumed:
+            queue_sends([send_record(log) for log in resumed])
     return [log for log in logs if log["_id"] not in held]
 
 

@@ -77,6 +77,23 @@ def best_variant(db: Database, campaign: dict[str, Any]) -> str:
     return best
 
 
+def sweep_stranded(db: Database, now: datetime, queue_sweep: Callable[[ObjectId], None]) -> int:
+    """Running campaigns, and cancelled ones not yet settled, with logs still parked for a pause and no sweep under
+    way (whoever parked them looked at the campaign before a resume or cancel and died before looking again): a
+    sweep marked and queued for each. One indexed read a campaign a run."""
+    marked = 0
+    for campaign in db[CAMPAIGNS].find({"$or": [{"status": SENDING}, {"status": CANCELLED, "stats.queued": {"$gt": 0}}],
+                                        "sweep.pending": {"$ne": True}}, {"status": 1, "sweep": 1}):
+        if not lifecycle.stranded(db, campaign):
+            continue
+        moved = db[CAMPAIGNS].update_one({"_id": campaign["_id"], "sweep.pending": {"$ne": True}},
+                                         {"$set": {"sweep": {"pending": True, "updated_at": now}}})
+        if moved.modified_count:
+            queue_sweep(campaign["_id"])
+            marked += 1
+    return marked
+
+
 def restart_stalled_sweeps(db: Database, now: datetime, stall: timedelta,
                            queue_sweep: Callable[[ObjectId], None]) -> int:
     """Sweeps marked but not finished for `stall`: their job was lost (or died); queued again."""

@@ -178,21 +178,19 @@ def _send_checked(db: Database, channel: Channel, claimed: list[SendRecordIn], t
 def _call_at_rate(db: Database, channel: Channel, sends: list[SendRecordIn], limiter: SharedRateLimiter, rate: int,
                   token: str, policy: SendPolicy, until: float, later: _Later) -> None:
     """A campaign's sends at its own rate: at most a second of its turns a call, each call made once its last turn
-    has come, its campaign's state and its recipients' consent checked again before it (the first call's were
-    checked just now); what the claim's time cannot reach is given back for when turns come again."""
+    has come, its campaign's state and its recipients' consent checked again then; what the claim's time cannot
+    reach is given back for when turns come again."""
     step = max(1, rate // 60)
     for start in range(0, len(sends), step):
         chunk = sends[start:start + step]
-        if start:
-            chunk = [send for send, _ in _may_be_sent(db, chunk, token, policy, later)]
-            if not chunk:
-                continue
         if not limiter.wait(len(chunk), until=until - channel.attempt_seconds):
             # Back when the turns taken by then have passed: no sooner (they are others'), no later (idle turns).
-            _give_back(db, chunk + sends[start + step:], token, policy, max(1.0, limiter.free_at() - time.time()),
-                       later)
+            _give_back(db, sends[start:], token, policy, max(1.0, limiter.free_at() - time.time()), later)
             return
-        _call_channel(db, channel, chunk, token, policy, until, later)
+        # After the wait for the turn: a pause or cancel that came meanwhile holds these back.
+        chunk = [send for send, _ in _may_be_sent(db, chunk, token, policy, later)]
+        if chunk:
+            _call_channel(db, channel, chunk, token, policy, until, later)
 
 
 # A campaign's rate, kept a little below what it names: a call made a moment after its turn, or a call of a second's
@@ -255,10 +253,11 @@ def _hold(db: Database, held: dict[ObjectId, lifecycle.NotNow], sends: list[Send
         lifecycle.park(db, log_ids, token, until)
     paused = by_until.get(None)
     if paused:
-        # A resume between the check and the park has swept the parked logs already: these go now.
-        resumed = lifecycle.unpark_if_running(db, paused, utcnow() + policy.send)
+        # A resume or a cancel between the check and the park has swept the parked logs already: these go now, or
+        # are skipped.
+        resumed = lifecycle.after_parking(db, paused, utcnow() + policy.send, policy.roll_up_every)
         by_id = {s.log_id: s for s in sends}
-        later.add([by_id[str(i)] for i in resumed], 0)
+        later.add([by_id[str(log["_id"])] for log in resumed], 0)
 
 
 def _call_channel(db: Database, channel: Channel, sends: list[SendRecordIn], token: str, policy: SendPolicy,

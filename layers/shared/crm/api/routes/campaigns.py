@@ -8,17 +8,16 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from crm.access.policy import EDITORS, EVERY_ROLE, Policy
+from crm.access.principals import Role
 from crm.api.access import Audit, guarded_by
 from crm.api.deps import DEFAULT_LIMIT, Cursor, IdempotencyKey, Limit, SettingsDep
 from crm.api.storage import DbDep
 from crm.db import IDEMPOTENCY_KEYS
-from crm.access.principals import Role
 from crm.errors import Forbidden, InvalidInput
 from crm.models.campaigns import Campaign, CampaignDetail, CampaignIn, Log
 from crm.models.common import ObjectIdStr, Page
-from crm.services import campaign_jobs
+from crm.services import campaign_jobs, lifecycle
 from crm.services import campaigns as service
-from crm.services import lifecycle
 from crm.services.idempotency import run_once
 
 router = APIRouter(prefix="/api/campaigns", tags=["campaigns"],
