@@ -150,6 +150,12 @@ def get_client(settings: Settings | None = None) -> MongoClient:
     uri = settings.secret("mongo_uri")
     with _lock:
         client = _clients.get(uri)
+        if client is not None and not client.topology_description.server_descriptions():
+            # Every member was taken out of the client's view of the replica set (a restarted server that first
+            # answered as another set): it has no address left to look at, and would fail every call until the
+            # container ends. A new client starts again from the URI's seeds.
+            client.close()
+            client = None
         if client is None:
             client = MongoClient(
                 uri,
