@@ -281,13 +281,14 @@ def stack(stack_env, queues):
 
 
 @contextlib.contextmanager
-def signed_in_system(env: dict[str, str], queues, port: int, faults=None):
+def signed_in_system(env: dict[str, str], queues, port: int, faults=None, time_scale: float = 1.0):
     """The offline runner over these queues with this environment, on this port (in fault mode with `faults`, an
-    offline.faults.Faults); an admin's HTTP client on it."""
+    offline.faults.Faults; schedules and delays `time_scale` times faster); an admin's HTTP client on it."""
     from offline.runner import OfflineRunner
 
     runner = OfflineRunner(template.load(TEMPLATE, services.LOCAL_PARAMETERS, queues), queues, env, port=port,
-                           retry_delay_seconds=0, reload=False, out=sys.stdout, faults=faults).start()
+                           retry_delay_seconds=0, reload=False, out=sys.stdout, faults=faults,
+                           time_scale=time_scale).start()
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
             signed_in = http.post("/api/auth/dev-token", json={"email": "ops@example.com"})

@@ -35,7 +35,8 @@ def test_pauses_and_resumes_under_sqs_faults_send_each_recipient_once_and_a_sche
     env = {**stack_env, "VENDOR_URL": f"http://127.0.0.1:{port}/api/mock-send",
            "RECEIPT_URL": f"http://127.0.0.1:{port}/_url/ReceiptsFunction/api/delivery-receipt"}
     faults = Faults({"sqs_dup": 0.3, "sqs_kill": 0.15}, seed=23)
-    with signed_in_system(env, queues, port, faults) as http:
+    # The reconciler's schedule (which starts scheduled campaigns) ticks every 10 s instead of every minute.
+    with signed_in_system(env, queues, port, faults, time_scale=6) as http:
         segment = http.post("/api/segments", json={"name": "All", "rules": {"field": "spend", "op": ">=",
                                                                             "value": 0}}).json()
         send_at = utcnow() + timedelta(seconds=90)
