@@ -4,19 +4,10 @@ from __future__ import annotations
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from crm.errors import InvalidInput
-from crm.models.campaigns import MAX_SUBJECT_LENGTH, check_message, check_subject
+from crm.models.campaigns import MAX_SUBJECT_LENGTH, Variant, check_message, check_subject
 from crm.models.common import Email, InputModel, ObjectIdStr
 
 MAX_ADDRESSES = 5
-
-
-class VariantIn(InputModel):
-    name: str = Field(min_length=1, max_length=50)
-    message: str = Field(min_length=1, max_length=1600)
-    subject: str | None = Field(default=None, min_length=1, max_length=MAX_SUBJECT_LENGTH)
-
-    _message = field_validator("message")(check_message)
-    _subject = field_validator("subject")(check_subject)
 
 
 class TestSendIn(InputModel):
@@ -25,7 +16,7 @@ class TestSendIn(InputModel):
     to: list[Email] = Field(min_length=1, max_length=MAX_ADDRESSES)
     message: str | None = Field(default=None, min_length=1, max_length=1600)
     subject: str | None = Field(default=None, min_length=1, max_length=MAX_SUBJECT_LENGTH)
-    variants: list[VariantIn] | None = Field(default=None, min_length=2, max_length=4)
+    variants: list[Variant] | None = Field(default=None, min_length=2, max_length=4)
     customer_id: ObjectIdStr | None = None
 
     _subject = field_validator("subject")(check_subject)
@@ -46,7 +37,7 @@ class TestSendIn(InputModel):
 
     @field_validator("variants")
     @classmethod
-    def _named_once(cls, variants: list[VariantIn] | None) -> list[VariantIn] | None:
+    def _named_once(cls, variants: list[Variant] | None) -> list[Variant] | None:
         names = [v.name for v in variants or []]
         if len(set(names)) != len(names):
             raise ValueError("variant names must differ")

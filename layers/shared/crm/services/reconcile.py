@@ -165,10 +165,10 @@ def _send_again(db: Database, logs: list[dict[str, Any]], now: datetime, limits:
         settled.send_failed += failed
     retry = [log for log in logs if not _spent(log, limits)]
     # A parked log has no message on its way, whatever the queue holds: it goes at once.
-    if not retry or (sends_on_their_way() and not any(log.get("parked") for log in retry)):
-        return
-    if sends_on_their_way():
+    if retry and sends_on_their_way():
         retry = [log for log in retry if log.get("parked")]
+    if not retry:
+        return
     db[LOGS].update_many({"_id": {"$in": [log["_id"] for log in retry]}, "status": QUEUED,
                           "vendor_message_id": None}, {"$set": {"due_at": now + limits.send_timeout},
                                                        "$unset": {"parked": ""}})
