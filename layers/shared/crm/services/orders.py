@@ -17,6 +17,7 @@ from crm.errors import InvalidInput, RetryableRecordError
 from crm.models.common import first_problem, to_iso, utcnow
 from crm.models.orders import Order, OrderIn
 from crm.pagination import newest_first_page
+from crm.rules import activity
 
 QUEUE_KIND = "orders"
 # A customer's bought SKUs (rules' `skus`): the most recent this many distinct ones.
@@ -126,10 +127,12 @@ def _order_doc(r: ResolvedOrder) -> dict[str, Any]:
 def _customer_updates(fresh: list[ResolvedOrder]) -> list[UpdateOne]:
     totals: dict[ObjectId, dict[str, Any]] = {}
     for r in fresh:
-        total = totals.setdefault(r.customer_id, {"spend": 0.0, "visits": 0, "last": r.order.date, "skus": {}})
+        total = totals.setdefault(r.customer_id, {"spend": 0.0, "visits": 0, "last": r.order.date, "skus": {},
+                                                     "orders": []})
         total["spend"] += r.order.amount
         total["visits"] += 1
         total["last"] = max(total["last"], r.order.date)
+        total["orders"].append((r.order.date, r.order.amount, [item.sku for item in r.order.items]))
         for item in r.order.items:
             total["skus"].pop(item.sku, None)
             total["skus"][item.sku] = True  # the latest order of a SKU places it last
@@ -140,6 +143,7 @@ def _customer_updates(fresh: list[ResolvedOrder]) -> list[UpdateOne]:
                               ("from_orders.visits", "visits"))},
         "last_active": {"$max": ["$last_active", t["last"]]},
         "skus": _bought(list(t["skus"])),
+        activity.ORDERS: activity.orders_activity(t["orders"], now),
         "updated_at": now}}]) for cid, t in totals.items()]
 
 

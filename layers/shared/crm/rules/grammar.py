@@ -1,8 +1,5 @@
-"""Segment rules (API.md "Rules v2"): parsed and validated, compiled to an index-friendly Mongo filter, and
-evaluated in plain Python as the reference the filter must agree with.
-
-The one definition used by previews, saved segments, campaign audiences and the AI's answers.
-"""
+"""The rule language: its fields, operators and bounds, the parsed tree, and validation that names the path of
+every bad part (rules.and[1].op)."""
 from __future__ import annotations
 
 import math
@@ -43,7 +40,6 @@ MAX_INACTIVE_DAYS = 36_600
 DAY_FIELDS = {"inactive_days": "last_active", "signup_days": "created_at"}
 WHOLE_NUMBER_FIELDS = {"visits", "inactive_days", "signup_days"}
 DAY = timedelta(days=1)
-_MONGO_OPERATORS = {">": "$gt", ">=": "$gte", "<": "$lt", "<=": "$lte"}
 OPT_OUT, OPT_IN = "opt_out", "opt_in"
 
 Loc = tuple[Union[str, int], ...]
@@ -57,7 +53,7 @@ class Rule:
     type: str  # number | string | time | boolean | list | any (exists)
 
     def to_json(self) -> dict[str, Any]:
-        return {"field": self.field, "op": self.op, "value": _json_value(self.value)}
+        return {"field": self.field, "op": self.op, "value": json_value(self.value)}
 
 
 @dataclass(frozen=True)
@@ -80,11 +76,11 @@ class Group:
 Node = Union[Rule, Group, Not]
 
 
-def _json_value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
     if isinstance(value, tuple):
-        return [_json_value(v) for v in value]
+        return [json_value(v) for v in value]
     return value
 
 
@@ -350,173 +346,3 @@ def _time(value: Any) -> datetime | None:
 def _name(value: Any) -> str | None:
     """A field or operator name is a string; an operator object or a list names nothing (and is no dict key)."""
     return value if isinstance(value, str) else None
-
-
-def subscribed(email_consent: str | None, consent_mode: str) -> bool:
-    """May be messaged: opt-out, everyone who has not denied consent; opt-in, only those who granted it."""
-    return email_consent == "granted" if consent_mode == OPT_IN else email_consent != "denied"
-
-
-def to_filter(node: Node, now: datetime, consent_mode: str = OPT_OUT) -> dict[str, Any]:
-    """The Mongo filter selecting the customers the rules select, as ranges and equalities on indexed fields.
-
-    `inactive_days` is whole days since `last_active`: floor((now - last_active) / 1 day). So
-    `inactive_days > N` is `last_active <= now - (N+1) days`, and `== N` a one-day window; `signup_days`
-    likewise on `created_at`.
-    """
-    if isinstance(node, Group):
-        return {f"${node.kind}": [to_filter(child, now, consent_mode) for child in node.children]}
-    if isinstance(node, Not):
-        return {"$nor": [to_filter(node.child, now, consent_mode)]}
-    field, op, value = node.field, node.op, node.value
-    if field in DAY_FIELDS:
-        return _days_filter(DAY_FIELDS[field], op, value, now)
-    if field == "subscribed":
-        granted = {"email_consent": "granted"} if consent_mode == OPT_IN else {"email_consent": {"$ne": "denied"}}
-        denied = {"email_consent": {"$ne": "granted"}} if consent_mode == OPT_IN else {"email_consent": "denied"}
-        return granted if value else denied
-    if op == EXISTS:
-        return {field: {"$exists": value}}
-    if op in ("==", "!="):
-        return {field: value} if op == "==" else {field: {"$ne": value}}
-    if op in _MONGO_OPERATORS:
-        return {field: {_MONGO_OPERATORS[op]: value}}
-    if op == "between":
-        return {field: {"$gte": value[0], "$lte": value[1]}}
-    if op == "before":
-        return {field: {"$lt": value}}
-    if op == "after":
-        return {field: {"$gt": value}}
-    if op == "starts_with":
-        # A prefix as an index range; anchored regexes do not use the index on every server.
-        return {field: {"$gte": value, **_below_every_extension(value)}}
-    return {field: {{"in": "$in", "not_in": "$nin", "has_any": "$in", "has_all": "$all",
-                     "has_none": "$nin"}[op]: list(value)}}
-
-
-def _below_every_extension(prefix: str) -> dict[str, str]:
-    """The bound under which every text starting with prefix sorts: the prefix with its last character moved up
-    one (none when every character is already the last one)."""
-    stem = prefix.rstrip("\U0010ffff")
-    if not stem:
-        return {}
-    following = ord(stem[-1]) + 1
-    # Surrogates are no characters of stored text: after U+D7FF comes U+E000.
-    return {"$lt": stem[:-1] + chr(0xE000 if following == 0xD800 else following)}
-
-
-def _days_filter(stored: str, op: str, value: Any, now: datetime) -> dict[str, Any]:
-    """Whole days since `stored` compared with value, as a range of `stored`."""
-    if op == "between":
-        low, high = value
-        return {stored: {"$gt": now - (high + 1) * DAY, "$lte": now - low * DAY}}
-    days = int(value)
-    at_least = {">": days + 1, ">=": days}  # stored <= now - k days  <=>  days since >= k
-    below = {"<": days, "<=": days + 1}  # stored > now - k days  <=>  days since < k
-    if op in at_least:
-        return {stored: {"$lte": now - at_least[op] * DAY}}
-    if op in below:
-        return {stored: {"$gt": now - below[op] * DAY}}
-    if op == "==":
-        return {stored: {"$gt": now - (days + 1) * DAY, "$lte": now - days * DAY}}
-    return {"$or": [{stored: {"$gt": now - days * DAY}}, {stored: {"$lte": now - (days + 1) * DAY}}]}
-
-
-_MISSING = object()
-
-
-def matches(node: Node, customer: dict[str, Any], now: datetime, consent_mode: str = OPT_OUT) -> bool:
-    """Plain-Python evaluation of the rules for one customer: the reference the filter must agree with. A customer
-    without an attribute matches only exists: false, !=, not_in and has_none on it."""
-    if isinstance(node, Group):
-        results = (matches(child, customer, now, consent_mode) for child in node.children)
-        return all(results) if node.kind == "and" else any(results)
-    if isinstance(node, Not):
-        return not matches(node.child, customer, now, consent_mode)
-    field, op, value = node.field, node.op, node.value
-    if field == "subscribed":
-        return subscribed(customer.get("email_consent"), consent_mode) == value
-    if field in DAY_FIELDS:
-        actual: Any = math.floor((now - customer[DAY_FIELDS[field]]) / DAY)
-    elif field.startswith(ATTRIBUTE_PREFIX):
-        actual = (customer.get("attributes") or {}).get(field[len(ATTRIBUTE_PREFIX):], _MISSING)
-    else:
-        actual = customer.get(field, _MISSING)
-    if op == EXISTS:
-        return (actual is not _MISSING) == value
-    if node.type == "list":
-        present = set(actual) if isinstance(actual, list) else set()
-        return {"has_any": bool(present & set(value)), "has_all": set(value) <= present,
-                "has_none": not present & set(value)}[op]
-    if op == "!=":
-        return actual is _MISSING or not _same(actual, value)
-    if op == "not_in":
-        return actual is _MISSING or not any(_same(actual, v) for v in value)
-    if actual is _MISSING or not _comparable(actual, value if not isinstance(value, tuple) else value[0]):
-        return False
-    if op == "==":
-        return _same(actual, value)
-    if op == "in":
-        return any(_same(actual, v) for v in value)
-    if op == "starts_with":
-        return actual.startswith(value)
-    if op == "between":
-        return value[0] <= actual <= value[1]
-    return {">": actual > value, ">=": actual >= value, "<": actual < value, "<=": actual <= value,
-            "before": actual < value, "after": actual > value}[op]
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, datetime):
-        return "time"
-    return "string" if isinstance(value, str) else "other"
-
-
-def _comparable(actual: Any, value: Any) -> bool:
-    """MongoDB compares values of one kind only: a number never matches a text, nor a boolean a number."""
-    return _kind(actual) == _kind(value)
-
-
-def _same(actual: Any, value: Any) -> bool:
-    return _comparable(actual, value) and actual == value
-
-
-def describe(node: Node) -> str:
-    """Rules in words, for explanations and campaign screens."""
-    if isinstance(node, Group):
-        parts = [describe(child) for child in node.children]
-        return f" {node.kind} ".join(f"({p})" if " and " in p or " or " in p else p for p in parts)
-    if isinstance(node, Not):
-        return f"not ({describe(node.child)})"
-    words = {">": "more than", ">=": "at least", "<": "less than", "<=": "at most", "==": "exactly",
-             "!=": "other than", "between": "between"}
-    value = node.value
-    shown = (f"{_json_value(value[0])} and {_json_value(value[1])}" if node.op == "between"
-             else _json_value(value))
-    if node.field == "inactive_days" and node.op in words:
-        return f"have been inactive for {words[node.op]} {shown} days"
-    if node.field == "signup_days" and node.op in words:
-        return f"signed up {words[node.op]} {shown} days ago"
-    if node.field == "visits" and node.op in words:
-        return f"visited {words[node.op]} {shown} times"
-    if node.field == "spend" and node.op in words:
-        return f"spent {words[node.op]} {value:g}" if node.op != "between" else f"spent between {shown}"
-    if node.field == "subscribed":
-        return "are subscribed" if value else "are not subscribed"
-    if node.op in ("has_any", "has_all", "has_none"):
-        what = "tagged" if node.field == "tags" else "bought"
-        joined = {"has_any": " or ", "has_all": " and ", "has_none": " or "}[node.op].join(value)
-        return f"{'not ' if node.op == 'has_none' else ''}{what} {joined}"
-    key = node.field[len(ATTRIBUTE_PREFIX):]
-    if node.op == EXISTS:
-        return f"{'have' if value else 'have no'} {key}"
-    if node.op in ("in", "not_in"):
-        return f"{key} {'is' if node.op == 'in' else 'is not'} one of {', '.join(map(str, value))}"
-    phrase = {"==": "is", "!=": "is not", "starts_with": "starts with", "before": "is before", "after": "is after",
-              ">": "is more than", ">=": "is at least", "<": "is less than", "<=": "is at most",
-              "between": "is between"}[node.op]
-    return f"{key} {phrase} {shown}"
