@@ -35,7 +35,8 @@ def new_key(api, *scopes: str, name: str = "shop") -> dict[str, Any]:
     return body
 
 
-def stats(**counts: int) -> dict:
-    """A campaign's stats as API.md v2 lists them: these counts, every other counter 0."""
+def stats(**counts: float) -> dict:
+    """A campaign's stats as API.md lists them (v3: unsubscribed, converted, revenue): these counts, every other 0."""
     return {key: counts.get(key, 0) for key in ("audience", "queued", "sent", "failed", "skipped", "delivered",
-                                                "bounced", "complained", "opened", "clicked")}
+                                                "bounced", "complained", "opened", "clicked", "unsubscribed",
+                                                "converted", "revenue")}

@@ -304,7 +304,7 @@ def test_lifecycle_fields_are_checked_and_name_the_bad_field(api, segment_id):
         ({**base, "message": "m", "test": {"percent": 10, "minutes": 5, "win_by": "opened"}}, ["body", "test"]),
         ({**base, "variants": variants, "test": {"percent": 51, "minutes": 5, "win_by": "opened"}},
          ["body", "test", "percent"]),
-        ({**base, "variants": variants, "test": {"percent": 10, "minutes": 5, "win_by": "revenue"}},
+        ({**base, "variants": variants, "test": {"percent": 10, "minutes": 5, "win_by": "sales"}},
          ["body", "test", "win_by"]),
         ({**base, "variants": [variants[0], variants[0]]}, ["body", "variants"]),
         ({**base, "message": "m", "send_at": to_iso(utcnow() + timedelta(days=366))}, ["body", "send_at"]),

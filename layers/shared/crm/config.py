@@ -126,6 +126,8 @@ class Settings(BaseSettings):
     consent_mode: Literal["opt_out", "opt_in"] = "opt_out"
     # At most n messages of campaigns per person in the last d days, as "n/dd" ("2/7d"); empty: no cap.
     frequency_cap: str = Field(default="", pattern=r"^([1-9][0-9]{0,2}/[1-9][0-9]{0,2}d)?$")
+    # An order counts for the most recent campaign message its customer was sent this many days before it.
+    attribution_days: int = Field(default=5, ge=1, le=90)
 
     # "parser" (offline, the default) or "bedrock" (Amazon Bedrock's Converse API).
     ai_provider: str = "parser"

@@ -101,6 +101,9 @@ INDEXES: dict[str, list[IndexModel]] = {
                    partialFilterExpression={"parked": True}),
         # The frequency cap: the messages handed to a person lately.
         IndexModel([("customer_id", ASCENDING), ("sent_at", ASCENDING)], name="customer_sent_at"),
+        # A person's place in control groups lately: their orders count for the control (crm.engagement.attribution).
+        IndexModel([("customer_id", ASCENDING), ("created_at", ASCENDING)], name="customer_control",
+                   partialFilterExpression={"reason": "control"}),
         # When a campaign's last message was handed over (an A/B test ends `minutes` after it).
         IndexModel([("campaign_id", ASCENDING), ("sent_at", DESCENDING)], name="campaign_sent_at"),
     ],

@@ -10,6 +10,7 @@ from crm.access.audit import Auditor
 from crm.access.principals import RECIPIENT, Principal
 from crm.consent import suppressions
 from crm.db import CUSTOMERS, SUPPRESSIONS
+from crm.engagement import attribution
 from crm.models.common import utcnow
 from crm.models.customers import version_after_ingests_until, versioned_write
 
@@ -34,6 +35,7 @@ def unsubscribe(db: Database, customer_id: ObjectId, request_id: str) -> None:
     def change(session) -> None:
         suppressions.add(db[SUPPRESSIONS], email, UNSUBSCRIBED, session)
         db[CUSTOMERS].update_one({"_id": customer_id}, deny, session=session)
+        attribution.attribute_unsubscribe(db, customer_id, session)
 
     Auditor(db, Principal(RECIPIENT, str(customer_id)), request_id).write(
         "suppression.create", "suppression", suppressions.address_hash(email), change)

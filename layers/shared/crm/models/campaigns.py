@@ -14,6 +14,8 @@ from crm.models.customers import ATTRIBUTE_KEY, MAX_ATTRIBUTE_TEXT, MAX_NAME_LEN
 
 QUEUED, SENT, FAILED, SKIPPED = "QUEUED", "SENT", "FAILED", "SKIPPED"
 SCHEDULED, SENDING, PAUSED, COMPLETED, CANCELLED = "SCHEDULED", "SENDING", "PAUSED", "COMPLETED", "CANCELLED"
+# The reason of a control group's log: SKIPPED, no message, yet its orders count for the control.
+SKIPPED_CONTROL = "control"
 CAMPAIGN_STATUSES = (SCHEDULED, QUEUED, SENDING, PAUSED, COMPLETED, CANCELLED)
 # How far ahead a campaign may be scheduled.
 MAX_SCHEDULE_AHEAD = timedelta(days=365)
@@ -181,6 +183,15 @@ class Stats(BaseModel):
     complained: int = 0
     opened: int = 0
     clicked: int = 0
+    # Recipients who unsubscribed through their message's link, had an order attributed (v3), and those orders' sum.
+    unsubscribed: int = 0
+    converted: int = 0
+    revenue: float = 0.0
+
+    @field_validator("revenue")
+    @classmethod
+    def _to_the_cent(cls, revenue: float) -> float:
+        return round(revenue, 2)  # sums of floats carry noise past the cent
 
 
 class VariantOut(BaseModel):

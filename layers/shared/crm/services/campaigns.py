@@ -25,6 +25,7 @@ from crm.models.campaigns import (
     SCHEDULED,
     SENDING,
     SKIPPED,
+    SKIPPED_CONTROL,
     Campaign,
     CampaignIn,
     Log,
@@ -233,9 +234,11 @@ def _record_page(db: Database, campaign: dict[str, Any], page: list[dict[str, An
         if logs:
             db[LOGS].insert_many(logs, ordered=False, session=session)
         to_send = [log for log in logs if log["status"] == QUEUED]
+        control = sum(log["reason"] == SKIPPED_CONTROL for log in logs)
         updated = db[CAMPAIGNS].find_one_and_update(
             {"_id": campaign["_id"]}, {"$inc": {"stats.audience": len(logs), "stats.queued": len(to_send),
-                                                "stats.skipped": len(logs) - len(to_send)}},
+                                                "stats.skipped": len(logs) - len(to_send),
+                                                **({"control.recipients": control} if control else {})}},
             return_document=ReturnDocument.AFTER, session=session)
         if updated["fanout"]["done"] and complete_in(db, campaign["_id"], session):
             updated["status"] = COMPLETED
@@ -267,7 +270,7 @@ def _new_logs(campaign: dict[str, Any], customers: list[dict[str, Any]], phase: 
                "vendor_message_id": None, "sent_at": None, "reason": None, "send_attempts": 0,
                "due_at": send_by, "created_at": now, "updated_at": now}
         if group == lifecycle.CONTROL:
-            logs.append({**log, "status": SKIPPED, "reason": lifecycle.SKIPPED_CONTROL, "message": "",
+            logs.append({**log, "status": SKIPPED, "reason": SKIPPED_CONTROL, "message": "",
                          "subject": None, "unsubscribe_url": None, "due_at": None})
             continue
         message, subject = lifecycle.variant_message(campaign, variant)

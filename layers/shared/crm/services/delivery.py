@@ -27,9 +27,10 @@ from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
 from crm.consent.erasure import reason_kept
-from crm.db import CAMPAIGNS, LOGS, in_chunks, literals, per_document
-from crm.models.campaigns import COMPLETED, QUEUED, SENDING
+from crm.db import CAMPAIGNS, CUSTOMERS, LOGS, in_chunks, literals, per_document
+from crm.models.campaigns import COMPLETED, QUEUED, SENDING, SKIPPED_CONTROL
 from crm.models.common import utcnow
+from crm.rules.activity import message_activity_writes
 
 # The counters a log's move out of QUEUED adds to; each also takes one from `queued`.
 FINAL_COUNTERS = ("sent", "failed", "skipped")
@@ -144,6 +145,18 @@ def flag_earlier_tallies(db: Database) -> int:
                                 hint=EARLIER_TALLY_INDEX).modified_count
 
 
+# What a roll-up reads of a log: its tallies, and what the customer's activity (crm.rules.activity) and the
+# variant's counters take from it.
+ROLL_UP_FIELDS = {"tally": 1, "tally_revenue": 1, "variant": 1, "status": 1, "reason": 1, "customer_id": 1,
+                  "campaign_id": 1, "sent_at": 1, "events": 1}
+# Tallies that a customer's activity records (the message received, opened, clicked, converted).
+ACTIVITY_TALLIES = frozenset({"sent", "opened", "clicked", "converted"})
+# Tallies counted per variant too (the report's variants).
+VARIANT_TALLIES = ("sent", "opened", "clicked", "converted")
+# A tally naming a campaign path (a dot in it) moves that path; only these. Any other moves `stats.<tally>`.
+PATH_TALLIES = ("link_stats.", "control.")
+
+
 def _pending(db: Database, query: dict, fields: dict, limit: int = 0,
              session: ClientSession | None = None) -> list[dict]:
     """Logs with a tally not yet counted, read through the partial index that holds only those."""
@@ -169,15 +182,21 @@ def roll_up(db: Database, campaign_id: ObjectId, every: float = 0, patience: flo
     give_up_at = time.monotonic() + patience
     if every > 0 and not db[CAMPAIGNS].find_one({"_id": campaign_id, **_turn(every)}, {"_id": 1}):
         return 0  # another took the turn: read, not found in a transaction after reading its logs
-    while logs := _pending(db, {"campaign_id": campaign_id}, {"tally": 1}, MAX_ROLL_UP_LOGS):
+    variants: dict[str, int] | None = None
+    while logs := _pending(db, {"campaign_id": campaign_id}, ROLL_UP_FIELDS, MAX_ROLL_UP_LOGS):
         cleared_here = 0
         start = 0
+        if variants is None:
+            variants = _variant_places(db, campaign_id)
         while start < len(logs):
             chunk = logs[start:start + ROLL_UP_LOGS]
+            # Before the counters: a roll-up that dies between the two leaves the tallies, and the next one writes
+            # the same activity again, which changes nothing the second time.
+            _record_activity(db, chunk)
             try:
                 with db.client.start_session() as session:
                     cleared = session.with_transaction(lambda s: _roll_up_in(
-                        db, s, campaign_id, chunk, 0 if counted else every, yields=every > 0))
+                        db, s, campaign_id, chunk, variants, 0 if counted else every, yields=every > 0))
             except _Contended:
                 if time.monotonic() + CONTENDED_PAUSE > give_up_at:
                     return counted  # the tallies wait for the next turn
@@ -202,26 +221,24 @@ def _turn(every: float) -> dict:
     return {"rolled_up_at": {"$not": {"$gte": utcnow() - timedelta(seconds=every)}}}
 
 
-def _roll_up_in(db: Database, session: ClientSession, campaign_id: ObjectId, logs: list[dict], every: float,
-                yields: bool) -> int | None:
+def _roll_up_in(db: Database, session: ClientSession, campaign_id: ObjectId, logs: list[dict],
+                variants: dict[str, int], every: float, yields: bool) -> int | None:
     """The campaign is written in the transaction before any log, so that roll-ups of it at once conflict there and
     the others, retried, find its turn taken. The turn is taken here rather than by a write outside a transaction:
     the local server holds such a write against a transaction's document until that transaction ends, and the
     transaction waits for it in turn. yields: a conflict there gives the turn up rather than starting over, as
     often as the other transaction (a fan-out page writing hundreds of logs) lasts. Each log is cleared only if it
-    still holds the tally read; one that changed meanwhile (an event added to it, another roll-up cleared it) is
+    still holds the tallies read; one that changed meanwhile (an event added to it, another roll-up cleared it) is
     taken back out of the counters, in a second write only then, and left to the next roll-up. How many logs it
     cleared; None when another took the turn."""
     # A log flagged with no tally (an earlier roll-up cleared only the tally) counts nothing; its flag goes too.
-    counts: Counter[str] = Counter(t for log in logs for t in log.get("tally", []))
-    queued = sum(counts[c] for c in FINAL_COUNTERS)
+    moves = _moves(logs, variants)
     now = utcnow()
     turn = _turn(every) if every > 0 else {}
     try:
         campaign = db[CAMPAIGNS].find_one_and_update(
             {"_id": campaign_id, **turn},
-            {"$inc": {**{f"stats.{c}": n for c, n in counts.items()}, "stats.queued": -queued},
-             "$set": {"rolled_up_at": now}},
+            {"$inc": _with_queued(moves), "$set": {"rolled_up_at": now}},
             projection={"stats.queued": 1, "fanout.done": 1, "status": 1},
             return_document=ReturnDocument.AFTER, session=session)
     except PyMongoError as exc:
@@ -230,26 +247,80 @@ def _roll_up_in(db: Database, session: ClientSession, campaign_id: ObjectId, log
         raise
     if campaign is None and turn:
         return None  # rolled up a moment ago: these tallies are left to the next roll-up
-    alike: defaultdict[tuple[str, ...] | None, list[ObjectId]] = defaultdict(list)
+    # Logs alike move the counters alike, so a run of them that was not all cleared takes back as many moves.
+    alike: defaultdict[tuple, list[dict]] = defaultdict(list)
     for log in logs:
-        alike[tuple(log["tally"]) if "tally" in log else None].append(log["_id"])
+        alike[(tuple(log["tally"]) if "tally" in log else None, log.get("tally_revenue"),
+               variants.get(log.get("variant")), _of_control(log))].append(log)
     cleared, missed = 0, Counter()
-    for tally, ids in alike.items():
-        held = {"tally": list(tally)} if tally is not None else {"tally": {"$exists": False}}
-        for run in in_chunks(ids):
-            done = db[LOGS].update_many({"_id": {"$in": run}, **PENDING, **held},
-                                        {"$unset": {"tally": "", "pending": ""}}, session=session).modified_count
+    for (tally, revenue, _, _), group in alike.items():
+        held = {"tally": list(tally) if tally is not None else {"$exists": False},
+                "tally_revenue": revenue if revenue is not None else {"$exists": False}}
+        for run in in_chunks(group):
+            done = db[LOGS].update_many({"_id": {"$in": [log["_id"] for log in run]}, **PENDING, **held},
+                                        {"$unset": {"tally": "", "tally_revenue": "", "pending": ""}},
+                                        session=session).modified_count
             cleared += done
-            missed.update({t: len(run) - done for t in tally or ()})
-    missed = +missed
+            for path, n in _moves(run[:1], variants).items():
+                missed[path] += n * (len(run) - done)
+    missed = Counter({path: n for path, n in missed.items() if n})
     if missed and campaign:
-        queued_back = sum(missed[c] for c in FINAL_COUNTERS)
-        db[CAMPAIGNS].update_one({"_id": campaign_id}, {"$inc": {
-            **{f"stats.{c}": -n for c, n in missed.items()}, "stats.queued": queued_back}}, session=session)
-        campaign["stats"]["queued"] += queued_back
+        taken_back = _with_queued(missed)
+        db[CAMPAIGNS].update_one({"_id": campaign_id}, {"$inc": {path: -n for path, n in taken_back.items()}},
+                                 session=session)
+        campaign["stats"]["queued"] -= taken_back["stats.queued"]
     if campaign and campaign["stats"]["queued"] == 0 and campaign["fanout"]["done"]:
         complete_in(db, campaign_id, session)
     return cleared
+
+
+def _moves(logs: list[dict], variants: dict[str, int]) -> Counter:
+    """The campaign paths these logs' tallies move, and by how much: `stats.<tally>` (a tally with a dot names its
+    own path: a link's counters, the control group's), the variant's counters beside, and the revenue attributed
+    to them (to the control's when they are the control's)."""
+    moves: Counter = Counter()
+    for log in logs:
+        place = variants.get(log.get("variant"))
+        for tally in log.get("tally", ()):
+            moves[_tally_path(tally)] += 1
+            if place is not None and tally in VARIANT_TALLIES:
+                moves[f"variant_stats.{place}.{tally}"] += 1
+        revenue = log.get("tally_revenue")
+        if revenue:
+            moves["control.revenue" if _of_control(log) else "stats.revenue"] += revenue
+            if place is not None and not _of_control(log):
+                moves[f"variant_stats.{place}.revenue"] += revenue
+    return moves
+
+
+def _with_queued(moves: Counter) -> dict[str, Any]:
+    """The moves and what they take from `queued`: each log leaving QUEUED adds to one final counter."""
+    return {**moves, "stats.queued": -sum(moves[f"stats.{c}"] for c in FINAL_COUNTERS)}
+
+
+def _tally_path(tally: str) -> str:
+    if "." not in tally:
+        return f"stats.{tally}"
+    if not tally.startswith(PATH_TALLIES):
+        raise ValueError(f"a tally names no campaign counter: {tally!r}")
+    return tally
+
+
+def _of_control(log: dict) -> bool:
+    return log.get("reason") == SKIPPED_CONTROL
+
+
+def _variant_places(db: Database, campaign_id: ObjectId) -> dict[str, int]:
+    """Each variant's place in the campaign (its counters are kept under it: a name may hold any character)."""
+    campaign = db[CAMPAIGNS].find_one({"_id": campaign_id}, {"variants.name": 1}) or {}
+    return {v["name"]: place for place, v in enumerate(campaign.get("variants") or [])}
+
+
+def _record_activity(db: Database, logs: list[dict]) -> None:
+    """The customers' activity (what behaviour rules read) takes what these logs' tallies say happened."""
+    writes = message_activity_writes(log for log in logs if ACTIVITY_TALLIES.intersection(log.get("tally", ())))
+    if writes:
+        db[CUSTOMERS].bulk_write(writes, ordered=False)
 
 
 def complete_in(db: Database, campaign_id: ObjectId, session: ClientSession | None = None) -> bool:

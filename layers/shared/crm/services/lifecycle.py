@@ -38,7 +38,7 @@ CONTROL, TEST, REST, EVERYONE = "control", "test", "rest", "everyone"
 # The fan-out's phases: everyone at once; the test share (and the control group) first; the rest once a winner is
 # picked. Between the last two it waits.
 ALL, TESTING, WAITING, WINNER = "all", "test", "waiting", "rest"
-SKIPPED_CANCELLED, SKIPPED_CONTROL, FREQUENCY_CAP = "cancelled", "control", "frequency_cap"
+SKIPPED_CANCELLED, FREQUENCY_CAP = "cancelled", "frequency_cap"
 HASH_BUCKETS = 10_000
 
 

@@ -12,12 +12,15 @@ from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.database import Database
 
+from crm.config import get_settings
 from crm.db import CUSTOMERS, ORDERS
+from crm.engagement import attribution
 from crm.errors import InvalidInput, RetryableRecordError
 from crm.models.common import first_problem, to_iso, utcnow
 from crm.models.orders import Order, OrderIn
 from crm.pagination import newest_first_page
 from crm.rules import activity
+from crm.services.delivery import roll_up_due
 
 QUEUE_KIND = "orders"
 # A customer's bought SKUs (rules' `skus`): the most recent this many distinct ones.
@@ -48,9 +51,12 @@ def apply_orders(db: Database, records: list[Any]) -> int:
     parsed, invalid = _parse_records(records)
     resolved, missing = _resolve_customers(db[CUSTOMERS], parsed)
     applied = 0
+    converted: list[ObjectId] = []  # the logs the orders were attributed to
     if resolved:
         with db.client.start_session() as session:
-            applied = session.with_transaction(lambda s: _record_and_apply(db, resolved, s))
+            applied = session.with_transaction(lambda s: _record_and_apply(db, resolved, s, converted))
+        if converted:
+            roll_up_due(db, converted, get_settings().roll_up_seconds)
     if invalid:
         raise InvalidInput(f"{len(invalid)} of {len(records)} order records are invalid", invalid)
     if missing:
@@ -97,8 +103,11 @@ def _resolve_customers(customers: Collection, parsed: list[tuple[OrderIn, dateti
     return resolved, missing
 
 
-def _record_and_apply(db: Database, resolved: list[ResolvedOrder], session: ClientSession) -> int:
-    """One transaction: the order documents and the customers' totals commit together or not at all."""
+def _record_and_apply(db: Database, resolved: list[ResolvedOrder], session: ClientSession,
+                      converted: list[ObjectId]) -> int:
+    """One transaction: the order documents, the customers' totals and the orders' attribution commit together or
+    not at all; `converted` gets the logs the orders count on (emptied first: a transaction may start over)."""
+    converted.clear()
     order_ids = [r.order.order_id for r in resolved]
     seen = {d["order_id"] for d in db[ORDERS].find({"order_id": {"$in": order_ids}}, {"order_id": 1}, session=session)}
     fresh: list[ResolvedOrder] = []
@@ -108,12 +117,15 @@ def _record_and_apply(db: Database, resolved: list[ResolvedOrder], session: Clie
             fresh.append(r)
     if not fresh:
         return 0
-    db[ORDERS].insert_many([_order_doc(r) for r in fresh], ordered=True, session=session)
+    attributed = attribution.attribute(db, [_purchase(r) for r in fresh], get_settings().attribution_days, session)
+    converted.extend(log_id for a in attributed.values() for log_id in (a.log_id, a.control_log_id) if log_id)
+    db[ORDERS].insert_many([_order_doc(r, attributed.get(r.order.order_id)) for r in fresh], ordered=True,
+                           session=session)
     db[CUSTOMERS].bulk_write(_customer_updates(fresh), ordered=False, session=session)
     return len(fresh)
 
 
-def _order_doc(r: ResolvedOrder) -> dict[str, Any]:
+def _order_doc(r: ResolvedOrder, attributed: attribution.Attribution | None) -> dict[str, Any]:
     return {
         "order_id": r.order.order_id,
         "customer_id": r.customer_id,
@@ -121,7 +133,12 @@ def _order_doc(r: ResolvedOrder) -> dict[str, Any]:
         "items": [item.model_dump() for item in r.order.items],
         "date": r.order.date,
         "created_at": r.accepted_at,
+        **({"attribution": attributed.to_doc()} if attributed else {}),
     }
+
+
+def _purchase(r: ResolvedOrder) -> attribution.Purchase:
+    return attribution.Purchase(r.order.order_id, r.customer_id, r.order.amount, r.order.date)
 
 
 def _customer_updates(fresh: list[ResolvedOrder]) -> list[UpdateOne]:

@@ -13,8 +13,9 @@ from crm.db import CAMPAIGNS, LOGS
 from crm.models.campaigns import CANCELLED, QUEUED, SCHEDULED, SENDING, SENT
 from crm.services import lifecycle
 
-# The engagement a test's winner may be picked by, as the log records it (crm.services.email_events).
-MEASURES = {"opened": "events.opened", "clicked": "events.clicked"}
+# The engagement a test's winner may be picked by, as the log records it (crm.services.email_events,
+# crm.engagement): recipients who opened, clicked, converted; and the revenue attributed to them.
+MEASURES = {"opened": "events.opened", "clicked": "events.clicked", "converted": "events.converted"}
 
 
 def start_due(db: Database, now: datetime, queue_fan_out: Callable[[ObjectId], None]) -> int:
@@ -56,9 +57,10 @@ def pick_winners(db: Database, now: datetime, queue_fan_out: Callable[[ObjectId]
 
 
 def variant_results(db: Database, campaign_id: ObjectId) -> dict[str, dict[str, int]]:
-    """Per variant: recipients (logs SENT) and how many of them opened and clicked."""
+    """Per variant: recipients (logs SENT), how many of them opened, clicked and converted, and their revenue."""
     counted = {f"{name}": {"$sum": {"$cond": [{"$ifNull": [f"${field}", False]}, 1, 0]}}
                for name, field in MEASURES.items()}
+    counted["revenue"] = {"$sum": {"$ifNull": ["$revenue", 0]}}
     rows = db[LOGS].aggregate([
         {"$match": {"campaign_id": campaign_id, "status": SENT, "variant": {"$ne": None}}},
         {"$group": {"_id": "$variant", "recipients": {"$sum": 1}, **counted}}])

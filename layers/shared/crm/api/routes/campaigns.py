@@ -13,6 +13,7 @@ from crm.api.access import Audit, guarded_by
 from crm.api.deps import DEFAULT_LIMIT, Cursor, IdempotencyKey, Limit, SettingsDep
 from crm.api.storage import DbDep
 from crm.db import IDEMPOTENCY_KEYS
+from crm.engagement.report import CampaignReport, report
 from crm.errors import Forbidden, InvalidInput
 from crm.models.campaigns import Campaign, CampaignDetail, CampaignIn, Log
 from crm.models.common import ObjectIdStr, Page
@@ -54,10 +55,6 @@ def _check_sendable(body: CampaignIn, channel: str, role: Role | None) -> None:
     if body.ignore_frequency_cap and role != Role.ADMIN:
         raise Forbidden("Only admins may send past the frequency cap",
                         [{"loc": ["body", "ignore_frequency_cap"], "msg": "admins only"}])
-    if body.test is not None and body.test.win_by in ("converted", "revenue"):
-        raise InvalidInput.for_field(("body", "test", "win_by"),
-                                     "converted and revenue need order attribution, which this release does not "
-                                     "have yet; use opened or clicked")
 
 
 def _status_change(action: str):
@@ -94,3 +91,9 @@ def get_campaign(campaign_id: ObjectIdStr, db: DbDep,
     doc = service.get(db, campaign_id)
     logs, next_cursor = service.logs_page(db, doc["_id"], status, limit, cursor)
     return CampaignDetail(**service.to_campaign(doc).model_dump(), logs=Page[Log](items=logs, next_cursor=next_cursor))
+
+
+@router.get("/{campaign_id:objectid}/report", response_model=CampaignReport)
+def get_report(campaign_id: ObjectIdStr, db: DbDep, settings: SettingsDep) -> CampaignReport:
+    """The funnel, rates, revenue, links, variants and control of a campaign, from its rolled-up counters."""
+    return report(service.get(db, campaign_id), delivery_reported=settings.channel == "ses")

@@ -1,0 +1,1 @@
+"""What campaigns earned: clicks on their links, orders attributed to their messages, and the report."""
