@@ -62,6 +62,14 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("skus", ASCENDING)], name="skus"),
         # Any attribute a rule names (keys are the brand's own, so one wildcard index serves them all).
         IndexModel([("attributes.$**", ASCENDING)], name="attributes_wildcard"),
+        # Rules v3 (crm.rules.windows): multikey indexes on the activity a behaviour rule looks for first, a range of
+        # days in a window or a SKU, and the campaign of a message.
+        IndexModel([("activity.orders.d", ASCENDING)], name="activity_order_days"),
+        IndexModel([("activity.orders.skus", ASCENDING)], name="activity_order_skus"),
+        IndexModel([("activity.messages.c", ASCENDING)], name="activity_message_campaigns"),
+        IndexModel([("activity.messages.r", ASCENDING)], name="activity_message_sent_days"),
+        IndexModel([("activity.messages.o", ASCENDING)], name="activity_message_opened_days"),
+        IndexModel([("activity.messages.k", ASCENDING)], name="activity_message_clicked_days"),
     ],
     ORDERS: [
         IndexModel([("order_id", ASCENDING)], unique=True, name="order_id_unique"),

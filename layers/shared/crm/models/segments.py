@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator
 
 from crm import rules
-from crm.models.common import InputModel, IsoTime
+from crm.models.common import InputModel, IsoTime, ObjectIdStr
 from crm.models.customers import Customer
 
 # The rule language as the OpenAPI document states it, built from crm.rules' own names and bounds. These models only
@@ -18,6 +18,7 @@ FieldName = Annotated[str, Field(pattern=f"^(?:{'|'.join(rules.FIELDS)}|attribut
 Text = Annotated[str, Field(max_length=rules.MAX_TEXT)]
 Values = Annotated[list[Union[float, Text]], Field(min_length=1, max_length=rules.MAX_VALUES)]
 RuleValue = Union[bool, float, Text, Values]
+Days = Annotated[int, Field(ge=1, le=rules.MAX_DAYS)]
 
 
 class _Rule(BaseModel):
@@ -33,6 +34,25 @@ class RuleSchema(_Rule):
     value: RuleValue
 
 
+class WindowRuleSchema(_Rule):
+    """(v3) Behaviour in the last `days` days, i.e. on one of the last `days` UTC calendar days, today included:
+    orders, order_spend, messages_received, opened, clicked with > >= < <= == != or between [low, high];
+    bought (SKUs) with has_any has_all has_none."""
+    field: Literal[(*rules.WINDOW_NUMBER_FIELDS, rules.BOUGHT)]  # type: ignore[valid-type]
+    days: Days
+    op: Operator
+    value: RuleValue
+
+
+class CampaignRuleSchema(_Rule):
+    """(v3) What became of one campaign's message to the customer: == or != received (a SENT log), opened, clicked,
+    converted."""
+    field: Literal[rules.CAMPAIGN]  # type: ignore[valid-type]
+    campaign_id: ObjectIdStr
+    op: Literal[rules.CAMPAIGN_OPS]  # type: ignore[valid-type]
+    value: Literal[rules.CAMPAIGN_EVENTS]  # type: ignore[valid-type]
+
+
 class AndGroup(_Rule):
     and_: list[RuleNode] = Field(alias="and", min_length=1, max_length=rules.MAX_RULES)
 
@@ -45,7 +65,7 @@ class NotGroup(_Rule):
     not_: RuleNode = Field(alias="not")
 
 
-RuleNode = Union[RuleSchema, AndGroup, OrGroup, NotGroup]
+RuleNode = Union[RuleSchema, WindowRuleSchema, CampaignRuleSchema, AndGroup, OrGroup, NotGroup]
 AndGroup.model_rebuild()
 OrGroup.model_rebuild()
 NotGroup.model_rebuild()

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from crm.rules.grammar import DAY, DAY_FIELDS, EXISTS, OPT_IN, OPT_OUT, Group, Node, Not
+from crm.rules import windows
+from crm.rules.grammar import DAY, DAY_FIELDS, EXISTS, OPT_IN, OPT_OUT, Behaviour, Group, Node, Not
 
 _MONGO_OPERATORS = {">": "$gt", ">=": "$gte", "<": "$lt", "<=": "$lte"}
 
@@ -15,12 +16,14 @@ def to_filter(node: Node, now: datetime, consent_mode: str = OPT_OUT) -> dict[st
 
     `inactive_days` is whole days since `last_active`: floor((now - last_active) / 1 day). So
     `inactive_days > N` is `last_active <= now - (N+1) days`, and `== N` a one-day window; `signup_days`
-    likewise on `created_at`.
+    likewise on `created_at`. Behaviour rules (v3) read the customer's activity: crm.rules.windows.
     """
     if isinstance(node, Group):
         return {f"${node.kind}": [to_filter(child, now, consent_mode) for child in node.children]}
     if isinstance(node, Not):
         return {"$nor": [to_filter(node.child, now, consent_mode)]}
+    if isinstance(node, Behaviour):
+        return windows.to_filter(node, now)
     field, op, value = node.field, node.op, node.value
     if field in DAY_FIELDS:
         return _days_filter(DAY_FIELDS[field], op, value, now)

@@ -5,7 +5,8 @@ import math
 from datetime import datetime
 from typing import Any
 
-from crm.rules.grammar import ATTRIBUTE_PREFIX, DAY, DAY_FIELDS, EXISTS, OPT_IN, OPT_OUT, Group, Node, Not
+from crm.rules import windows
+from crm.rules.grammar import ATTRIBUTE_PREFIX, DAY, DAY_FIELDS, EXISTS, OPT_IN, OPT_OUT, Behaviour, Group, Node, Not
 
 
 def subscribed(email_consent: str | None, consent_mode: str) -> bool:
@@ -24,6 +25,8 @@ def matches(node: Node, customer: dict[str, Any], now: datetime, consent_mode: s
         return all(results) if node.kind == "and" else any(results)
     if isinstance(node, Not):
         return not matches(node.child, customer, now, consent_mode)
+    if isinstance(node, Behaviour):
+        return windows.matches(node, customer, now)
     field, op, value = node.field, node.op, node.value
     if field == "subscribed":
         return subscribed(customer.get("email_consent"), consent_mode) == value

@@ -1,5 +1,9 @@
 """The rule language: its fields, operators and bounds, the parsed tree, and validation that names the path of
-every bad part (rules.and[1].op)."""
+every bad part (rules.and[1].op).
+
+Behaviour rules (v3) name a window of `days` (1 to 730): "in the last N days" means on one of the last N UTC calendar
+days, today included, i.e. an event whose UTC day number d (crm.rules.activity.day_number) has d > today - N.
+"""
 from __future__ import annotations
 
 import math
@@ -8,12 +12,24 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping, Union
 
-from crm.errors import InvalidInput
+from bson import ObjectId
 
+from crm.errors import InvalidInput
+from crm.rules.activity import MAX_DAYS
+
+# The customer's own fields (v1, v2); behaviour over a window of days (v3) are BEHAVIOUR_FIELDS.
 NUMBER_FIELDS = ("spend", "visits", "inactive_days", "signup_days")
 LIST_FIELDS = ("tags", "skus")
 BOOLEAN_FIELDS = ("subscribed",)
 FIELDS = (*NUMBER_FIELDS, *LIST_FIELDS, *BOOLEAN_FIELDS)
+# Counted or summed over the window: orders placed, their amounts, campaign messages sent, opened, clicked.
+WINDOW_NUMBER_FIELDS = ("orders", "order_spend", "messages_received", "opened", "clicked")
+BOUGHT = "bought"
+CAMPAIGN = "campaign"
+BEHAVIOUR_FIELDS = (*WINDOW_NUMBER_FIELDS, BOUGHT, CAMPAIGN)
+# What a campaign rule asks of the customer's message of that campaign (received = it was SENT).
+CAMPAIGN_EVENTS = ("received", "opened", "clicked", "converted")
+CAMPAIGN_OPS = ("==", "!=")
 ATTRIBUTE_PREFIX = "attributes."
 ATTRIBUTE_FIELD = re.compile(r"^attributes\.[a-z][a-z0-9_]{0,39}$")
 COMPARISONS = (">", ">=", "<", "<=", "==", "!=")
@@ -38,7 +54,8 @@ MAX_ATTRIBUTE_NUMBER = 1e15
 # A century: `now - inactive_days` must stay a date (past about 739,000 days it is before year 1).
 MAX_INACTIVE_DAYS = 36_600
 DAY_FIELDS = {"inactive_days": "last_active", "signup_days": "created_at"}
-WHOLE_NUMBER_FIELDS = {"visits", "inactive_days", "signup_days"}
+WHOLE_NUMBER_FIELDS = {"visits", "inactive_days", "signup_days", "orders", "messages_received", "opened",
+                       "clicked"}
 DAY = timedelta(days=1)
 OPT_OUT, OPT_IN = "opt_out", "opt_in"
 
@@ -57,8 +74,27 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class Behaviour:
+    """A v3 rule: what the customer did in the last `days` days, or (field `campaign`, no days) what became of the
+    message of one campaign."""
+    field: str
+    op: str
+    value: Any
+    days: int | None = None
+    campaign_id: str | None = None
+
+    @property
+    def type(self) -> str:
+        return "list" if self.field == BOUGHT else ("event" if self.field == CAMPAIGN else "number")
+
+    def to_json(self) -> dict[str, Any]:
+        named = {"campaign_id": self.campaign_id} if self.campaign_id else {"days": self.days}
+        return {"field": self.field, **named, "op": self.op, "value": json_value(self.value)}
+
+
+@dataclass(frozen=True)
 class Not:
-    child: Rule | Group | Not
+    child: Node
 
     def to_json(self) -> dict[str, Any]:
         return {NOT: self.child.to_json()}
@@ -67,13 +103,13 @@ class Not:
 @dataclass(frozen=True)
 class Group:
     kind: str
-    children: tuple[Rule | Group | Not, ...]
+    children: tuple[Node, ...]
 
     def to_json(self) -> dict[str, Any]:
         return {self.kind: [child.to_json() for child in self.children]}
 
 
-Node = Union[Rule, Group, Not]
+Node = Union[Rule, Behaviour, Group, Not]
 
 
 def json_value(value: Any) -> Any:
@@ -96,12 +132,14 @@ def empty_ranges(node: Node) -> list[str]:
         lows: dict[str, tuple[Any, bool]] = {}
         highs: dict[str, tuple[Any, bool]] = {}
         for rule in node.children:
-            if isinstance(rule, Rule) and rule.type == "number" and rule.op in (">", ">=", "<", "<="):
+            if isinstance(rule, (Rule, Behaviour)) and rule.type == "number" and rule.op in (">", ">=", "<", "<="):
+                # A behaviour's count over one window says nothing about another window's.
+                what = rule.field if isinstance(rule, Rule) else f"{rule.field} in the last {rule.days} days"
                 bounds, bound = (lows, (rule.value, rule.op == ">")) if rule.op[0] == ">" else (
                     highs, (rule.value, rule.op == "<"))
-                held = bounds.get(rule.field)
+                held = bounds.get(what)
                 tighter = held is None or (bound[0] > held[0] if bounds is lows else bound[0] < held[0])
-                bounds[rule.field] = bound if tighter else held
+                bounds[what] = bound if tighter else held
         for field in lows.keys() & highs.keys():
             (low, low_strict), (high, high_strict) = lows[field], highs[field]
             if low > high or (low == high and (low_strict or high_strict)):
@@ -193,17 +231,24 @@ def _parse(raw: Any, loc: Loc, depth: int, errors: list[dict[str, Any]],
 
 
 def _parse_rule(raw: dict, loc: Loc, errors: list[dict[str, Any]],
-                attributes: Mapping[str, str] | None) -> Rule | None:
+                attributes: Mapping[str, str] | None) -> Rule | Behaviour | None:
     before = len(errors)
-    for key in sorted(set(raw) - {"field", "op", "value"}, key=str):
-        errors.append({"loc": [*loc, key], "msg": "unexpected key; a rule has field, op and value"})
     field, op, value = _name(raw.get("field")), _name(raw.get("op")), raw.get("value")
-    if field is None or not (field in FIELDS or ATTRIBUTE_FIELD.match(field)):
-        errors.append({"loc": [*loc, "field"], "msg": f"must be one of {', '.join(FIELDS)} or attributes.<key>"})
+    keys = ("field", *{CAMPAIGN: ("campaign_id",)}.get(field, ("days",) if field in BEHAVIOUR_FIELDS else ()),
+            "op", "value")
+    for key in sorted(set(raw) - set(keys), key=str):
+        errors.append({"loc": [*loc, key], "msg": f"unexpected key; {'a' if field not in BEHAVIOUR_FIELDS else field} "
+                                                  f"rule has {', '.join(keys[:-1])} and {keys[-1]}"})
+    if field is None or not (field in FIELDS or field in BEHAVIOUR_FIELDS or ATTRIBUTE_FIELD.match(field)):
+        errors.append({"loc": [*loc, "field"],
+                       "msg": f"must be one of {', '.join((*FIELDS, *BEHAVIOUR_FIELDS))} or attributes.<key>"})
         return None
     if op not in OPERATORS:
         errors.append({"loc": [*loc, "op"], "msg": f"must be one of {' '.join(OPERATORS)}"})
         return None
+    if field in BEHAVIOUR_FIELDS:
+        behaviour = _parse_behaviour(raw, field, op, value, loc, errors)
+        return behaviour if len(errors) == before else None
     kind = _field_type(field, op, value)
     if field.startswith(ATTRIBUTE_PREFIX) and attributes is not None:
         key = field[len(ATTRIBUTE_PREFIX):]
@@ -221,6 +266,34 @@ def _parse_rule(raw: dict, loc: Loc, errors: list[dict[str, Any]],
     if len(errors) > before:
         return None
     return Rule(field, op, checked, kind)
+
+
+def _parse_behaviour(raw: dict, field: str, op: str, value: Any, loc: Loc,
+                     errors: list[dict[str, Any]]) -> Behaviour | None:
+    if field == CAMPAIGN:
+        campaign_id = raw.get("campaign_id")
+        if not (isinstance(campaign_id, str) and len(campaign_id) == 24 and ObjectId.is_valid(campaign_id)):
+            errors.append({"loc": [*loc, "campaign_id"], "msg": "must be a campaign id: 24 hexadecimal characters"})
+        if op not in CAMPAIGN_OPS:
+            errors.append({"loc": [*loc, "op"], "msg": f"{field} takes {' '.join(CAMPAIGN_OPS)}"})
+        elif not (isinstance(value, str) and value in CAMPAIGN_EVENTS):
+            errors.append({"loc": [*loc, "value"], "msg": f"must be one of {', '.join(CAMPAIGN_EVENTS)}"})
+        return Behaviour(field, op, value, campaign_id=campaign_id.lower()) if isinstance(campaign_id, str) else None
+    days = _days(raw.get("days"))
+    if days is None:
+        errors.append({"loc": [*loc, "days"], "msg": f"must be a whole number of days from 1 to {MAX_DAYS}"})
+    kind = "list" if field == BOUGHT else "number"
+    if op not in OPS_BY_TYPE[kind]:
+        errors.append({"loc": [*loc, "op"], "msg": f"{field} ({kind}) takes {' '.join(OPS_BY_TYPE[kind])}"})
+        return None
+    return Behaviour(field, op, _value(field, op, value, kind, [*loc, "value"], errors), days=days)
+
+
+def _days(value: Any) -> int | None:
+    """A window's length: a whole number of days, 1 to MAX_DAYS (30.0 is 30)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value <= MAX_DAYS:
+        return None
+    return int(value) if value == int(value) else None
 
 
 def _field_type(field: str, op: str, value: Any) -> str:

@@ -186,7 +186,7 @@ def roll_up(db: Database, campaign_id: ObjectId, every: float = 0, patience: flo
     while logs := _pending(db, {"campaign_id": campaign_id}, ROLL_UP_FIELDS, MAX_ROLL_UP_LOGS):
         cleared_here = 0
         start = 0
-        if variants is None:
+        if variants is None and any(log.get("variant") is not None for log in logs):
             variants = _variant_places(db, campaign_id)
         while start < len(logs):
             chunk = logs[start:start + ROLL_UP_LOGS]
@@ -196,7 +196,7 @@ def roll_up(db: Database, campaign_id: ObjectId, every: float = 0, patience: flo
             try:
                 with db.client.start_session() as session:
                     cleared = session.with_transaction(lambda s: _roll_up_in(
-                        db, s, campaign_id, chunk, variants, 0 if counted else every, yields=every > 0))
+                        db, s, campaign_id, chunk, variants or {}, 0 if counted else every, yields=every > 0))
             except _Contended:
                 if time.monotonic() + CONTENDED_PAUSE > give_up_at:
                     return counted  # the tallies wait for the next turn
