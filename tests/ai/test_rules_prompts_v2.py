@@ -4,23 +4,28 @@ signup, consent, attributes by what the registry knows). Each prompt gives exact
 naming the words it could not map."""
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crm import rules
 from crm.ai.prompt_words import DAYS_PER_UNIT, NUMBER_WORDS, PHRASES
+from crm.ai.registry import BrandRegistry
 from crm.ai.rules_parser import parse_prompt
 from crm.errors import InvalidInput
 from crm.services.attributes import KnownAttributes
 from tests.ai.test_rules_from_prompts import AND, OR, r
 from tests.helpers import assert_error
 
-KNOWN = KnownAttributes(
+# Calendar phrases count from a fixed day: Wednesday 18 November 2026 ("this week" is 3 days, "this month" 18).
+KNOWN = BrandRegistry(
     types={"city": "string", "plan": "string", "tier": "string", "source": "string", "age": "number",
            "loyalty_points": "number", "is_student": "boolean", "birthday": "time"},
     values={"city": ["Mumbai", "Delhi", "Pune", "New York"], "plan": ["gold", "silver", "free"],
             "tier": ["gold", "platinum"], "source": ["referral", "instagram"]},
+    today=date(2026, 11, 18),
 )
 
 
@@ -85,7 +90,7 @@ EVERYDAY = [
     ("inactive for a year", AND(r("inactive_days", ">", 365))),
     ("haven't been active for a week", AND(r("inactive_days", ">", 7))),
     ("purchased within the past year", AND(r("inactive_days", "<", 365))),
-    ("active this week", AND(r("inactive_days", "<", 7))),
+    ("active this week", AND(r("inactive_days", "<", 3))),
     ("seen today", AND(r("inactive_days", "<", 1))),
     # a second condition joined by who / with / that
     ("loyal customers with 20+ visits who haven't been active for 2 weeks",
@@ -160,16 +165,16 @@ V2_FIELDS = [
     ("skus SKU-1, SKU-2", AND(r("skus", "has_any", ["SKU-1", "SKU-2"]))),
     # signup
     ("joined in the last 30 days", AND(r("signup_days", "<", 30))),
-    ("new customers this month", AND(r("signup_days", "<", 30))),
+    ("new customers this month", AND(r("signup_days", "<", 18))),
     ("signed up more than a year ago", AND(r("signup_days", ">", 365))),
     ("customers who joined over 90 days ago", AND(r("signup_days", ">", 90))),
     ("registered within the past week", AND(r("signup_days", "<", 7))),
     ("new signups in the last 14 days", AND(r("signup_days", "<", 14))),
     ("joined today", AND(r("signup_days", "<", 1))),
     ("signed up at least 6 months ago", AND(r("signup_days", ">=", 180))),
-    ("new customers this week who spent over 1000", AND(r("signup_days", "<", 7), r("spend", ">", 1000))),
+    ("new customers this week who spent over 1000", AND(r("signup_days", "<", 3), r("spend", ">", 1000))),
     ("didn't join in the last 30 days", AND(r("signup_days", ">=", 30))),
-    ("joined this year and never visited", AND(r("signup_days", "<", 365), r("visits", "==", 0))),
+    ("joined this year and never visited", AND(r("signup_days", "<", 322), r("visits", "==", 0))),
     # consent
     ("unsubscribed", AND(r("subscribed", "==", False))),
     ("unsubscribed customers", AND(r("subscribed", "==", False))),
@@ -189,8 +194,6 @@ V2_FIELDS = [
     ("not in Mumbai", AND(city("!=", "Mumbai"))),
     ("outside Mumbai and Delhi", AND(city("not_in", ["Mumbai", "Delhi"]))),
     ("customers in Mumbai who spent over 5k", AND(city("==", "Mumbai"), r("spend", ">", 5000))),
-    ("big spenders in Pune with 10+ visits",
-     AND(city("==", "Pune"), r("visits", ">=", 10))),
     ("on the silver plan", AND(r("attributes.plan", "==", "silver"))),
     ("gold plan customers", AND(r("attributes.plan", "==", "gold"))),
     ("platinum customers", AND(r("attributes.tier", "==", "platinum"))),
@@ -222,7 +225,6 @@ REFUSED_V2 = [
     ("churned customers", ["no condition"]),
     ("loyal", ["no condition"]),
     ("new customers who spent over 5k", ["new"]),
-    ("spent more than 5k in the last month", ["duration"]),
     ("visited a few times", ["few"]),
     ("spent lots in Mumbai", ["lots"]),
     ("visited several times", ["several"]),
@@ -236,7 +238,6 @@ REFUSED_V2 = [
     ("city over 30", ["city"]),
     ("plan is platinum", ["platinum"]),
     ("spend > 5k visits", ["visits"]),
-    ("speant over 5k", ["speant", "spent"]),
     ("tagged vip or", ["ends with"]),
     ("active recently", ["recently"]),
     ("birthday in May", ["May"]),
@@ -246,10 +247,8 @@ REFUSED_V2 = [
     ("spent 5k or less than 2 visits", ["comparison"]),
     ("haven't spent over 1k or visited more than 3 times", ["unclear"]),
     ("visited more than 3 times this month", ["duration"]),
-    ("zero orders in the last 30 days", ["duration"]),
     ("bought SKU-1 twice", ["two things"]),
     ("bought SKU-1 for over 5k", ["does not say"]),
-    ("never bought SKU-1 in the last 30 days", ["duration"]),
     ("visits age over 30", ["two things"]),
     ("spent over 5,0000", ["5,0000"]),
     ("b2b customers", ["b2b"]),
@@ -257,10 +256,20 @@ REFUSED_V2 = [
     ("active for more than 30 days", ["unclear"]),
     ("active 3 days ago", ["unclear"]),
     ("spent over 1" + "0" * 400, ["too large"]),
+    # a description the rules do not bear out: the prompt asked for big spenders and gave no spend
+    ("big spenders in Pune with 10+ visits", ["big"]),
+]
+
+# What v2 refused as spend, counts or SKUs over a duration, rules v3 says.
+V3_WINDOWS = [
+    ("spent more than 5k in the last month", AND({"field": "order_spend", "days": 30, "op": ">", "value": 5000})),
+    ("zero orders in the last 30 days", AND({"field": "orders", "days": 30, "op": "==", "value": 0})),
+    ("never bought SKU-1 in the last 30 days",
+     AND({"field": "bought", "days": 30, "op": "has_none", "value": ["SKU-1"]})),
 ]
 
 
-@pytest.mark.parametrize("prompt, expected", EVERYDAY + V2_FIELDS)
+@pytest.mark.parametrize("prompt, expected", EVERYDAY + V2_FIELDS + V3_WINDOWS)
 def test_prompt_gives_rules(prompt, expected):
     group, explanation = parse_prompt(prompt, KNOWN)
     assert group.to_json() == expected
@@ -274,6 +283,12 @@ def test_prompt_is_refused_naming_what_it_did_not_understand(prompt, words):
     assert refused.value.code == "prompt_not_understood"
     for word in words:
         assert word in refused.value.message, refused.value.message
+
+
+def test_a_misspelt_everyday_word_is_read_as_the_one_it_is_one_letter_from_and_the_explanation_says_so():
+    group, explanation = parse_prompt("speant over 5k", KNOWN)
+    assert group.to_json() == AND(r("spend", ">", 5000))
+    assert explanation.endswith("Read 'speant' as 'spent'.")
 
 
 def test_without_the_registry_a_city_is_not_understood():

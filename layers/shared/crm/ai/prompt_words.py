@@ -1,12 +1,10 @@
-"""The words of the offline rules parser and the tokens they become: what each everyday word or phrase means
-(a field, a comparison, a number, a duration, a negation, a join), which words only describe customers, and the
-brand's own words from the attribute registry (its keys and known values)."""
+"""The words of the offline rules parser: what each everyday word or phrase means (a subject, a comparison, a
+number, a duration, a calendar period, a negation, a join), which words only describe customers and what must be
+said for them to count, and which words are filler. The brand's own words (attribute keys and values, tags,
+products, campaigns) come from its registries (`crm.ai.prompt_tokens.BrandWords`)."""
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-
-from crm.services.attributes import KnownAttributes
+from functools import cache
 
 NUMBER_WORDS = {"zero": 0, "nothing": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
                 "seven": 7, "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13,
@@ -15,19 +13,27 @@ TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seve
         "ninety": 90}
 TIMES_WORDS = {"once": 1, "twice": 2, "thrice": 3}
 MULTIPLIERS = {"k": 1e3, "thousand": 1e3, "m": 1e6, "mn": 1e6, "million": 1e6, "lakh": 1e5, "lakhs": 1e5,
-               "lac": 1e5, "lacs": 1e5, "crore": 1e7, "crores": 1e7, "cr": 1e7, "b": 1e9, "bn": 1e9, "billion": 1e9,
-               "hundred": 100, "dozen": 12}
+               "lac": 1e5, "lacs": 1e5, "l": 1e5, "crore": 1e7, "crores": 1e7, "cr": 1e7, "b": 1e9, "bn": 1e9,
+               "billion": 1e9, "hundred": 100, "dozen": 12}
 # "a"/"an" is a number only before these ("a week", "a dozen"); elsewhere it is an article.
 COUNTABLE = {"hundred", "thousand", "million", "dozen", "lakh", "crore", "time"}
 CURRENCY_WORDS = {"rs", "inr", "usd", "eur", "gbp", "rupees", "rupee", "dollars", "dollar", "euros", "euro",
                   "pounds", "bucks"}
-DAYS_PER_UNIT = {"day": 1, "days": 1, "week": 7, "weeks": 7, "month": 30, "months": 30, "year": 365, "years": 365,
-                 "yr": 365, "yrs": 365}
+# Rolling lengths: a month is 30 days, a quarter 90, a year 365 (calendar periods are counted on the calendar).
+DAYS_PER_UNIT = {"day": 1, "days": 1, "week": 7, "weeks": 7, "fortnight": 14, "fortnights": 14, "month": 30,
+                 "months": 30, "quarter": 90, "quarters": 90, "year": 365, "years": 365, "yr": 365, "yrs": 365}
+MONTHS = {name: number for number, names in enumerate((
+    ("january", "jan"), ("february", "feb"), ("march", "mar"), ("april", "apr"), ("may",), ("june", "jun"),
+    ("july", "jul"), ("august", "aug"), ("september", "sep", "sept"), ("october", "oct"),
+    ("november", "nov"), ("december", "dec")), start=1) for name in names}
 
 # Subjects: what a condition is about. "purchase" words become spend, visits, recency or SKUs by what follows.
 MONEY, COUNT, PURCHASE, ORDER, ACTIVE, INACTIVE, LAST_ACTIVE, SIGNUP, TAGS, SKUS, SUBSCRIBED, UNSUBSCRIBED = (
     "money", "count", "purchase", "order", "active", "inactive", "last_active", "signup", "tags", "skus",
     "subscribed", "unsubscribed")
+# Engagement with campaign messages (rules v3).
+OPENED, CLICKED, RECEIVED, CONVERTED, NON_OPENERS = "opened", "clicked", "received", "converted", "non_openers"
+ENGAGEMENT = (OPENED, CLICKED, RECEIVED, CONVERTED, NON_OPENERS)
 # Nouns that name a subject without being a condition ("big spenders in Pune" says nothing about spend).
 WEAK_SUBJECTS = {"spenders": MONEY, "spender": MONEY, "visitors": COUNT, "visitor": COUNT}
 
@@ -48,228 +54,101 @@ _add("subject", COUNT, "visits", "visit", "visited", "came", "come", "placed")
 _add("subject", INACTIVE, "inactive", "dormant", "lapsed", "inactive_days")
 _add("subject", LAST_ACTIVE, "last active", "last seen", "last visit", "last visited", "last ordered",
      "last purchase", "last purchased", "last order")
-_add("subject", ACTIVE, "active", "seen")
+_add("subject", ACTIVE, "active", "seen", "activity")
 _add("subject", SIGNUP, "joined", "join", "signed up", "sign up", "signup", "signups", "registered", "new",
      "signup_days")
 _add("subject", TAGS, "tagged", "tag", "tags", "tagged as", "tagged with")
 _add("subject", SKUS, "sku", "skus", "product", "item")
-_add("subject", SUBSCRIBED, "subscribed", "opted in", "can email", "can be emailed", "reachable by email",
-     "subscribers")
-_add("subject", UNSUBSCRIBED, "unsubscribed", "opted out")
+_add("subject", SUBSCRIBED, "subscribed", "opted in", "opted-in", "can email", "can be emailed",
+     "reachable by email", "subscribers", "subscribed to emails")
+_add("subject", UNSUBSCRIBED, "unsubscribed", "opted out", "opted-out", "opted out of emails", "can't be emailed",
+     "cannot be emailed", "can not be emailed", "cant be emailed", "unsubscribed from emails")
+_add("subject", OPENED, "opened", "open", "opens", "openers")
+_add("subject", CLICKED, "clicked", "click", "clicks", "clickers", "clicked on", "clicked a link",
+     "clicked on a link", "clicked links")
+_add("subject", RECEIVED, "received", "receive", "got", "were sent", "was sent", "been sent")
+_add("subject", CONVERTED, "converted", "convert", "converted from", "convert from")
+_add("subject", NON_OPENERS, "non-openers", "non openers", "nonopeners", "non-opener")
+_add("noun", "message", "email", "emails", "message", "messages", "mail", "mails", "campaign", "campaigns",
+     "mailer", "link", "links")
 _add("op", ">", "more than", "over", "above", "greater than", "exceeding", "exceeds", "exceed", "beyond",
-     "longer than", "higher than", ">", "in excess of", "upwards of")
-_add("op", ">=", "at least", "minimum", "min", ">=", "≥", "no less than", "not less than", "no fewer than")
-_add("op", "<", "less than", "under", "below", "fewer than", "lower than", "shorter than", "<")
-_add("op", "<=", "at most", "no more than", "not more than", "up to", "maximum", "max", "<=", "≤")
+     "longer than", "higher than", ">", "in excess of", "upwards of", "more then", "greater then", "higher then",
+     "morethan", "longer then")
+_add("op", ">=", "at least", "minimum", "min", ">=", "≥", "no less than", "not less than", "no fewer than",
+     "atleast", "no less then", "not less then")
+_add("op", "<", "less than", "under", "below", "fewer than", "lower than", "shorter than", "<", "less then",
+     "fewer then", "lower then", "lessthan")
+_add("op", "<=", "at most", "no more than", "not more than", "up to", "maximum", "max", "<=", "≤", "atmost",
+     "no more then", "not more then", "upto")
 _add("op", "==", "exactly", "equal to", "equals", "=", "==")
-_add("op", "!=", "not exactly", "other than", "not equal to", "!=", "≠")
+_add("op", "!=", "not exactly", "other than", "not equal to", "!=", "≠", "other then")
 _add("window", "<", "within", "within the last", "within the past", "in the last", "in the past", "in last",
-     "in past", "during the last", "during the past", "over the last", "over the past", "this")
+     "in past", "during the last", "during the past", "over the last", "over the past")
+_add("this", "this", "this")
+_add("last", "last", "last")
+_add("past", "past", "past")
+_add("since", "since", "since")
+_add("start", "start", "start of", "beginning of", "the start of", "the beginning of")
 _add("today", "today", "today")
 _add("postfix", ">=", "or more", "or above", "or over", "and above", "and up", "or higher", "+", "plus")
 _add("postfix", "<=", "or less", "or fewer", "or below", "or under", "and below", "or lower")
 _add("neg", "not", "not", "no", "never", "haven't", "hasn't", "have not", "has not", "didn't", "did not", "don't",
-     "doesn't", "do not", "does not", "without", "outside", "weren't", "wasn't", "aren't", "isn't", "is not")
+     "doesn't", "do not", "does not", "without", "outside", "weren't", "wasn't", "aren't", "isn't", "is not",
+     "havent", "hasnt", "didnt", "dont", "doesnt", "werent", "wasnt", "arent", "isnt", "exclude", "excluding",
+     "except", "not yet")
 _add("times", "times", "times", "time")
 _add("bool", "true", "true")
 _add("bool", "false", "false")
 _add("join", "and", "and", "&", ",", "but", "as well as")
 _add("join", "or", "or", "either")
-_add("between", "between", "between")
+_add("between", "between", "between", "anywhere between", "somewhere between")
+_add("to", "to", "to")
+_add("pronoun", "it", "it", "them")
 _add("descriptor", "", "big", "high", "heavy", "top", "best", "loyal", "valuable", "high value", "high-value",
      "churned", "churning", "at-risk", "at risk", "regular", "frequent", "engaged", "occasional", "low", "small",
-     "vip", "vips", "important", "key", "good", "great", "repeat", "potential")
-_add("stop", "", "came from", "come from", "coming from", "live in", "living in", "based in", "located in")
+     "vip", "vips", "important", "key", "good", "great", "repeat", "whale", "whales")
+_add("stop", "", "came from", "come from", "coming from", "live in", "living in", "based in", "located in",
+     "came via", "come via", "came through", "joined via", "joined through", "signed up via",
+     "signed up through", "acquired via", "acquired through", "send to", "resend to", "sent to")
+
+# What a descriptive word needs the prompt to say about the customers for it to be more than a label: a rule on
+# one of these fields. "VIPs (spent > 50k)" is understood; "vip customers in Delhi", with no spend, is refused.
+VALUE_FIELDS = frozenset({"spend", "order_spend"})
+FREQUENCY_FIELDS = frozenset({"visits", "orders"})
+LAPSE_FIELDS = frozenset({"inactive_days", "orders"})
+EXPLAINED_BY = {
+    **dict.fromkeys(("big", "heavy", "high", "low", "small", "whale", "whales", "spenders", "spender"), VALUE_FIELDS),
+    **dict.fromkeys(("top", "best", "valuable", "high value", "high-value", "vip", "vips", "important", "key", "good",
+                     "great"), VALUE_FIELDS | FREQUENCY_FIELDS),
+    **dict.fromkeys(("regular", "frequent", "repeat", "occasional", "visitors", "visitor"), FREQUENCY_FIELDS),
+    "loyal": FREQUENCY_FIELDS | {"signup_days"},
+    "engaged": FREQUENCY_FIELDS | {"inactive_days", "opened", "clicked", "campaign"},
+    **dict.fromkeys(("churned", "churning", "at-risk", "at risk", "lapsed", "dormant"), LAPSE_FIELDS),
+}
+# Subject words that only describe when nothing in their condition says how much: "lapsed customers, inactive
+# 120+ days" (but "lapsed for 6 months" is the condition itself).
+DESCRIPTIVE_SUBJECTS = {"lapsed", "dormant"}
 
 STOPWORDS = {
     "users", "user", "customers", "customer", "people", "shoppers", "shopper", "buyers", "buyer", "clients", "members",
     "folks", "everyone", "anyone", "those", "who", "whose", "that", "which", "have", "has", "had", "having", "been",
-    "be", "are", "is", "was", "were", "with", "for", "the", "of", "in", "on", "to", "by", "their", "they",
-    "them", "total", "than", "since", "ago", "show", "me", "find", "list", "get", "all", "segment",
-    "audience", "target", "want", "give", "select", "i", "please", "any", "amount", "worth", "value", "money",
-    "lifetime", "overall", "last", "past", "period", "so", "far", "store", "shop", "us", "our", "from", "a", "an",
-    "we", "can", "anything", "something", "someone", "somebody", "basically", "just", "only", "who've", "did",
-    "do", "does", "as", "at", "up", "ever", "yet", "still",
+    "be", "are", "is", "was", "were", "with", "for", "the", "of", "in", "on", "by", "their", "they", "total", "than",
+    "ago", "show", "me", "find", "list", "get", "all", "segment", "audience", "target", "want", "give", "select", "i",
+    "please", "any", "amount", "worth", "value", "money", "lifetime", "overall", "period", "so", "far", "store",
+    "shop", "us", "our", "from", "a", "an", "we", "can", "something", "someone", "somebody", "basically",
+    "just", "only", "who've", "did", "do", "does", "as", "at", "up", "ever", "yet", "still", "via", "both",
+    "made", "make", "during", "resend", "send", "retarget", "re-target", "whom", "also", "anything",
 }
 EVERYDAY_WORDS = (NUMBER_WORDS, TENS, TIMES_WORDS, MULTIPLIERS, CURRENCY_WORDS, DAYS_PER_UNIT, WEAK_SUBJECTS,
-                  STOPWORDS)
+                  STOPWORDS, MONTHS)
 PUNCTUATION = set(".?!:;()'\"“”—–-/[]{}*")
-TOKEN = re.compile(
-    r"(?P<num>(?<![\w-])-?[₹$€£]?\s?\d+(?:,\d{2,3})*(?:\.\d+)?\s?"
-    r"(?:k|mn|m|bn|b|cr|lakhs?|lacs?|crores?|thousand|million|billion)?(?![a-z0-9]|[,.]\d))"
-    r"|(?P<badnum>-?[₹$€£]?\d[\d,.]*)"
-    r"|(?P<code>[a-z](?=[a-z0-9_-]*\d)[a-z0-9]*(?:[-_][a-z0-9]+)*)"
-    r"|(?P<sym>>=|<=|!=|==|[<>=≥≤≠&,+])"
-    r"|(?P<word>[a-z]+(?:'[a-z]+)?(?:[-_.][a-z]+)*)"
-    r"|(?P<other>\S)",
-    re.IGNORECASE,
-)
-
-
-@dataclass
-class Token:
-    kind: str  # a PHRASES kind, or num | unit | currency | code | value | key | unknown
-    meaning: str = ""
-    value: float = 0.0
-    text: str = ""
-    plural: bool = False
-    # A known value: attribute key → the value as stored, in each spelling ("Mumbai", "mumbai").
-    candidates: dict[str, list[str]] = field(default_factory=dict)
-    items: list[Token] = field(default_factory=list)  # a list's tags, SKUs or known values
-    joined: set[str] = field(default_factory=set)  # the joins between a list's items
-
-
-@dataclass(frozen=True)
-class BrandWords:
-    """The registry's words: attribute keys by name and string values by what they say."""
-
-    phrases: dict[tuple[str, ...], Token]
-    display: dict[str, str]  # a lower-cased word → how the registry writes it (for suggestions)
-
-    @classmethod
-    def of(cls, known: KnownAttributes) -> BrandWords:
-        phrases: dict[tuple[str, ...], Token] = {}
-        display: dict[str, str] = {}
-        for key, values in known.values.items():
-            for value in values:
-                words = _plain_words(value)
-                if words:
-                    spellings = phrases.setdefault(words, Token("value", text=value)).candidates.setdefault(key, [])
-                    spellings.append(value)
-                    display.setdefault(" ".join(words), value)
-        for key in known.types:
-            for name in {key, key.replace("_", " "), f"attributes.{key}"}:
-                words = tuple(name.split())
-                if words not in PHRASES:
-                    phrases[words] = Token("key", key, text=name)
-                    display[name] = name
-        return cls(phrases, display)
-
-
-def _plain_words(value: str) -> tuple[str, ...]:
-    """A value's words when it is written in plain words (how a prompt can name it), else ()."""
-    words = tuple(value.lower().split())
-    return words if words and all(re.fullmatch(r"[a-z]+(?:[-'][a-z]+)*", w) for w in words) else ()
-
-
 PHRASE_LENGTH = max(len(p) for p in PHRASES)
 
 
-def vocabulary(brand: BrandWords) -> dict[str, str]:
-    """Every word the parser knows → how to show it, for suggesting the one a misspelt word was meant to be."""
-    words = {w: w for phrase in PHRASES for w in phrase if w.isalpha()}
-    words |= {w: w for w in (*NUMBER_WORDS, *TENS, *TIMES_WORDS, *DAYS_PER_UNIT, *MULTIPLIERS)}
-    return words | brand.display
-
-
-def tokens(prompt: str, brand: BrandWords) -> list[Token]:
-    raw: list[Token] = []
-    for match in TOKEN.finditer(prompt.replace("’", "'").replace("‘", "'")):
-        text = match.group(0)
-        if match.group("num"):
-            raw.append(Token("num", value=amount(text), text=text.strip()))
-        elif match.group("badnum"):
-            raw.append(Token("unknown", text=text))  # "5,0000", "5.000,00": not a number as written here
-        elif match.group("code"):
-            raw.append(Token("code", text=text))
-        elif match.group("sym") or match.group("word"):
-            raw.append(Token("word", text=text))
-        elif text not in PUNCTUATION:
-            raw.append(Token("unknown", text=text))
-    return _numbers(_phrases(raw, brand))
-
-
-def amount(text: str) -> float:
-    match = re.fullmatch(r"(-?)[₹$€£]?\s?(\d+(?:,\d{2,3})*(?:\.\d+)?)\s?([a-z]*)", text.strip().lower())
-    assert match is not None
-    number = float(match.group(2).replace(",", "")) * (-1 if match.group(1) else 1)
-    return number * MULTIPLIERS[match.group(3)] if match.group(3) else number
-
-
-def _phrases(raw: list[Token], brand: BrandWords) -> list[Token]:
-    out: list[Token] = []
-    i = 0
-    longest = max(PHRASE_LENGTH, *(len(p) for p in brand.phrases)) if brand.phrases else PHRASE_LENGTH
-    while i < len(raw):
-        if raw[i].kind != "word":
-            out.append(raw[i])
-            i += 1
-            continue
-        for length in range(longest, 0, -1):
-            words = tuple(t.text.lower() for t in raw[i:i + length] if t.kind == "word")
-            if len(words) != length:
-                continue
-            built_in, own = PHRASES.get(words), brand.phrases.get(words)
-            if own and (built_in is None or built_in[0] in ("descriptor", "stop")) and not _everyday(words):
-                out.append(Token(own.kind, own.meaning, text=" ".join(t.text for t in raw[i:i + length]),
-                                 candidates={key: list(values) for key, values in own.candidates.items()}))
-            elif built_in:
-                out.append(Token(built_in[0], built_in[1], text=" ".join(t.text for t in raw[i:i + length])))
-            elif length == 1:
-                out.append(_word(raw[i], raw[i + 1] if i + 1 < len(raw) else None))
-            else:
-                continue
-            i += length
-            break
-    return out
-
-
-def _everyday(words: tuple[str, ...]) -> bool:
-    """A word whose everyday meaning a brand's value or key does not take over ("a", "total", "usd", "store")."""
-    return len(words) == 1 and any(words[0] in table for table in EVERYDAY_WORDS)
-
-
-def _word(token: Token, following: Token | None) -> Token:
-    word = token.text.lower()
-    after = following.text.lower() if following is not None else ""
-    if word in ("a", "an") and (after in DAYS_PER_UNIT or after in COUNTABLE):
-        return Token("num", value=1, text=token.text)
-    for table in (NUMBER_WORDS, TENS):
-        if word in table:
-            return Token("num", value=table[word], text=token.text)
-    if word in TIMES_WORDS:
-        return Token("num", "times", value=TIMES_WORDS[word], text=token.text)
-    if word in MULTIPLIERS:
-        return Token("multiplier", value=MULTIPLIERS[word], text=token.text)
-    if word in DAYS_PER_UNIT:
-        return Token("unit", value=DAYS_PER_UNIT[word], text=token.text, plural=word.endswith("s"))
-    if word in CURRENCY_WORDS:
-        return Token("currency", text=token.text)
-    if word in WEAK_SUBJECTS:
-        return Token("weak", WEAK_SUBJECTS[word], text=token.text)
-    if word in STOPWORDS:
-        return Token("stop", text=token.text)
-    return Token("unknown", text=token.text)
-
-
-def _numbers(tokens: list[Token]) -> list[Token]:
-    """Joins number words ("twenty five", "a hundred thousand", "2 dozen") into one number; "in 30 days" is a
-    window like "in the last 30 days"."""
-    out: list[Token] = []
-    for i, token in enumerate(tokens):
-        previous = out[-1] if out else None
-        if (token.kind == "join" and token.meaning == "and" and previous is not None and previous.kind == "num"
-                and previous.text.lower().endswith(("hundred", "thousand")) and i + 1 < len(tokens)
-                and tokens[i + 1].kind == "num" and tokens[i + 1].value < 100):
-            continue  # "one hundred and twenty"
-        if (token.kind == "num" and previous is not None and previous.kind == "num"
-                and previous.text.lower().endswith(("hundred", "thousand")) and token.value < 100):
-            previous.value += token.value
-            previous.text += f" {token.text}"
-            continue
-        if token.kind == "multiplier":
-            if previous is not None and previous.kind == "num":
-                previous.value *= token.value
-                previous.text += f" {token.text}"
-                continue
-            token = Token("unknown", text=token.text) if token.value != 12 else Token("num", value=12, text=token.text)
-        elif (token.kind == "num" and previous is not None and previous.kind == "num" and previous.value in
-              TENS.values() and 0 < token.value < 10 and not previous.meaning and not token.meaning):
-            previous.value += token.value
-            previous.text += f" {token.text}"
-            continue
-        elif (token.kind == "stop" and token.text.lower() == "in" and i + 2 < len(tokens)
-              and tokens[i + 1].kind == "num" and tokens[i + 2].kind == "unit"):
-            token = Token("window", "<", text=token.text)
-        out.append(token)
-    return out
+@cache
+def known_words() -> frozenset[str]:
+    """Every single word the parser knows by itself (not from a brand's registries)."""
+    words = {w for phrase in PHRASES for w in phrase}
+    for table in EVERYDAY_WORDS:
+        words |= set(table)
+    return frozenset(words)

@@ -8,15 +8,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crm import rules
 from crm.access.policy import EDITORS, EVERY_ROLE, Policy, reads_only
-from crm.ai import message_suggestions, rules_provider
+from crm.ai import message_suggestions, refuse_unsatisfiable, registry, rules_provider
 from crm.api.access import guarded_by
 from crm.api.deps import SettingsDep
 from crm.api.storage import DbDep
-from crm.db import ATTRIBUTE_REGISTRY
-from crm.errors import InvalidInput
 from crm.models.campaigns import Stats
 from crm.models.common import InputModel, ObjectIdStr, WholeNumber
-from crm.services import attributes, campaigns, segments
+from crm.services import campaigns, segments
 from crm.services.summary import summarise
 
 # Drafting rules and messages is a marketer's work; a summary reads a campaign, as analysts do.
@@ -41,14 +39,12 @@ def rules_from_prompt(body: RulesPromptIn, settings: SettingsDep, db: DbDep) -> 
     """Rules for a description such as "inactive for 6 months and spent > ₹5K"; 422 names what it did not understand.
     What it answers the segments API takes: it is checked as they are (a model's answer, or the parser's, with more
     rules than a segment may hold or an empty range, is a 422 naming the prompt)."""
-    known = attributes.known(db[ATTRIBUTE_REGISTRY])
+    known = registry.load(db)
     node, explanation = rules_provider(settings).rules_from_prompt(body.prompt, known)
     group = node if isinstance(node, rules.Group) else rules.Group("and", (node,))
     drafted = group.to_json()
     segments.parse_rules(db, drafted, ("body", "prompt"))
-    if empty := rules.empty_ranges(group):
-        raise InvalidInput(f"No one can match this: the range of {', '.join(sorted(set(empty)))} is empty",
-                           [{"loc": ["body", "prompt"], "msg": "a range whose low end is above its high end"}])
+    refuse_unsatisfiable(group)
     return RulesOut(rules=drafted, explanation=explanation)
 
 
