@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     # The vendor is this stack's mock, and it reports to the receipt function's own URL.
     env.setdefault("VENDOR_URL", f"http://127.0.0.1:{args.port}/api/mock-send")
     env.setdefault("RECEIPT_URL", f"http://127.0.0.1:{args.port}/_url/ReceiptsFunction/api/delivery-receipt")
-    # Unsubscribe links lead here, as they lead to the HTTP API in AWS.
+    # Unsubscribe and tracked links lead here, as they lead to the HTTP API in AWS.
     env["PUBLIC_URL"] = services.config_value(env, "PUBLIC_URL") or f"http://localhost:{args.port}"
 
     children: list[services.ChildProcess] = []

@@ -163,7 +163,7 @@ class Api:
               "/api/segments": "segments", "/api/ai": "ai",
               # Before /api/campaigns: the first prefix a path starts with names its function, as the template routes.
               "/api/campaigns/test-send": "test_send", "/api/campaigns": "campaigns", "/api/mock-send": "vendor",
-              "/api/delivery-receipt": "receipts", "/u/": "unsubscribe"}
+              "/api/delivery-receipt": "receipts", "/u/": "unsubscribe", "/c/": "click_redirect"}
 
     def __init__(self, token: str | None = None):
         self.token = token

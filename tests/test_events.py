@@ -184,3 +184,18 @@ def test_unsubscribe_and_ses_events(env, db):
     assert _invoke("delivery_events", event) == {"batchItemFailures": []}
     assert db.communication_logs.find_one({"_id": log_id})["status"] == "SENT"
     assert db.campaigns.find_one({"_id": campaign_id})["stats"]["delivered"] == 1
+
+
+def test_the_click_events_redirect_and_count_the_sample_logs_click(env, db, queues_sent_to):
+    # The sample link is signed with the development key (what `sam local` runs with): it redirects, and queues.
+    reply = _invoke("click_redirect", _event("click_redirect"))
+    assert reply["statusCode"] == 302 and reply["headers"]["location"] == "https://shop.example.com/sale"
+    assert queues_sent_to == {("ClickRedirectFunction", "ClickQueue")}
+
+    # The sample click names the sample log: its first click, counted once however often it comes.
+    db.communication_logs.insert_one({"_id": SAMPLE_LOG_ID, "campaign_id": SAMPLE_CAMPAIGN_ID, "customer_id": ObjectId(),
+                                      "status": "SENT"})
+    for _ in range(2):
+        assert _invoke("clicks", _event("clicks")) == {"batchItemFailures": []}
+    log = db.communication_logs.find_one({"_id": SAMPLE_LOG_ID})
+    assert len(log["click_ids"]) == 1 and log["events"]["clicked"].year == 2026

@@ -55,6 +55,7 @@ def test_strangers_are_refused_without_the_database_also_while_it_is_down(api, m
                                           {} if method == "post" else None, token=credential)
             assert status == 401, f"{method.upper()} {path}: {status} {body}"
     assert api.post("/u/forged-token", {}, token="")[0] == 404, "an unsubscribe link no one signed"
+    assert api.get("/c/" + "A" * 80, token="")[0] == 404, "a tracked link no one signed"
     assert api.get("/api/auth/google/callback?code=c&state=forged", token="")[0] in (400, 403), "a forged callback"
     assert api.get("/api/auth/google", token="")[0] == 403, "a sign-in this stack does not offer"
     assert api.get("/api/customers", token="crm_" + "A" * 43)[0] == 503, "a well-formed key is looked up"

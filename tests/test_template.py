@@ -232,9 +232,12 @@ def test_ses_events_of_this_stacks_configuration_set_reach_the_delivery_event_co
     assert destination["EventDestination"]["Enabled"] is True
     assert destination["EventDestination"]["EventBridgeDestination"]["EventBusArn"]["Fn::Sub"].endswith(
         ":event-bus/default"), "SES publishes to the default bus"
-    published = set(destination["EventDestination"]["MatchingEventTypes"])
+    condition, tracking, untracked = destination["EventDestination"]["MatchingEventTypes"]["Fn::If"]
+    assert condition == "TracksClicks"
     acted_on = {kind[0].lower() + kind[1:].replace(" ", "") for kind in [*EFFECTS, "Bounce"]}
-    assert acted_on <= published, "every kind of event the consumer acts on is published"
+    assert acted_on <= set(untracked), "every kind of event the consumer acts on is published"
+    # With our own tracked links SES publishes no click (and so rewrites no link): a click is counted once.
+    assert set(tracking) == set(untracked) - {"click"} and "click" in untracked
 
     rule = resources["DeliveryEventRule"]["Properties"]
     [target] = rule["Targets"]
@@ -278,6 +281,27 @@ def test_unsubscribe_links_lead_to_the_unsubscribe_function_on_the_public_url():
     assert custom.functions["CampaignFanoutFunction"].environment["PUBLIC_URL"] == "https://crm.shop.example.com"
 
 
+def test_tracked_links_lead_to_a_function_that_may_only_queue_clicks_and_the_senders_sign_them():
+    stack = template.load(TEMPLATE)
+    assert stack.route("GET", "/c/abc")[0] == "ClickRedirectFunction"
+    assert stack.route("POST", "/c/abc") is None
+    redirect = stack.doc["Resources"]["ClickRedirectFunction"]["Properties"]
+    # No database: no MongoDB secret, nothing but the signing key and the clicks queue.
+    clicks_queue = {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["ClickQueue", "QueueName"]}}}
+    assert redirect["Policies"] == [{"Ref": "ReadUnsubscribeSecretPolicy"}, clicks_queue]
+    assert set(redirect["Environment"]["Variables"]) == {"UNSUBSCRIBE_SECRET_NAME", "SQS_CLICK_QUEUE_URL",
+                                                         "SQS_TIMEOUT_SECONDS"}
+    [source] = stack.functions["ClicksFunction"].sqs_sources
+    assert source.queue == "ClickQueue" and stack.queues["ClickQueue"].dead_letter_queue == "ClickDLQ"
+    send, events = stack.functions["CampaignSendFunction"], stack.functions["DeliveryEventsFunction"]
+    assert send.environment["TRACK_CLICKS"] == events.environment["TRACK_CLICKS"] == "true"
+    # The send function signs them with the unsubscribe links' key, on the URL the unsubscribe links are on.
+    assert "UNSUBSCRIBE_SECRET_NAME" in send.environment
+    assert send.environment["PUBLIC_URL"] == stack.functions["CampaignFanoutFunction"].environment["PUBLIC_URL"]
+    untracked = template.load(TEMPLATE, {"TrackClicks": "false"}).functions
+    assert untracked["CampaignSendFunction"].environment["TRACK_CLICKS"] == "false"
+
+
 MOCK_VENDOR = {"VendorFunction", "VendorReceiptsFunction", "VendorReceiptQueue", "VendorReceiptDLQ"}
 
 
@@ -309,7 +333,7 @@ def test_every_function_logs_to_its_own_group_kept_log_retention_days():
     resources = _resources()
     functions = {name: r for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
     groups = {name: r["Properties"]["LoggingConfig"]["LogGroup"]["Ref"] for name, r in functions.items()}
-    assert len(set(groups.values())) == len(functions) == 22
+    assert len(set(groups.values())) == len(functions) == 24
     for function, group in groups.items():
         resource = resources[group]
         assert resource["Type"] == "AWS::Logs::LogGroup", function

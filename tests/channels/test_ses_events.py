@@ -51,7 +51,16 @@ def sent_logs(db, consumers, email_campaign):
     return make
 
 
-def test_each_event_counts_once_however_duplicated_or_reordered(db, sent_logs):
+@pytest.fixture
+def ses_tracks_clicks(env, monkeypatch):
+    """SES counts clicks: our own tracked links are off (TRACK_CLICKS=false)."""
+    from crm.config import get_settings
+
+    monkeypatch.setenv("TRACK_CLICKS", "false")
+    get_settings.cache_clear()
+
+
+def test_each_event_counts_once_however_duplicated_or_reordered(db, sent_logs, ses_tracks_clicks):
     campaign_id, logs = sent_logs(3)
     delivered, bounced, complained = logs
     events = [ses_event(kind, delivered) for kind in ("send", "delivery", "open", "click", "open", "click")]
@@ -74,6 +83,16 @@ def test_each_event_counts_once_however_duplicated_or_reordered(db, sent_logs):
                                       clicked=1)
     assert {(s["email"], s["reason"]) for s in db.suppressions.find({})} == {
         (bounced["to"]["email"], "bounced"), (complained["to"]["email"], "complained")}
+
+
+def test_with_our_own_tracked_links_a_click_ses_reports_is_not_counted_again(db, sent_logs):
+    campaign_id, [log] = sent_logs(1)
+    assert deliver([ses_event(kind, log) for kind in ("delivery", "open", "click", "click")]) == {
+        "batchItemFailures": []}
+    stored = db.communication_logs.find_one({"_id": log["_id"]})
+    assert "clicked" not in stored["events"] and stored["events"]["opened"]
+    assert db.campaigns.find_one({"_id": ObjectId(campaign_id)})["stats"] == stats(audience=1, sent=1, delivered=1,
+                                                                                   opened=1)
 
 
 def test_a_late_bounce_after_delivery_suppresses_but_does_not_move_the_log_back(db, sent_logs):

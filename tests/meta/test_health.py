@@ -55,9 +55,10 @@ def test_openapi_covers_every_route_of_the_template(api):
     paths = set(document["paths"])
     assert {"/health", "/api/auth/dev-token", "/api/customers", "/api/orders"} <= paths
     routed = {r.path for f in template.load(TEMPLATE).functions.values() for r in f.routes}
+    from crm.api.routes.clicks import PAGES as LINKS
     from crm.api.routes.unsubscribe import PAGES
 
-    for route in routed - {"/docs", "/docs/{proxy+}", "/openapi.json", *PAGES}:
+    for route in routed - {"/docs", "/docs/{proxy+}", "/openapi.json", *PAGES, *LINKS}:
         base = route.removesuffix("/{proxy+}")
         assert any(path == base or path.startswith(base + "/") for path in paths), f"{route} is not documented"
     for path in paths:

@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     sqs_vendor_receipt_queue_url: str = ""
     # Verified receipts, applied by their consumer a batch at a time.
     sqs_delivery_receipt_queue_url: str = ""
+    # Clicks on tracked links, put there by the redirect and applied by their consumer a batch at a time.
+    sqs_click_queue_url: str = ""
     # SQS accepts up to 256 KiB per message; records are packed up to this size.
     sqs_max_message_bytes: int = 256 * 1024
     sqs_timeout_seconds: float = 5.0
@@ -97,6 +99,9 @@ class Settings(BaseSettings):
     # Where recipients reach the unsubscribe page (the HTTP API's URL), and what its links are signed with.
     public_url: str = "http://localhost:4000"
     unsubscribe_secret: SecretStr = SecretStr(DEV_UNSUBSCRIBE_SECRET)
+    # Every http(s) link of a campaign message but its unsubscribe link is sent as a signed /c/ link on public_url,
+    # which counts the click and redirects (crm.engagement.links); signed with unsubscribe_secret.
+    track_clicks: bool = True
     # The mock vendor: where it reports, how it decides (seeded, so tests can predict), how late.
     receipt_url: str = ""
     mock_vendor_failure_rate: float = 0.1

@@ -1,6 +1,7 @@
-"""What every HTML page we serve (the unsubscribe pages, /docs) is sent with: a Content-Security-Policy that lets
-the page run only its own files and the inline scripts and styles it was served with (by their hashes), shown in
-no one else's frame, telling no one where it was, and never sniffed as another type."""
+"""What every HTML page we serve (the unsubscribe pages, a tracked link's refusal, /docs) is sent with: a
+Content-Security-Policy that lets the page run only its own files and the inline scripts and styles it was served
+with (by their hashes), shown in no one else's frame, telling no one where it was, and never sniffed as another
+type."""
 from __future__ import annotations
 
 import base64
@@ -31,3 +32,24 @@ def page_headers(page: str) -> dict[str, str]:
 
 def html_page(page: str, status_code: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
     return HTMLResponse(page, status_code=status_code, headers={**page_headers(page), **(headers or {})})
+
+
+# A page for the person who followed a link in a message (unsubscribe, a tracked link).
+PERSON_PAGE = """<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;line-height:1.5}}
+button{{font-size:1rem;padding:.6rem 1.2rem}}</style></head>
+<body><main><h1>{title}</h1>{body}</main></body>
+</html>"""
+NOT_VALID = "<p>This link is not valid.</p>"
+
+
+def person_page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    return html_page(PERSON_PAGE.format(title=title, body=body), status, {"Cache-Control": "no-store"})
+
+
+def link_not_valid() -> HTMLResponse:
+    """A link no one signed: a 404 page that says nothing about why."""
+    return person_page("Link not valid", NOT_VALID, 404)

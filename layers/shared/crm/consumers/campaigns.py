@@ -15,6 +15,7 @@ from crm.config import Settings, get_settings
 from crm.consent.links import unsubscribe_url
 from crm.consumers import DB_MARGIN_SECONDS, make_sqs_handler
 from crm.db import get_db
+from crm.engagement.links import LinkTracker
 from crm.errors import DependencyUnavailable, InvalidInput
 from crm.observability import logger
 from crm.services import campaign_jobs, campaigns, frequency_cap, mock_vendor, sending, sweep
@@ -63,7 +64,8 @@ def send_policy(settings: Settings) -> sending.SendPolicy:
     return sending.SendPolicy(send=timedelta(seconds=settings.send_timeout_seconds),
                               receipt=timedelta(seconds=settings.receipt_timeout_seconds),
                               max_attempts=settings.max_send_attempts, roll_up_every=settings.roll_up_seconds,
-                              frequency_cap=frequency_cap.parse(settings.frequency_cap))
+                              frequency_cap=frequency_cap.parse(settings.frequency_cap),
+                              links=LinkTracker.of(settings) if settings.track_clicks else None)
 
 
 def deliver_receipts(records: list[Any], _deadline: float | None = None) -> None:

@@ -18,7 +18,7 @@ QUEUE_KIND = "ses_events"
 def apply_records(records: list[Any], _deadline: float | None = None) -> None:
     settings = get_settings()
     email_events.apply_events(get_db(), records, timedelta(seconds=settings.receipt_timeout_seconds),
-                              settings.roll_up_seconds)
+                              settings.roll_up_seconds, ses_counts_clicks=not settings.track_clicks)
 
 
 delivery_event_handler = make_sqs_batch_handler(QUEUE_KIND, apply_records,

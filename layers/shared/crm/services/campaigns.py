@@ -18,6 +18,7 @@ from crm import rules
 from crm.access.audit import Auditor
 from crm.channels import is_unconfirmed
 from crm.db import CAMPAIGNS, CUSTOMERS, LOGS, SEGMENTS, find_by_id, only_duplicates
+from crm.engagement.links import campaign_links
 from crm.models.campaigns import (
     COMPLETED,
     PLACEHOLDERS,
@@ -105,6 +106,8 @@ def create(audit: Auditor, campaign_id: ObjectId, body: CampaignIn, queue_fan_ou
            "variants": [v.model_dump() for v in body.variants] if body.variants else None,
            "test": body.test.model_dump() if body.test else None, "winner": None,
            "control_percent": body.control_percent, "ignore_frequency_cap": body.ignore_frequency_cap,
+           # Its links: a link's index here names it in its tracked URLs and its counters (link_stats.<index>).
+           "links": campaign_links(m["message"] for m in body.messages()),
            "stats": Stats().model_dump()}
     doc["fanout"] = {"cursor": None, "done": False, "updated_at": now, "phase": lifecycle.first_phase(doc)}
     if not scheduled:

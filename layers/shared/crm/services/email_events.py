@@ -19,10 +19,17 @@ from crm.models.common import utcnow
 from crm.services.delivery import PENDING, Outcome, outcome_writes, roll_up_due
 
 DELAYED = "DeliveryDelay"
+CLICK = "Click"
 
 
-def apply_events(db: Database, events: list[SesEvent], receipt_timeout: timedelta, roll_up_every: float) -> int:
-    """Applies a batch of SES's events (crm.channels.ses_events.read); how many log changes they made."""
+def apply_events(db: Database, events: list[SesEvent], receipt_timeout: timedelta, roll_up_every: float,
+                 ses_counts_clicks: bool = True) -> int:
+    """Applies a batch of SES's events (crm.channels.ses_events.read); how many log changes they made.
+
+    ses_counts_clicks: False when the CRM tracks clicks itself (TRACK_CLICKS). Its own redirect counts them then,
+    and the stack's configuration set publishes no click events (template.yaml), so SES rewrites no link either;
+    a Click event that still comes (published before the switch, or by a set someone else configured) would count
+    the same click twice, so it is ignored."""
     read_events = _with_log_ids(db, events)
     now = utcnow()
     changes: list[UpdateOne | UpdateMany] = []
@@ -31,6 +38,8 @@ def apply_events(db: Database, events: list[SesEvent], receipt_timeout: timedelt
     for event in read_events:
         if event.kind == DELAYED:
             delayed.append(event.log_id)  # SES keeps trying: its outcome is later than the receipt timeout
+            continue
+        if event.kind == CLICK and not ses_counts_clicks:
             continue
         effects = PERMANENT_BOUNCE if event.kind == "Bounce" and event.permanent else EFFECTS.get(event.kind)
         if effects is None:

@@ -174,7 +174,8 @@ class NotNow:
 
 
 def campaigns_of(db: Database, campaign_ids: Iterable[ObjectId]) -> dict[ObjectId, dict[str, Any]]:
-    fields = {"status": 1, "send_window": 1, "rate_per_minute": 1, "ignore_frequency_cap": 1}
+    # links: the senders track the links of its messages (crm.engagement.links).
+    fields = {"status": 1, "send_window": 1, "rate_per_minute": 1, "ignore_frequency_cap": 1, "links": 1}
     return {c["_id"]: c for c in db[CAMPAIGNS].find({"_id": {"$in": list(set(campaign_ids))}}, fields)}
 
 

@@ -30,6 +30,7 @@ from crm.consent.erasure import BLANK_LOG
 from crm.consent.gate import reasons_not_to_send
 from crm.consent.suppressions import ERASED
 from crm.db import CHANNEL_RATES, LOGS, in_chunks, literals, per_document
+from crm.engagement.links import LinkTracker
 from crm.errors import InvalidInput
 from crm.models.campaigns import FAILED, QUEUED, SKIPPED, SendRecordIn
 from crm.models.common import first_problem, utcnow
@@ -46,6 +47,7 @@ class SendPolicy:
     max_attempts: int = 3  # the channel failed a message this often: FAILED send_failed
     roll_up_every: float = 0.0  # crm.services.delivery.roll_up_due
     frequency_cap: tuple[int, int] | None = None  # crm.services.frequency_cap
+    links: LinkTracker | None = None  # TRACK_CLICKS: the messages' links as handed to the channel
 
 
 # Send records to queue again, and after how many seconds.
@@ -165,18 +167,20 @@ def _send_checked(db: Database, channel: Channel, claimed: list[SendRecordIn], t
             _give_back(db, claimed[start:], token, policy, 0, later)  # past the claim's time: not reached
             return
         by_rate: dict[tuple[ObjectId, int] | None, list[SendRecordIn]] = defaultdict(list)
+        links: dict[str, list[str]] = {}
         for send, campaign in _may_be_sent(db, chunk, token, policy, later):
             rate = campaign.get("rate_per_minute")
             by_rate[(campaign["_id"], rate) if rate else None].append(send)
+            links[send.log_id] = campaign.get("links") or []
         if by_rate.get(None):
-            _call_channel(db, channel, by_rate.pop(None), token, policy, call_until, later)
+            _call_channel(db, channel, by_rate.pop(None), token, policy, call_until, later, links)
         for (campaign_id, rate), sends in by_rate.items():
             _call_at_rate(db, channel, sends, campaign_rate(db, campaign_id, rate), rate, token, policy, call_until,
-                          later)
+                          later, links)
 
 
 def _call_at_rate(db: Database, channel: Channel, sends: list[SendRecordIn], limiter: SharedRateLimiter, rate: int,
-                  token: str, policy: SendPolicy, until: float, later: _Later) -> None:
+                  token: str, policy: SendPolicy, until: float, later: _Later, links: dict[str, list[str]]) -> None:
     """A campaign's sends at its own rate: at most a second of its turns a call, each call made once its last turn
     has come, its campaign's state and its recipients' consent checked again then; what the claim's time cannot
     reach is given back for when turns come again."""
@@ -190,7 +194,7 @@ def _call_at_rate(db: Database, channel: Channel, sends: list[SendRecordIn], lim
         # After the wait for the turn: a pause or cancel that came meanwhile holds these back.
         chunk = [send for send, _ in _may_be_sent(db, chunk, token, policy, later)]
         if chunk:
-            _call_channel(db, channel, chunk, token, policy, until, later)
+            _call_channel(db, channel, chunk, token, policy, until, later, links)
 
 
 # A campaign's rate, kept a little below what it names: a call made a moment after its turn, or a call of a second's
@@ -261,14 +265,17 @@ def _hold(db: Database, held: dict[ObjectId, lifecycle.NotNow], sends: list[Send
 
 
 def _call_channel(db: Database, channel: Channel, sends: list[SendRecordIn], token: str, policy: SendPolicy,
-                  deadline: float | None, later: _Later) -> None:
+                  deadline: float | None, later: _Later, links: dict[str, list[str]]) -> None:
     """One channel call for claimed logs, its outcome recorded under the claim; what it did not send is given back.
 
     A channel that would deliver a repeated message twice has each log marked sent, unconfirmed, just before its
     message is handed over. A sender that dies after that leaves the mark, which no later claim takes, so it is
     never sent again (its events, found by the log id, or the reconciler settle it): at most once, never twice.
-    A mark whose message was not handed over after all is taken off again."""
+    A mark whose message was not handed over after all is taken off again. Links are tracked in what the channel is
+    handed (links: each log's campaign's), never in what is stored or queued again."""
     messages = [s.model_dump(exclude_none=True) for s in sends]
+    if policy.links is not None:
+        messages = [policy.links.tracked(m, links.get(m["log_id"], ())) for m in messages]
     marked: set[str] = set()
     try:
         if channel.repeats_safely:
