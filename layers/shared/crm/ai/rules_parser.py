@@ -79,8 +79,11 @@ def parse_prompt(prompt: str, known: KnownAttributes | None = None) -> tuple[rul
     checked = [[_checked(rule, clause.said, registry) for rule in group] for group, clause in zip(groups, clauses)]
     group = _combine(checked, [clause.joined_by or "and" for clause in clauses[1:]])
     refuse_unsatisfiable(group, code="prompt_not_understood")
+    said = rules.describe(group)
+    for campaign_id, name in registry.campaigns:
+        said = said.replace(f"campaign {campaign_id}", f"campaign {name!r}")
     read_as = f" Read {', '.join(f'{a!r} as {b!r}' for a, b in corrected.items())}." if corrected else ""
-    return group, f"Customers who {rules.describe(group)}.{read_as}"
+    return group, f"Customers who {said}.{read_as}"
 
 
 def _refuse_unknown(words: list[Token], brand: BrandWords) -> None:

@@ -25,6 +25,7 @@ from crm.models.customers import (
 )
 from crm.pagination import newest_first_page
 from crm.rules import OPT_OUT
+from crm.services import tags
 from crm.services.attributes import register
 
 QUEUE_KIND = "customers"
@@ -51,6 +52,7 @@ def upsert_customers(db: Database, records: list[Any]) -> None:
     applied = _upsert_unless_erased(db, valid) if valid else []
     if applied:
         register(db[ATTRIBUTE_REGISTRY], customers, applied)
+        tags.register(db[tags.TAG_REGISTRY], applied)
     if invalid:
         raise InvalidInput(f"{len(invalid)} of {len(records)} customer records are invalid",
                            [{"loc": ["records", i], "msg": first_problem(exc)} for i, exc in invalid])

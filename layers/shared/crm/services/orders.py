@@ -20,6 +20,7 @@ from crm.models.common import first_problem, to_iso, utcnow
 from crm.models.orders import Order, OrderIn
 from crm.pagination import newest_first_page
 from crm.rules import activity
+from crm.services import products
 from crm.services.delivery import roll_up_due
 
 QUEUE_KIND = "orders"
@@ -122,6 +123,7 @@ def _record_and_apply(db: Database, resolved: list[ResolvedOrder], session: Clie
     db[ORDERS].insert_many([_order_doc(r, attributed.get(r.order.order_id)) for r in fresh], ordered=True,
                            session=session)
     db[CUSTOMERS].bulk_write(_customer_updates(fresh), ordered=False, session=session)
+    products.register(db[products.PRODUCT_REGISTRY], ((i.sku, i.name) for r in fresh for i in r.order.items))
     return len(fresh)
 
 
