@@ -11,13 +11,29 @@ from botocore.stub import ANY, Stubber
 
 from crm import rules
 from crm.ai import rules_provider
-from crm.ai.bedrock import MAX_KEYS, MAX_SHOWN_VALUES, TOOL, TOOL_NAME, BedrockRulesProvider, system_prompt
+from crm.ai.bedrock import (
+    MAX_KEYS,
+    MAX_SHOWN_NAMES,
+    MAX_SHOWN_VALUES,
+    TOOL,
+    TOOL_NAME,
+    BedrockRulesProvider,
+    system_prompt,
+)
+from crm.ai.registry import BrandRegistry
 from crm.config import Settings
 from crm.errors import DependencyUnavailable, InvalidInput
 from crm.services.attributes import KnownAttributes
 
 MODEL = "amazon.nova-lite-v1:0"
 KNOWN = KnownAttributes(types={"city": "string", "age": "number"}, values={"city": ["Mumbai", "Pune"]})
+DIWALI = "64a000000000000000000001"
+V3_RULES = {"or": [
+    {"and": [{"field": "campaign", "campaign_id": DIWALI, "op": "==", "value": "received"},
+             {"field": "campaign", "campaign_id": DIWALI, "op": "!=", "value": "opened"}]},
+    {"field": "order_spend", "days": 18, "op": "between", "value": [1000, 5000]},
+    {"field": "bought", "days": 30, "op": "has_any", "value": ["TEA-01"]},
+]}
 V2_RULES = {"and": [
     {"field": "tags", "op": "has_any", "value": ["vip", "gold"]},
     {"field": "attributes.city", "op": "==", "value": "Mumbai"},
@@ -73,6 +89,20 @@ def test_v2_tool_answer_becomes_rules_with_the_registry_in_context(bedrock):
     node, explanation = provider.rules_from_prompt(prompt, KNOWN)
     assert node.to_json() == V2_RULES
     assert explanation == f"Customers who {rules.describe(node)}.", "explained from the rules, not the model's words"
+
+
+def test_v3_answer_becomes_rules_with_tags_products_and_campaigns_in_context(bedrock):
+    provider, stubber = bedrock
+    known = BrandRegistry(types=KNOWN.types, values=KNOWN.values, tags=("vip",), products={"TEA-01": "Masala Chai"},
+                          campaigns=((DIWALI, "Diwali Sale"),))
+    prompt = "non-openers of the Diwali Sale, or spent 1-5k this month, or bought masala chai in the last 30 days"
+    _expect(stubber, prompt, _tool_use({"rules": V3_RULES}),
+            system=SystemText("order_spend", "messages_received", "since 1 October", 'Tags: "vip"',
+                              'Products (SKU: name): "TEA-01": "Masala Chai"',
+                              f'Campaigns (id: name): "{DIWALI}": "Diwali Sale"'))
+    node, explanation = provider.rules_from_prompt(prompt, known)
+    assert node.to_json() == V3_RULES
+    assert explanation == f"Customers who {rules.describe(node)}."
 
 
 def test_text_json_answer_still_works(bedrock):
@@ -160,21 +190,44 @@ def test_context_is_bounded_and_puts_what_the_prompt_names_first():
     assert "Today is 2026-03-04" in text
 
 
+def test_names_in_context_are_bounded_and_those_the_prompt_names_come_first():
+    known = BrandRegistry(tags=tuple(f"tag-{i}" for i in range(200)) + ("vip",),
+                          products={f"SKU-{i:04}": f"Product {i}" for i in range(300)} | {"TEA-9": "Masala Chai"},
+                          campaigns=tuple((f"{i:024x}", f"Campaign {i}") for i in range(100)) + (
+                              (DIWALI, "Diwali Sale"), ("f" * 24, "x" * 61)))
+    text = system_prompt("vip buyers of masala chai who skipped the diwali sale", known,
+                         datetime(2026, 3, 4, tzinfo=timezone.utc))
+    lines = {line.split(":")[0]: line for line in text.splitlines() if line.startswith(("Tags", "Products", "Camp"))}
+    assert lines["Tags"].startswith('Tags: "vip", "tag-0"') and lines["Tags"].count('"') == 2 * MAX_SHOWN_NAMES
+    assert lines["Products (SKU"].startswith('Products (SKU: name): "TEA-9": "Masala Chai", "SKU-0000"')
+    assert lines["Campaigns (id"].startswith(f'Campaigns (id: name): "{DIWALI}": "Diwali Sale"')
+    assert lines["Campaigns (id"].count('"') == 4 * MAX_SHOWN_NAMES and "x" * 61 not in text
+
+
 def test_empty_registry_says_no_attribute_can_be_used():
     text = system_prompt("anything", KnownAttributes(), datetime(2026, 3, 4, tzinfo=timezone.utc))
     assert text.endswith("Attribute keys:\n(none yet: refuse any attribute)")
 
 
-def test_tool_schema_takes_the_v2_language_and_nothing_else():
+def test_tool_schema_takes_the_v2_and_v3_language_and_nothing_else():
     jsonschema = pytest.importorskip("jsonschema")
     schema = TOOL["inputSchema"]["json"]
     jsonschema.Draft202012Validator.check_schema(schema)
     validator = jsonschema.Draft202012Validator(schema)
-    for good in ({"rules": V2_RULES, "explanation": "x"}, {"error": "loyal"},
-                 {"rules": {"field": "spend", "op": "between", "value": [1, 5]}}):
+    for good in ({"rules": V2_RULES, "explanation": "x"}, {"error": "loyal"}, {"rules": V3_RULES},
+                 {"rules": {"field": "spend", "op": "between", "value": [1, 5]}},
+                 {"rules": {"field": "opened", "days": 730, "op": "==", "value": 0}}):
         assert validator.is_valid(good), good
     for bad in ({"rules": {"field": "age", "op": ">", "value": 1}}, {"rules": {"and": []}},
-                {"rules": {"field": "spend", "op": "~", "value": 1}}, {"rules": {"not": V2_RULES, "and": [V2_RULES]}}):
+                {"rules": {"field": "spend", "op": "~", "value": 1}}, {"rules": {"not": V2_RULES, "and": [V2_RULES]}},
+                {"rules": {"field": "orders", "days": 0, "op": ">", "value": 1}},
+                {"rules": {"field": "orders", "days": 731, "op": ">", "value": 1}},
+                {"rules": {"field": "orders", "op": ">", "value": 1}},
+                {"rules": {"field": "spend", "days": 30, "op": ">", "value": 1}},
+                {"rules": {"field": "bought", "days": 30, "op": ">", "value": 1}},
+                {"rules": {"field": "campaign", "campaign_id": DIWALI, "op": "==", "value": "bought"}},
+                {"rules": {"field": "campaign", "campaign_id": "Diwali Sale", "op": "==", "value": "opened"}},
+                {"rules": {"field": "campaign", "days": 30, "op": "==", "value": "opened"}}):
         assert not validator.is_valid(bad), bad
 
 

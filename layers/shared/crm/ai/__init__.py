@@ -49,7 +49,7 @@ def refuse_unsatisfiable(group: rules.Group, code: str = InvalidInput.code) -> N
     for branch in branches:
         equal: dict[Any, set[Any]] = {}
         for rule in branch.children:
-            said = rule.to_json() if isinstance(rule, rules.Rule) else {}
+            said = rule.to_json() if isinstance(rule, (rules.Rule, rules.Behaviour)) else {}
             # A campaign's outcomes are not one value: received and clicked may both hold.
             if said.get("op") == "==" and said.get("field") != "campaign" and not isinstance(said["value"], list):
                 equal.setdefault((said["field"], said.get("days")), set()).add(said["value"])

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from crm import rules
+from crm.ai import registry as brand_registry
 from crm.config import Settings
 from crm.errors import DependencyUnavailable, InvalidInput
 from crm.services.attributes import KnownAttributes
@@ -22,9 +23,11 @@ MAX_KEYS = 200
 MAX_SHOWN_VALUES = 5
 MAX_SHOWN_LENGTH = 60
 MAX_ERROR_WORDS = 200
+MAX_SHOWN_NAMES = 50
 # Bedrock accepts a forced tool choice for these model families only; others choose the tool themselves.
 FORCED_TOOL_MODELS = ("anthropic.", "amazon.nova")
 
+_DAYS = {"type": "integer", "minimum": 1, "maximum": rules.MAX_DAYS}
 _NODE = {"anyOf": [
     {"type": "object", "required": ["field", "op", "value"], "additionalProperties": False, "properties": {
         "field": {"anyOf": [{"enum": list(rules.FIELDS)},
@@ -34,6 +37,17 @@ _NODE = {"anyOf": [
             {"type": ["number", "string", "boolean"]},
             {"type": "array", "minItems": 1, "maxItems": rules.MAX_VALUES, "items": {"type": ["number", "string"]}},
         ]}}},
+    # Rules v3: behaviour in the last `days` days, and what one campaign did.
+    {"type": "object", "required": ["field", "days", "op", "value"], "additionalProperties": False, "properties": {
+        "field": {"enum": list(rules.WINDOW_NUMBER_FIELDS)}, "days": _DAYS, "op": {"enum": list(rules.NUMBER_OPS)},
+        "value": {"anyOf": [{"type": "number"},
+                            {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "number"}}]}}},
+    {"type": "object", "required": ["field", "days", "op", "value"], "additionalProperties": False, "properties": {
+        "field": {"const": rules.BOUGHT}, "days": _DAYS, "op": {"enum": list(rules.LIST_OPS)},
+        "value": {"type": "array", "minItems": 1, "maxItems": rules.MAX_VALUES, "items": {"type": "string"}}}},
+    {"type": "object", "required": ["field", "campaign_id", "op", "value"], "additionalProperties": False,
+     "properties": {"field": {"const": rules.CAMPAIGN}, "campaign_id": {"type": "string", "pattern": "^[0-9a-f]{24}$"},
+                    "op": {"enum": list(rules.CAMPAIGN_OPS)}, "value": {"enum": list(rules.CAMPAIGN_EVENTS)}}},
     *({"type": "object", "required": [kind], "additionalProperties": False, "properties": {kind: {
         "type": "array", "minItems": 1, "maxItems": rules.MAX_RULES, "items": {"$ref": "#/$defs/node"}}}}
       for kind in rules.GROUP_KINDS),
@@ -65,11 +79,22 @@ Visits and days are whole numbers; a month is 30 days, a year 365.
 starts_with with a text; in, not_in with a list of 1-100 texts. time: before, after with an ISO 8601 time with a \
 zone such as 2026-01-31T00:00:00Z; between [from, to]. boolean: == true or false. Any key: exists true or false.
 A customer without an attribute matches only exists false, !=, not_in and has_none on it.
+Behaviour in the last N days (N from 1 to {rules.MAX_DAYS}; the last N UTC days, today included) is \
+{{"field": F, "days": N, "op": O, "value": V}}: orders (orders placed), order_spend (their amounts' sum), \
+messages_received, opened, clicked (campaign messages sent to, opened, clicked by the customer) with a number op \
+and a whole number (an amount for order_spend); bought with has_any, has_all, has_none and a list of SKUs. A \
+customer with no orders or messages has 0 of each. "in the last 2 weeks" is 14 days; a calendar period ("this \
+month", "last quarter", "since 1 October") is the days from its first day to today, today included: "last quarter" \
+is since the first day of the previous quarter.
+One campaign, only one listed below by name: {{"field": "campaign", "campaign_id": ID, "op": "==" or "!=", \
+"value": "received" | "opened" | "clicked" | "converted"}}; "didn't open X" is opened !=; non-openers of X (resend \
+to them) are received == and opened !=.
 Groups: {{"and": [...]}} and {{"or": [...]}} of 1 or more rules or groups, {{"not": <rule or group>}}; nesting at \
 most {rules.MAX_DEPTH} deep, at most {rules.MAX_RULES} rules in all.
 Call the tool with {{"rules": <rule or group>}}.
 A text from the description may be the == != in or not_in value of a string attribute only if it is one of that \
-key's known values below. If any part of the description cannot be expressed with these fields, keys and values, \
+key's known values below; a word is a tag, a product or a campaign only if it is listed below (a tag may also be any \
+word after "tagged"). If any part of the description cannot be expressed with these fields, keys and values, \
 call the tool with {{"error": "<the words you could not map>"}} instead: refuse rather than guess."""
 
 
@@ -98,7 +123,23 @@ def system_prompt(prompt: str, known: KnownAttributes, today: datetime) -> str:
     keys = sorted((k for k in known.types if rules.ATTRIBUTE_FIELD.fullmatch(rules.ATTRIBUTE_PREFIX + k)),
                   key=lambda k: (unmentioned(k), k))
     registry = "\n".join(key_line(key) for key in keys[:MAX_KEYS]) or "(none yet: refuse any attribute)"
-    return f"{LANGUAGE}\nToday is {today:%Y-%m-%d} (UTC).\nAttribute keys:\n{registry}"
+    return (f"{LANGUAGE}\nToday is {today:%Y-%m-%d} (UTC).\n{_names(brand_registry.of(known), mentioned)}"
+            f"Attribute keys:\n{registry}")
+
+
+def _names(known: brand_registry.BrandRegistry, mentioned: Callable[[str], bool]) -> str:
+    """The tags, products (SKU: name) and campaigns (id: name) words may stand for, those the prompt names first,
+    MAX_SHOWN_NAMES of each, JSON-quoted."""
+    def listed(pairs: list[tuple[str, str]], keyed: bool) -> str:
+        fitting = [(key, name) for key, name in pairs if 0 < len(name) <= MAX_SHOWN_LENGTH]
+        shown = sorted(fitting, key=lambda pair: not (mentioned(pair[1]) or mentioned(pair[0])))[:MAX_SHOWN_NAMES]
+        said = [f"{json.dumps(k, ensure_ascii=False)}: {json.dumps(n, ensure_ascii=False)}" if keyed
+                else json.dumps(n, ensure_ascii=False) for k, n in shown]
+        return ", ".join(said) or "(none)"
+
+    return (f"Tags: {listed([(tag, tag) for tag in known.tags], keyed=False)}\n"
+            f"Products (SKU: name): {listed(sorted(known.products.items()), keyed=True)}\n"
+            f"Campaigns (id: name): {listed(list(known.campaigns), keyed=True)}\n")
 
 
 def _refusal(message: str) -> InvalidInput:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from crm.ai.prompt_tokens import MAX_WINDOW_DAYS, Token, refusal
+from crm import rules
+from crm.ai.prompt_tokens import Token, refusal
 from crm.ai.prompt_words import (
     ACTIVE,
     CLICKED,
@@ -164,8 +165,8 @@ def _purchase_subject(clause: Clause, subject: str) -> str:
 def window_days(clause: Clause) -> int:
     if clause.period is None:
         raise refusal(f"{clause.said!r} needs a period, such as 'in the last 30 days' or 'this month'")
-    if not 1 <= clause.period <= MAX_WINDOW_DAYS:
-        raise refusal(f"{clause.said!r}: behaviour is counted over at most the last {MAX_WINDOW_DAYS} days")
+    if not 1 <= clause.period <= rules.MAX_DAYS:
+        raise refusal(f"{clause.said!r}: behaviour is counted over at most the last {rules.MAX_DAYS} days")
     clause.use("window")
     return clause.period
 

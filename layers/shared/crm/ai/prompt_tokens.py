@@ -42,8 +42,6 @@ TOKEN = re.compile(
     r"|(?P<other>\S)",
     re.IGNORECASE,
 )
-# Behaviour windows (rules v3) reach back at most this far.
-MAX_WINDOW_DAYS = 730
 CALENDAR_UNITS = ("week", "month", "quarter", "year")
 
 
