@@ -1,0 +1,140 @@
+"""What a campaign earned, through the whole local system in fault mode (SQS delivers twice, consumers are
+killed): clicks through the runner's /c/ links, orders ingested after the campaign (inside its window, after it,
+before it, by its control group, sent twice), and the report, whose every figure is checked against a count made
+here from the raw collections; then the segment of recipients who did not click, by the campaign rule."""
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+
+from bson import ObjectId
+
+from crm.config import get_settings
+from crm.engagement.links import token_for
+from crm.models.common import to_iso, utcnow
+from offline import services
+from offline.faults import Faults
+from tests.conftest import signed_in_system
+from tests.test_faults import _audience, wait_until
+
+LINKS = ["https://shop.example.com/diwali", "https://shop.example.com/lamps?from=mail"]
+WINDOW = timedelta(days=5)
+
+
+def _order(order_id: str, customer_id, amount: float, at) -> dict:
+    return {"order_id": order_id, "customer_id": str(customer_id), "amount": amount, "date": to_iso(at),
+            "items": [{"sku": "LAMP-1", "name": "Diya lamp", "qty": 1, "price": amount}]}
+
+
+def _raw_report(db, campaign_id: ObjectId, clicks: Counter) -> dict:
+    """The report as the raw logs and orders give it."""
+    logs = list(db.communication_logs.find({"campaign_id": campaign_id}))
+    sent = [log for log in logs if log["status"] == "SENT"]
+    control = [log for log in logs if log.get("reason") == "control"]
+    mine = {log["_id"]: log for log in logs}
+    converted, control_converted = set(), set()
+    revenue = control_revenue = 0.0
+    for order in db.orders.find({}):
+        customer_logs = list(db.communication_logs.find({"customer_id": order["customer_id"]}))
+        since, until = order["date"] - WINDOW, order["date"]
+        messages = [log for log in customer_logs if log["status"] == "SENT" and since <= log["sent_at"] <= until]
+        latest = max(messages, key=lambda log: (log["sent_at"], log["_id"]), default=None)
+        if latest is not None and latest["_id"] in mine:
+            converted.add(latest["_id"])
+            revenue += order["amount"]
+        held = [log for log in customer_logs if log.get("reason") == "control" and since <= log["created_at"] <= until]
+        latest = max(held, key=lambda log: (log["created_at"], log["_id"]), default=None)
+        if latest is not None and latest["_id"] in mine:
+            control_converted.add(latest["_id"])
+            control_revenue += order["amount"]
+    clicked = [log for log in logs if log.get("events", {}).get("clicked")]
+    conversion = len(converted) / len(sent)
+    control_rate = len(control_converted) / len(control)
+    return {
+        "funnel": {"audience": len(logs), "sent": len(sent), "delivered": len(sent), "opened": 0,
+                   "clicked": len(clicked), "converted": len(converted), "unsubscribed": 0, "bounced": 0,
+                   "complained": 0},
+        "revenue": round(revenue, 2),
+        "links": [{"url": url, "clicks": clicks[place],
+                   "recipients": sum(place in log.get("clicked_links", []) for log in logs)}
+                  for place, url in enumerate(LINKS)],
+        "control": {"recipients": len(control), "converted": len(control_converted),
+                    "revenue": round(control_revenue, 2), "conversion_rate": control_rate,
+                    "lift": conversion / control_rate - 1 if control_rate else None},
+        "rates": {"click": len(clicked) / len(sent), "conversion": conversion}}
+
+
+def _as_reported(report: dict) -> dict:
+    rates = report["rates"]
+    return {**{key: report[key] for key in ("funnel", "revenue", "links", "control")},
+            "rates": {"click": rates["click"], "conversion": rates["conversion"]}}
+
+
+def test_clicks_orders_and_the_report_under_sqs_faults_match_the_raw_collections(stack_env, queues, db):
+    _audience(db, 200)
+    port = services.free_port()
+    public_url = f"http://127.0.0.1:{port}"
+    env = {**stack_env, "VENDOR_URL": f"{public_url}/api/mock-send", "PUBLIC_URL": public_url,
+           "RECEIPT_URL": f"{public_url}/_url/ReceiptsFunction/api/delivery-receipt"}
+    faults = Faults({"sqs_dup": 0.3, "sqs_kill": 0.15}, seed=24)
+    with signed_in_system(env, queues, port, faults, time_scale=6) as http:
+        segment = http.post("/api/segments", json={"name": "All", "rules": {"field": "spend", "op": ">=",
+                                                                            "value": 0}}).json()
+        created = http.post("/api/campaigns", json={
+            "name": "Diwali sale", "segment_id": segment["id"], "control_percent": 20,
+            "message": f"Hi {{{{first_name}}}}, lamps at {LINKS[0]} and more: {LINKS[1]}"})
+        assert created.status_code == 202, created.text
+        campaign_id = ObjectId(created.json()["id"])
+        wait_until(lambda: http.get(f"/api/campaigns/{campaign_id}").json()["status"] == "COMPLETED", 300,
+                   "the campaign completing")
+        sent = list(db.communication_logs.find({"campaign_id": campaign_id, "status": "SENT"}).sort("_id", 1))
+        control = list(db.communication_logs.find({"campaign_id": campaign_id, "reason": "control"}).sort("_id", 1))
+        assert len(sent) > 100 and len(control) > 20
+
+        # Clicks through the runner's /c/ links: 40 recipients click the first link, 10 of them twice, and 10
+        # of them the second link too. Each GET is one click, whatever SQS does to its message.
+        secret = get_settings().secret("unsubscribe_secret")
+        clicks: Counter = Counter()
+        for i, log in enumerate(sent[:40]):
+            for place in [0] + [0] * (i < 10) + [1] * (10 <= i < 20):
+                followed = http.get(f"/c/{token_for(secret, log['_id'], place, LINKS[place])}")
+                assert followed.status_code == 302 and followed.headers["location"] == LINKS[place]
+                clicks[place] += 1
+        assert http.get("/c/" + "A" * 60).status_code == 404
+
+        # Orders: 30 recipients buy (every third twice), 5 bought before the message, 5 after the window, 8 of
+        # the control group buy; the first 15 orders are sent again.
+        now = utcnow()
+        orders = [_order(f"in-{i}", log["customer_id"], 100.0 + i, now) for i, log in enumerate(sent[:30])]
+        orders += [_order(f"again-{i}", log["customer_id"], 12.5, now + timedelta(minutes=1))
+                   for i, log in enumerate(sent[:30:3])]
+        orders += [_order(f"before-{i}", log["customer_id"], 40.0, log["sent_at"] - timedelta(hours=2))
+                   for i, log in enumerate(sent[30:35])]
+        orders += [_order(f"late-{i}", log["customer_id"], 70.0, log["sent_at"] + WINDOW + timedelta(hours=2))
+                   for i, log in enumerate(sent[35:40])]
+        orders += [_order(f"control-{i}", log["customer_id"], 20.0 + i, now) for i, log in enumerate(control[:8])]
+        for batch in (orders, orders[:15]):
+            assert http.post("/api/orders", json={"orders": batch}).status_code == 202
+        wait_until(lambda: db.orders.count_documents({}) == len(orders), 120, "every order applied")
+
+        def matches():
+            report = http.get(f"/api/campaigns/{campaign_id}/report").json()
+            return _as_reported(report) == _raw_report(db, campaign_id, clicks) and report
+
+        def mismatch() -> str:
+            reported = _as_reported(http.get(f"/api/campaigns/{campaign_id}/report").json())
+            return f"the report {reported} to match the raw counts {_raw_report(db, campaign_id, clicks)}"
+
+        report = wait_until(matches, 90, mismatch)
+        assert report["funnel"]["clicked"] == 40 and report["funnel"]["converted"] == 30
+        assert report["links"][0]["clicks"] == 50 and report["links"][1]["recipients"] == 10
+        assert report["control"]["converted"] == 8
+
+        # Resend to the recipients who did not click: received == and clicked != on this campaign.
+        rules = {"and": [{"field": "campaign", "campaign_id": str(campaign_id), "op": "==", "value": "received"},
+                         {"field": "campaign", "campaign_id": str(campaign_id), "op": "!=", "value": "clicked"}]}
+        preview = http.post("/api/segments/preview", json={"rules": rules})
+        assert preview.status_code == 200, preview.text
+        assert preview.json()["audience_size"] == len(sent) - 40
+    injected = faults.injected()
+    assert injected["sqs_dup"] and injected["sqs_kill"], injected
