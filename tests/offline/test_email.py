@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import json
+import re
 import time
 from collections import Counter
 from email import policy
@@ -16,9 +17,12 @@ from bson import ObjectId
 from offline import services, ses_feedback
 from offline.faults import Faults
 from tests.conftest import signed_in_system
+from tests.helpers import stats
 from tests.offline.conftest import wait_for
 
 SENDER = "Shop <news@shop.example.com>"
+OPEN_DAY = "https://shop.example.com/open-day?from=mail"
+CLICK_QUEUE = "ClickQueue"
 READERS = [f"reader{i}@example.com" for i in range(8)]
 # Seeded so that these eight readers have every fate: 3 bounce; of the 5 delivered, 2 complain, 3 open, 2 click.
 SHARES = ses_feedback.Shares(bounce=0.2, complaint=0.2, open=0.5, click=0.3, seed="email")
@@ -28,7 +32,9 @@ SHARES = ses_feedback.Shares(bounce=0.2, complaint=0.2, open=0.5, click=0.3, see
 def email_system(stack_env, queues, db):
     """The offline runner with CHANNEL=ses over this test's database and queues; an admin's HTTP client on it."""
     port = services.free_port()
-    env = {**stack_env, "CHANNEL": "ses", "SES_FROM_ADDRESS": SENDER, "PUBLIC_URL": f"http://localhost:{port}"}
+    # SES's own counts, clicks included: the CRM's tracked links are off (the fault test below has them on).
+    env = {**stack_env, "CHANNEL": "ses", "SES_FROM_ADDRESS": SENDER, "PUBLIC_URL": f"http://localhost:{port}",
+           "TRACK_CLICKS": "false"}
     assert services.prepare_local_ses(env) == SENDER
     with signed_in_system(env, queues, port) as http:
         yield http, env
@@ -97,8 +103,7 @@ def test_an_email_campaign_goes_out_through_ses_and_completes_with_what_ses_repo
     while (detail := http.get(f"/api/campaigns/{campaign_id}").json())["status"] != "COMPLETED":
         assert time.monotonic() < deadline, detail["stats"]
         time.sleep(0.5)
-    assert detail["stats"] == {"audience": len(READERS), "queued": 0, "sent": delivered, "failed": len(bounced),
-                               "skipped": 0, **expected}
+    assert detail["stats"] == stats(audience=len(READERS), sent=delivered, failed=len(bounced), **expected)
     statuses = {log["to"]["email"]: (log["status"], log.get("reason"))
                 for log in db.communication_logs.find({"campaign_id": campaign_id})}
     assert statuses == {a: ("FAILED", "bounced") if a in bounced else ("SENT", None) for a in READERS}
@@ -112,8 +117,10 @@ def test_an_email_campaign_goes_out_through_ses_and_completes_with_what_ses_repo
 
 
 def test_under_faults_no_reader_is_sent_twice_and_each_event_counted_once(stack_env, queues, db, sqs):
-    """Fault mode on the whole e-mail path: SQS delivers send and event batches twice (at once and after), consumers
-    are killed mid-batch, and SES's events are put on the queue again while earlier copies are still applied.
+    """Fault mode on the whole e-mail path: SQS delivers send, event and click batches twice (at once and after),
+    consumers are killed mid-batch, and SES's events are put on the queue again while earlier copies are still applied.
+    The readers who click follow the tracked link of their e-mail through the runner (some twice), while SES's click
+    events about them come too: each is counted once, by the CRM's own link.
 
     A sender killed before handing a message to SES leaves it claimed: the claim lapses, the reconciler queues it
     again, and after max_send_attempts claims it fails (send_failed), never sent. One killed once it was handed over
@@ -135,7 +142,7 @@ def test_under_faults_no_reader_is_sent_twice_and_each_event_counted_once(stack_
         segment = http.post("/api/segments", json={"name": "Guests", "rules": {"field": "visits", "op": ">=",
                                                                                "value": 0}}).json()
         created = http.post("/api/campaigns", json={"name": "Open day", "segment_id": segment["id"],
-                                                    "subject": "Open day", "message": "Hi {{first_name}}"})
+                                                    "subject": "Open day", "message": "Hi {{first_name}}: " + OPEN_DAY})
         assert created.status_code == 202, created.text
         campaign_id = ObjectId(created.json()["id"])
         queue_url = queues[ses_feedback.DELIVERY_QUEUE].url
@@ -147,7 +154,12 @@ def test_under_faults_no_reader_is_sent_twice_and_each_event_counted_once(stack_
             # Events for every log sent and still waiting, again while the copies put before are still applied.
             ses_feedback.feedback(db, sqs, queue_url, ses_feedback.sent_mail(env["SES_ENDPOINT_URL"]), shares)
             time.sleep(3)
-        wait_for(lambda: _settled(sqs, queues), 120, interval=0.5, what="the delivery-event queue drained")
+        clicks = _click_tracked_links(http, ses_feedback.sent_mail(env["SES_ENDPOINT_URL"]),
+                                      {a for a in readers if "Click" in fates[a]})
+        wait_for(lambda: _settled(sqs, queues) and _settled(sqs, queues, CLICK_QUEUE), 120, interval=0.5,
+                 what="the delivery-event and click queues drained")
+        wait_for(lambda: not db.communication_logs.count_documents({"campaign_id": campaign_id, "pending": True}), 30,
+                 interval=0.5, what="the last tallies rolled up")
         detail = http.get(f"/api/campaigns/{campaign_id}").json()
 
     injected = faults.injected()
@@ -165,12 +177,35 @@ def test_under_faults_no_reader_is_sent_twice_and_each_event_counted_once(stack_
     assert {a: log["status"] for a, log in logs.items()} == {
         a: "FAILED" if a in bounced | never_sent else "SENT" for a in readers}
     counted = {name: sum(kind in fates[a] for a in per_reader) for kind, name in ses_feedback.COUNTED.items()}
-    assert detail["stats"] == {"audience": len(readers), "queued": 0, "sent": len(per_reader) - len(bounced),
-                               "failed": len(bounced | never_sent), "skipped": 0, **counted}
+    assert detail["stats"] == stats(audience=len(readers), sent=len(per_reader) - len(bounced),
+                                    failed=len(bounced | never_sent), **counted)
+    # Each click once: a recipient once in `clicked`, each of their clicks once on the link.
+    assert counted["clicked"] == len(clicks) >= 2 and sum(clicks.values()) > len(clicks), clicks
+    assert db.campaigns.find_one({"_id": campaign_id})["link_stats"] == {
+        "0": {"clicks": sum(clicks.values()), "recipients": len(clicks)}}
+    for address, times in clicks.items():
+        assert len(logs[address]["click_ids"]) == times and logs[address]["events"]["clicked"]
 
 
-def _settled(sqs, queues) -> bool:
-    url = queues[ses_feedback.DELIVERY_QUEUE].url
+def _click_tracked_links(http: httpx.Client, sent: list[ses_feedback.SentMail], clicking: set[str]) -> dict[str, int]:
+    """Each clicking reader follows the tracked link of their e-mail (every other one twice); how often each did."""
+    clicks = {}
+    for mail in sent:
+        address = mail.message["To"].addresses[0].addr_spec
+        if address not in clicking or address in clicks:
+            continue
+        text = mail.message.get_body(("plain",)).get_content()
+        [link] = re.findall(r"http://localhost:\d+/c/[A-Za-z0-9_-]+", text)
+        assert OPEN_DAY not in text, "the link is sent tracked"
+        clicks[address] = 1 + len(clicks) % 2
+        for _ in range(clicks[address]):
+            followed = http.get(httpx.URL(link).path)
+            assert followed.status_code == 302 and followed.headers["location"] == OPEN_DAY, followed.text
+    return clicks
+
+
+def _settled(sqs, queues, queue: str = ses_feedback.DELIVERY_QUEUE) -> bool:
+    url = queues[queue].url
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
         "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
     return attributes == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}
