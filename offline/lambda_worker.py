@@ -45,7 +45,9 @@ def _error(exc: BaseException) -> dict:
 
 def _scaled_delay(seconds: int, time_scale: float) -> int:
     # As offline.services.scaled_seconds; repeated so that a worker imports nothing of the runner's but this file.
-    return 0 if seconds <= 0 else min(900, max(0, round(seconds / time_scale)))
+    # A delay asked for stays at least a second: what it is for (a job read after the write its request makes next)
+    # holds at any scale; rounded to nothing, the job raced that write and, losing, waited out a stall instead.
+    return 0 if seconds <= 0 else min(900, max(1, round(seconds / time_scale)))
 
 
 def scale_sqs_delays(time_scale: float) -> None:

@@ -89,9 +89,10 @@ class OfflineRunner:
 
     retry_delay_seconds: None (faithful) leaves a failed batch to its queue's VisibilityTimeout; a number makes
     it visible again after that many seconds instead. time_scale > 1 runs local time faster: schedules, and the
-    DelaySeconds the functions send, are divided by it (queues are scaled where they are made:
-    services.create_queues). faults: what fault mode injects (offline.faults.Faults), none by default. count: tally
-    what the functions and the runner do that AWS and Atlas bill (offline.counting), for counts(); off by default.
+    DelaySeconds the functions send, are divided by it (a delay stays at least a second; queues are scaled where
+    they are made: services.create_queues). faults: what fault mode injects (offline.faults.Faults), none by
+    default. count: tally what the functions and the runner do that AWS and Atlas bill (offline.counting), for
+    counts(); off by default.
     """
 
     def __init__(self, template: Template, queues: dict[str, LocalQueue], env: dict[str, str], *,

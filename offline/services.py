@@ -161,7 +161,8 @@ def create_queues(sqs, queues: dict[str, QueueSpec], prefix: str = "",
                   time_scale: float = 1.0) -> dict[str, LocalQueue]:
     """Every queue of the template, dead-letter queues first, with its attributes and redrive policy.
 
-    time_scale > 1 runs local time faster: VisibilityTimeout and DelaySeconds are divided by it, nothing else.
+    time_scale > 1 runs local time faster: VisibilityTimeout and DelaySeconds are divided by it (a non-zero one stays
+    at least a second), nothing else.
     """
     ordered = sorted(queues.values(), key=lambda q: q.dead_letter_queue is not None)
     created: dict[str, LocalQueue] = {}
@@ -175,7 +176,7 @@ def create_queues(sqs, queues: dict[str, QueueSpec], prefix: str = "",
                                                                  1, MAX_VISIBILITY_TIMEOUT))
         if "DelaySeconds" in attributes:
             attributes["DelaySeconds"] = str(scaled_seconds(float(attributes["DelaySeconds"]), time_scale,
-                                                            0, MAX_DELAY_SECONDS))
+                                                            1, MAX_DELAY_SECONDS))
         if spec.dead_letter_queue:
             policy = spec.properties["RedrivePolicy"]
             attributes["RedrivePolicy"] = json.dumps({"deadLetterTargetArn": created[spec.dead_letter_queue].arn,

@@ -103,6 +103,8 @@ SQS_FUNCTIONS = {
             url = os.environ["QUEUE_URL"]
             sqs.send_message(QueueUrl=url, MessageBody="one", DelaySeconds=60)
             sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": "1", "MessageBody": "batched", "DelaySeconds": 60}])
+            record(os.environ["RECORDS"] + "/sender.jsonl", body="short")
+            sqs.send_message(QueueUrl=url, MessageBody="short", DelaySeconds=2)
             return {"statusCode": 202, "body": ""}
     ''',
 }
@@ -138,12 +140,17 @@ def test_queue_and_message_delays_are_scaled(small):
     sent = time.time()
     small.send("DelayedQueue", "queue-delayed")
     assert small.http.post("/send").status_code == 202
-    arrived = wait_for(lambda: len(got := records(small.record_file("recorder"))) >= 3 and got, 20,
-                       what="three delayed messages")
+    arrived = wait_for(lambda: len(got := records(small.record_file("recorder"))) >= 4 and got, 20,
+                       what="four delayed messages")
     by_body = {r["body"]: r["at"] - sent for r in arrived}
-    assert set(by_body) == {"queue-delayed", "one", "batched"}
-    for body, after in by_body.items():
+    assert set(by_body) == {"queue-delayed", "one", "batched", "short"}
+    for body in ("queue-delayed", "one", "batched"):
+        after = by_body[body]
         assert SCALED - 1 <= after <= SCALED + 3, f"{body} arrived after {after:.1f} s, not ~{SCALED:g} s"
+    # A delay shorter than the scale is not rounded away: a job queued just before its request's write still finds it.
+    [short_sent] = [r["at"] for r in records(small.record_file("sender")) if r["body"] == "short"]
+    short_after = next(r["at"] for r in arrived if r["body"] == "short") - short_sent
+    assert short_after >= 0.9, f"a 2 s delay at {SCALE}x held {short_after:.2f} s, not the 1 s it keeps"
 
 
 ENV_TEMPLATE = """
