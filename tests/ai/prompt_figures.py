@@ -2,7 +2,7 @@
 prompts understood (exactly the expected rules, or refused where a refusal is expected), refused (a refusal where
 rules were expected) and wrong (other rules than expected, or rules where a refusal was expected).
 
-    python -m tests.ai.prompt_figures          # the held-out and the tuning tables
+    python -m tests.ai.prompt_figures          # the held-out, fresh and tuning tables
     python -m tests.ai.prompt_figures -v       # and every prompt not understood
 """
 from __future__ import annotations
@@ -14,11 +14,11 @@ from typing import Any
 from crm.ai.registry import BrandRegistry
 from crm.ai.rules_parser import parse_prompt
 from crm.errors import InvalidInput
-from tests.ai import held_out_prompts, tuning_prompts
+from tests.ai import fresh_prompts, held_out_prompts, tuning_prompts
 from tests.ai.held_out_prompts import REFUSE, REGISTRY, TODAY
 
 UNDERSTOOD, REFUSED, WRONG = "understood", "refused", "wrong"
-TABLES = {"held-out": held_out_prompts.PROMPTS, "tuning": tuning_prompts.PROMPTS}
+TABLES = {"held-out": held_out_prompts.PROMPTS, "fresh": fresh_prompts.PROMPTS, "tuning": tuning_prompts.PROMPTS}
 
 
 def registry() -> BrandRegistry:

@@ -1,13 +1,14 @@
-"""Both tables of marketer phrasings through the offline parser: `held_out_prompts` (frozen before the parser was
-changed for them) and `tuning_prompts` (worked on). A wrong rule fails outright in either table, and so does an
-answer where a refusal is expected; every tuning prompt gives exactly its rules; of the held-out prompts at least
-95 % are understood (the rest may be refused, never answered wrongly). `python -m tests.ai.prompt_figures` prints
+"""The tables of marketer phrasings through the offline parser: `held_out_prompts` (frozen before the parser was
+changed for them), `fresh_prompts` (written after it, committed before its first run on them) and `tuning_prompts`
+(worked on). A wrong rule fails outright in any table, and so does an answer where a refusal is expected; every
+tuning prompt gives exactly its rules; of the held-out prompts at least 95 % are understood (the rest may be
+refused, never answered wrongly). `python -m tests.ai.prompt_figures` prints
 the figures; `pytest -s` prints them here too."""
 from __future__ import annotations
 
 import pytest
 
-from tests.ai import held_out_prompts, tuning_prompts
+from tests.ai import fresh_prompts, held_out_prompts, tuning_prompts
 from tests.ai.held_out_prompts import REFUSE
 from tests.ai.prompt_figures import UNDERSTOOD, WRONG, figures, outcome, registry, report, share
 
@@ -18,7 +19,10 @@ def _ids(table):
     return [f"{version}:{prompt}" for version, prompt, _ in table]
 
 
-@pytest.mark.parametrize("version, prompt, expected", held_out_prompts.PROMPTS, ids=_ids(held_out_prompts.PROMPTS))
+HELD_OUT = held_out_prompts.PROMPTS + fresh_prompts.PROMPTS
+
+
+@pytest.mark.parametrize("version, prompt, expected", HELD_OUT, ids=_ids(HELD_OUT))
 def test_a_held_out_prompt_is_never_answered_with_other_rules(version, prompt, expected):
     kind, got = outcome(prompt, expected, KNOWN)
     assert kind != WRONG, f"{prompt!r} gave {got}"
@@ -44,5 +48,5 @@ def test_the_tables_are_large_enough_to_mean_something():
     assert all(held_out.count(version) >= 40 for version in ("v1", "v2", "v3"))
     assert len(tuning_prompts.PROMPTS) >= 180
     assert len(held_out) + len(tuning_prompts.PROMPTS) >= 300
-    prompts = [prompt for _, prompt, _ in held_out_prompts.PROMPTS + tuning_prompts.PROMPTS]
+    prompts = [prompt for _, prompt, _ in HELD_OUT + tuning_prompts.PROMPTS]
     assert len(set(prompts)) == len(prompts), "a phrasing is in both tables, or twice in one"

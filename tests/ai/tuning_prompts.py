@@ -234,8 +234,12 @@ V3 = [
     ("vip customers who didn't open the Diwali Sale", AND(VIP, c("Diwali Sale", "!=", "opened"))),
     ("customers in Mumbai who clicked the Monsoon Offer",
      AND(city("==", "Mumbai"), c("Monsoon Offer", "==", "clicked"))),
-    ("spent over 2k in the last 30 days and visited more than 5 times",
+    ("spent over 2k in the last 30 days and visited more than 5 times overall",
      AND(w("order_spend", 30, ">", 2000), r("visits", ">", 5))),
+    ("spent over 1k in total and ordered 3+ times this month",
+     AND(r("spend", ">", 1000), w("orders", 18, ">=", 3))),
+    ("shoppers with 5+ orders that haven't bought since October",
+     AND(r("visits", ">=", 5), w("orders", 49, "==", 0))),
     ("inactive for 30 days but opened an email this week", AND(r("inactive_days", ">", 30), w("opened", 3, ">=", 1))),
     ("engaged customers who opened 5+ emails in the last month", AND(w("opened", 30, ">=", 5))),
     ("opened the weekly newsletter", REFUSE),
@@ -248,6 +252,15 @@ V3 = [
     ("lapsed buyers who opened an email in the last 14 days", REFUSE),
     ("whales who ordered 5+ times this year", REFUSE),
     ("received the Diwali Sale campaign and bought masala chai since then", REFUSE),
+    # a period said once, that a reader may carry to the other condition too
+    ("spent over 2k in the last 30 days and visited more than 5 times", REFUSE),
+    ("spent over 5k and bought masala chai this month", REFUSE),
+    ("spent over 1k this month and over 5k overall",
+     AND(w("order_spend", 18, ">", 1000), r("spend", ">", 5000))),
+    # a negation that may cover the verb after it
+    ("haven't opened or clicked in 30 days", REFUSE),
+    ("didn't open or click the Diwali Sale", REFUSE),
+    ("not in Mumbai or tagged vip", REFUSE),
 ]
 
 PROMPTS = [*(("v1", p, e) for p, e in V1), *(("v2", p, e) for p, e in V2), *(("v3", p, e) for p, e in V3)]

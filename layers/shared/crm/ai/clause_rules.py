@@ -183,7 +183,10 @@ def _amount_rules(clause: Clause, field_name: str) -> list[dict[str, Any]]:
         raise refusal(f"{clause.said!r} mixes {field_name} with a duration")
     head: dict[str, Any] = {"field": field_name}
     if windowed:
+        if "alltime" in clause.sources:
+            raise refusal(f"{clause.said!r} says both all time and a period")
         head["days"] = window_days(clause)
+    clause.use("alltime")
     clause.use("subject", "counted", *(("currency",) if money else ()))
     if clause.value is None:
         if clause.op is None and (clause.negated or field_name == "orders"):
@@ -284,6 +287,8 @@ def _list_rules(clause: Clause) -> list[dict[str, Any]]:
     head: dict[str, Any] = {"field": "skus"} if products else {"field": "tags"}
     if products and (clause.period is not None or clause.window):
         head = {"field": "bought", "days": window_days(clause)}
+    elif products:
+        clause.use("alltime")  # "ever bought TEA-01"
     if not products:
         return [{**head, "op": op, "value": [item_tag(item) for item in listed.items]}]
     bought = [item_skus(item) for item in listed.items]

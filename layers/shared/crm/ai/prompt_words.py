@@ -54,7 +54,7 @@ _add("subject", COUNT, "visits", "visit", "visited", "came", "come", "placed")
 _add("subject", INACTIVE, "inactive", "dormant", "lapsed", "inactive_days")
 _add("subject", LAST_ACTIVE, "last active", "last seen", "last visit", "last visited", "last ordered",
      "last purchase", "last purchased", "last order")
-_add("subject", ACTIVE, "active", "seen", "activity")
+_add("subject", ACTIVE, "active", "seen", "activity", "been back", "come back", "came back", "returned")
 _add("subject", SIGNUP, "joined", "join", "signed up", "sign up", "signup", "signups", "registered", "new",
      "signup_days")
 _add("subject", TAGS, "tagged", "tag", "tags", "tagged as", "tagged with")
@@ -103,13 +103,18 @@ _add("join", "and", "and", "&", ",", "but", "as well as")
 _add("join", "or", "or", "either")
 _add("between", "between", "between", "anywhere between", "somewhere between")
 _add("to", "to", "to")
+# Said of spend, counts or products: over all time, not over a period said next to them.
+_add("alltime", "", "ever", "overall", "all time", "all-time", "so far", "to date", "in total", "till date",
+     "till now", "lifetime")
 _add("pronoun", "it", "it", "them")
 _add("descriptor", "", "big", "high", "heavy", "top", "best", "loyal", "valuable", "high value", "high-value",
      "churned", "churning", "at-risk", "at risk", "regular", "frequent", "engaged", "occasional", "low", "small",
      "vip", "vips", "important", "key", "good", "great", "repeat", "whale", "whales")
 _add("stop", "", "came from", "come from", "coming from", "live in", "living in", "based in", "located in",
      "came via", "come via", "came through", "joined via", "joined through", "signed up via",
-     "signed up through", "acquired via", "acquired through", "send to", "resend to", "sent to")
+     "signed up through", "acquired via", "acquired through", "send to", "resend to", "sent to",
+     # "inactive for the past 2 months" is inactive for 2 months: a duration, not a window.
+     "for the past", "for the last")
 
 # What a descriptive word needs the prompt to say about the customers for it to be more than a label: a rule on
 # one of these fields. "VIPs (spent > 50k)" is understood; "vip customers in Delhi", with no spend, is refused.
@@ -134,9 +139,9 @@ STOPWORDS = {
     "folks", "everyone", "anyone", "those", "who", "whose", "that", "which", "have", "has", "had", "having", "been",
     "be", "are", "is", "was", "were", "with", "for", "the", "of", "in", "on", "by", "their", "they", "total", "than",
     "ago", "show", "me", "find", "list", "get", "all", "segment", "audience", "target", "want", "give", "select", "i",
-    "please", "any", "amount", "worth", "value", "money", "lifetime", "overall", "period", "so", "far", "store",
+    "please", "any", "amount", "worth", "value", "money", "period", "store",
     "shop", "us", "our", "from", "a", "an", "we", "can", "something", "someone", "somebody", "basically",
-    "just", "only", "who've", "did", "do", "does", "as", "at", "up", "ever", "yet", "still", "via", "both",
+    "just", "only", "who've", "who's", "did", "do", "does", "as", "at", "up", "yet", "still", "via", "both",
     "made", "make", "during", "resend", "send", "retarget", "re-target", "whom", "also", "anything",
 }
 EVERYDAY_WORDS = (NUMBER_WORDS, TENS, TIMES_WORDS, MULTIPLIERS, CURRENCY_WORDS, DAYS_PER_UNIT, WEAK_SUBJECTS,

@@ -23,12 +23,14 @@ from crm.ai.prompt_words import (
     ENGAGEMENT,
     EXPLAINED_BY,
     FREQUENCY_FIELDS,
+    INACTIVE,
     LAPSE_FIELDS,
     MONEY,
     ORDER,
     PURCHASE,
     SKUS,
     TAGS,
+    UNSUBSCRIBED,
     VALUE_FIELDS,
 )
 from crm.errors import InvalidInput
@@ -337,7 +339,7 @@ def _take(clause: Clause, token: Token, previous: Token | None) -> None:
         clause.counted, piece = True, "counted"
     elif kind == "bool":
         clause.boolean, piece = meaning == "true", "boolean"
-    elif kind not in ("currency", "noun", "pronoun"):
+    elif kind not in ("currency", "noun", "pronoun", "alltime"):
         raise refusal(f"Did not understand {token.text!r} in {clause.said!r}")
     clause.note(piece, token)
 
@@ -409,12 +411,17 @@ def _without_bare(clauses: list[Clause]) -> tuple[list[Clause], list[Token]]:
 
 
 def _refuse_unclear_negation(clauses: list[Clause]) -> None:
-    """"haven't spent over 1k or visited more than 3 times" may mean neither: refused rather than half-negated."""
+    """"haven't spent over 1k or visited more than 3 times" may mean neither: refused rather than half-negated. A
+    condition that is itself a lack ("or inactive for a year", "or unsubscribed") leaves no doubt."""
     for clause, following in zip(clauses, clauses[1:]):
         if (clause.negated and following.joined_by == "or" and not following.negated
-                and following.subject in (MONEY, COUNT, PURCHASE, ORDER)):
-            raise refusal(f"'{clause.said} or {following.said}' is unclear: does the negation cover both? "
-                          "Say each condition on its own")
+                and following.subject not in (INACTIVE, UNSUBSCRIBED)):
+            raise _unclear_negation(clause, following)
+
+
+def _unclear_negation(clause: Clause, following: Clause) -> InvalidInput:
+    return refusal(f"'{clause.said} {following.joined_by} {following.said}' is unclear: does the negation cover "
+                   "both? Say each condition on its own")
 
 
 def _names_nothing(clause: Clause) -> bool:
@@ -429,7 +436,7 @@ def _continues(clause: Clause, previous: Clause) -> None:
     if previous.named_in_days and clause.unit is None:
         clause.unit, clause.named_in_days = 1, True  # "inactive_days > 30 and < 60"
     for one, other in ((clause, previous), (previous, clause)):
-        if one.period is None and other.period is not None:
+        if one.period is None and other.period is not None and "alltime" not in one.sources:
             one.period, one.period_kind = other.period, other.period_kind
     clause.use("window")
     previous.use("window")
@@ -454,26 +461,48 @@ def _link(clauses: list[Clause]) -> None:
               and following.value is not None and _bounds_each_side(clause, following)):
             _continues(clause, following)
     for clause, following in zip(clauses, clauses[1:]):
-        if following.joined_by is None:
-            continue
         for one, other in ((clause, following), (following, clause)):
+            shares = following.joined_by is not None and _engagement_alone(one)
+            if shares and clause.negated and not following.negated:
+                raise _unclear_negation(clause, following)  # "didn't open and click the Diwali Sale"
+            if shares and other.campaign is not None and other.period is None:
+                one.campaign = other.campaign  # "clicked but did not convert from the Diwali Sale"
+                continue
             if one.period is not None or other.period is None:
                 continue
-            if one.subject in ENGAGEMENT and one.campaign is None and other.subject in ENGAGEMENT:
+            if shares and other.subject in ENGAGEMENT:
                 one.period, one.period_kind = other.period, other.period_kind  # "opened or clicked in 30 days"
-            elif _may_take_a_period(one):
+            elif _may_take_a_period(one) and _may_share_its_period(other):
                 said = " ".join(t.text for t in other.sources.get("window", []))
                 raise refusal(f"Does {said!r} cover {one.said!r} too? Say the period for each condition, or leave "
                               "it out of the one it does not cover")
 
 
+def _engagement_alone(clause: Clause) -> bool:
+    """Opened, clicked or received with neither a period nor a campaign: it borrows the one its neighbour names."""
+    return (clause.subject in ENGAGEMENT and clause.campaign is None and "pronoun" not in clause.sources
+            and clause.period is None and not clause.window)
+
+
+def _may_share_its_period(clause: Clause) -> bool:
+    """A period said of spend, counts, products or engagement, which a reader may carry over to its neighbour; not
+    one that is part of a recency or a signup ("haven't purchased in 60 days", "new customers this week")."""
+    if clause.listed is not None:
+        return clause.listed.meaning == SKUS
+    return clause.subject in ENGAGEMENT or (clause.subject in (MONEY, PURCHASE, ORDER, COUNT)
+                                            and clause.value is not None)
+
+
 def _may_take_a_period(clause: Clause) -> bool:
-    """Spend, order counts and products read all time without a period and the last N days with one."""
+    """Spend, counts and products, which a reader may take to be over the period said next to them ("spent over 1k
+    this month and visited 5 times"); unless the condition says it is over all time ("ever", "overall")."""
+    if "alltime" in clause.sources:
+        return False
     if clause.listed is not None:
         return clause.listed.meaning == SKUS
     if clause.subject == MONEY or (clause.subject is None and clause.weak == MONEY):
         return True
-    return clause.subject in (PURCHASE, ORDER) and clause.counted
+    return clause.subject in (PURCHASE, ORDER, COUNT) and clause.value is not None
 
 
 def _refuse_unexplained(described: list[Token], fields: set[str]) -> None:
