@@ -93,6 +93,14 @@ V1 = [
     ("inactive for 30", REFUSE),
     ("spent between 10k and 5k", REFUSE),
     ("big spenders with 10+ visits", REFUSE),
+    # numbers as written: US and Indian grouping; a dot or comma that could be either is refused
+    ("spent over 12,34,567", AND(r("spend", ">", 1234567))),
+    ("spent over 1,234,567", AND(r("spend", ">", 1234567))),
+    ("spent over 1.000", REFUSE),
+    ("spent over 1,00", REFUSE),
+    # a real word one letter from a known one is not read as it
+    ("customers older than 30", REFUSE),
+    ("joint customers in the last 30 days", REFUSE),
     ("loyal customers who spent over 5k", REFUSE),
 ]
 
@@ -219,6 +227,8 @@ V3 = [
     ("got no messages in the last 30 days", AND(w("messages_received", 30, "==", 0))),
     ("were sent more than 10 messages this month", AND(w("messages_received", 18, ">", 10))),
     ("received a message today", AND(w("messages_received", 1, ">=", 1))),
+    ("recieved 3 emails in the last week", AND(w("messages_received", 7, "==", 3))),
+    ("oppened an email this week", AND(w("opened", 3, ">=", 1))),
     ("opened the Monsoon Offer campaign", AND(c("Monsoon Offer", "==", "opened"))),
     ("clicked the Diwali Sale email", AND(c("Diwali Sale", "==", "clicked"))),
     ("didn't click the Black Friday 2026 campaign", AND(c("Black Friday 2026", "!=", "clicked"))),

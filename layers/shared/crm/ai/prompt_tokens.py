@@ -33,7 +33,9 @@ TOKEN = re.compile(
     r"(?P<date>(?<![\w-])\d{4}-\d{2}-\d{2}(?![\w-]))"
     r"|(?P<ordinal>(?<![\w.,])\d{1,2}(?:st|nd|rd|th)(?![\w]))"
     r"|(?P<code>[a-z](?=[a-z0-9_-]*\d)[a-z0-9]*(?:[-_][a-z0-9]+)*)"
-    r"|(?P<num>(?:(?<![\w\-–—])-)?(?<![\w.,])[₹$€£]?\s?\d+(?:,\d{2,3})*(?:\.\d+)?\s?"
+    # Grouped as in the US (1,234,567) or India (12,34,567); "1,00" or "5,0000" is no number as written here.
+    r"|(?P<num>(?:(?<![\w\-–—])-)?(?<![\w.,])[₹$€£]?\s?(?:\d{1,3}(?:,\d{3})+|\d{1,2}(?:,\d{2})+,\d{3}|\d+)"
+    r"(?:\.\d+)?\s?"
     r"(?:k|mn|m|bn|b|cr|l|lakhs?|lacs?|crores?|thousand|million|billion)?(?![a-z0-9]|[,.]\d))"
     r"|(?P<dash>[-–—](?=\s?[₹$€£]?\d))"
     r"|(?P<badnum>-?[₹$€£]?\d[\d,.]*)"
@@ -156,7 +158,9 @@ def tokens(prompt: str, brand: BrandWords, today: date) -> tuple[list[Token], di
     raw: list[Token] = []
     for match in TOKEN.finditer(prompt.replace("’", "'").replace("‘", "'")):
         text, group = match.group(0), match.lastgroup
-        if group == "num":
+        if group == "num" and re.search(r"(?<![\d.])\d{1,3}\.\d{3}(?![\d.])", text):
+            raw.append(Token("unknown", text=text.strip()))  # "1.000": a thousand, or one? Not said here
+        elif group == "num":
             value, scale = amount(text)
             raw.append(Token("num", value=value, scale=scale, text=text.strip()))
         elif group in ("date", "ordinal", "dash"):
@@ -192,7 +196,7 @@ def _corrected(raw: list[Token], brand: BrandWords) -> dict[str, str]:
         if (token.kind != "word" or len(word) < 4 or not word.isalpha() or word in known_words()
                 or word in brand.words):
             continue
-        near = [w for w in everyday if _one_edit_apart(word, w)]
+        near = [w for w in everyday if _slip_of(word, w)]
         if len(near) == 1 and not any(_edits_apart(word, w) <= 2 for w in brand.words):
             corrected[token.text] = near[0]
             token.reads_as = near[0]
@@ -210,8 +214,20 @@ def _correctable() -> frozenset[str]:
     return frozenset(w for w in alone | in_phrases if len(w) >= 3 and w.isalpha())
 
 
-def _one_edit_apart(a: str, b: str) -> bool:
-    return abs(len(a) - len(b)) <= 1 and _edits_apart(a, b) == 1
+def _slip_of(word: str, meant: str) -> bool:
+    """A slip of the keyboard: a letter left out ("visted"), two neighbours swapped ("recieved"), a letter typed
+    twice ("oppened") or, in a longer word, one too many ("speant"). Not a letter typed for another: that turns
+    everyday words into others ("older" is no misspelt "order")."""
+    if len(word) == len(meant) - 1:
+        return any(meant[:i] + meant[i + 1:] == word for i in range(len(meant)))
+    if len(word) == len(meant) + 1:
+        return any(word[:i] + word[i + 1:] == meant and (len(word) >= 6 or word[i] in word[max(0, i - 1):i] +
+                                                           word[i + 1:i + 2]) for i in range(len(word)))
+    if len(word) == len(meant):
+        differ = [i for i in range(len(word)) if word[i] != meant[i]]
+        return len(differ) == 2 and differ[1] == differ[0] + 1 and word[differ[0]] == meant[differ[1]] \
+            and word[differ[1]] == meant[differ[0]]
+    return False
 
 
 def _edits_apart(a: str, b: str) -> int:
