@@ -82,6 +82,14 @@ def test_a_variants_links_are_the_campaigns_and_tracking_off_sends_links_as_writ
     assert len(sent) == 120 and all(SALE in text and "/c/" not in text for text in sent)
 
 
+def test_a_test_send_is_sent_with_its_links_as_written(api, db, vendor):
+    """A test names no log: a tracked link in it would count nothing, so its reader gets the page itself."""
+    status, body, _ = api.post("/api/campaigns/test-send", {"to": ["tester@example.com"], "message": MESSAGE})
+    assert status == 200, body
+    [message] = [m for r in vendor.received if r["status"] == 202 for m in r["messages"]]
+    assert SALE in message["message"] and "/c/" not in message["message"]
+
+
 def test_personalised_links_are_tracked_and_links_a_customer_brought_in_are_not():
     tracker = LinkTracker("https://crm.example.com/", "s3cret")
     template = "Hi {{name}}: https://shop.example.com/u/{{attributes.code}}/deals, https://shop.example.com/x"
