@@ -5,6 +5,7 @@ misspellings of everyday words corrected when only one word is meant."""
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import cache
@@ -45,6 +46,8 @@ TOKEN = re.compile(
     re.IGNORECASE,
 )
 CALENDAR_UNITS = ("week", "month", "quarter", "year")
+# The misspelt words one prompt may have read as others; each is compared with every name the brand has.
+MAX_CORRECTED = 5
 
 
 @dataclass
@@ -71,21 +74,22 @@ class Token:
 
 @dataclass(frozen=True)
 class BrandWords:
-    """The registries' names by the words a prompt would use for them."""
+    """The registries' names by the words a prompt would use for them: only the names whose first word the prompt
+    has (a registry may hold a hundred thousand values), and every word of every name."""
 
     phrases: dict[tuple[str, ...], dict[str, Any]]
-    display: dict[str, str]  # a lower-cased word → how the registry writes it (for suggestions)
     words: frozenset[str]  # every word of every name, never "corrected" into an everyday word
+    known: Any
 
     @classmethod
-    def of(cls, known: Any) -> BrandWords:
+    def of(cls, known: Any, prompt: str | None = None) -> BrandWords:
         """`known`: a KnownAttributes, or a BrandRegistry that also knows tags, products and campaigns."""
+        said = None
+        if prompt is not None:
+            said = set(re.findall(r"[\w'.-]+", prompt.lower()))
+            said |= {part for word in said for part in re.split(r"[-'.]", word) if part}  # "non-vip", "vips."
         phrases: dict[tuple[str, ...], dict[str, Any]] = {}
-        display: dict[str, str] = {}
-
-        def add(words: tuple[str, ...], sense: str, meaning: Any, shown: str) -> None:
-            if not words or (len(words) == 1 and _everyday(words[0])):
-                return
+        for words, sense, meaning, _ in _names(known, said):
             senses = phrases.setdefault(words, {})
             if sense == "value":
                 key, spelling = meaning
@@ -94,33 +98,55 @@ class BrandWords:
                 senses.setdefault(sense, []).append(meaning)
             else:
                 senses.setdefault(sense, meaning)
-            display.setdefault(" ".join(words), shown)
+        every = {w for values in known.values.values() for value in values for w in value.lower().split()}
+        every |= {w for key in known.types for w in key.replace("_", " ").split()}
+        every |= set(getattr(known, "tags", ()))
+        named = [*getattr(known, "products", {}).values(), *(name for _, name in getattr(known, "campaigns", ()))]
+        every |= {w for name in named for w in name_words(name)}
+        return cls(phrases, frozenset(every), known)
 
-        for key, values in known.values.items():
-            for value in values:
-                add(_plain_words(value), "value", (key, value), value)
-        keys = list(known.types)
-        last_words = [key.rsplit("_", 1)[-1] for key in keys if "_" in key]
-        for key in keys:
-            for name in {key, key.replace("_", " "), f"attributes.{key}"}:
-                if tuple(name.split()) not in PHRASES:
-                    add(tuple(name.split()), "key", key, name)
-            last = key.rsplit("_", 1)[-1]
-            if "_" in key and last_words.count(last) == 1 and last not in keys and last not in known_words():
-                add((last,), "key", key, last)  # "platinum tier" for loyalty_tier
-            if known.types[key] == "boolean" and key.startswith("is_"):
-                noun = key[3:].replace("_", " ")
-                for form in (noun, f"{noun}s"):
-                    add(tuple(form.split()), "flag", key, form)  # "students" for is_student
-        for tag in getattr(known, "tags", ()):
-            for form in (tag, f"{tag}s"):
-                add((form,), "tag", tag, tag)
-        for sku, name in getattr(known, "products", {}).items():
-            add(name_words(name), "product", sku, name)
-        for campaign_id, name in getattr(known, "campaigns", ()):
-            add(name_words(name), "campaign", campaign_id, name)
-        words = frozenset(w for phrase in phrases for w in phrase)
-        return cls(phrases, display, words)
+    def display(self) -> dict[str, str]:
+        """Every name's words → how the registry writes it, for suggestions."""
+        return {" ".join(words): shown for words, _, _, shown in _names(self.known, None)}
+
+
+def _names(known: Any, said: set[str] | None):
+    """(words, sense, meaning, as shown) for each name in the registries; with `said`, only those whose first word
+    is in it."""
+    def named(words: tuple[str, ...]) -> bool:
+        return bool(words) and (said is None or words[0] in said) and not (len(words) == 1 and _everyday(words[0]))
+
+    for key, values in known.values.items():
+        for value in values:
+            first = value[:value.find(" ")] if " " in value else value
+            if said is None or first.lower() in said:
+                if named(words := _plain_words(value)):
+                    yield words, "value", (key, value), value
+    keys = list(known.types)
+    last_words = Counter(key.rsplit("_", 1)[-1] for key in keys if "_" in key)
+    for key in keys:
+        for name in {key, key.replace("_", " "), f"attributes.{key}"}:
+            if tuple(name.split()) not in PHRASES and named(tuple(name.split())):
+                yield tuple(name.split()), "key", key, name
+        last = key.rsplit("_", 1)[-1]
+        if "_" in key and last_words[last] == 1 and last not in known.types and last not in known_words() \
+                and named((last,)):
+            yield (last,), "key", key, last  # "platinum tier" for loyalty_tier
+        if known.types[key] == "boolean" and key.startswith("is_"):
+            noun = key[3:].replace("_", " ")
+            for form in (noun, f"{noun}s"):
+                if named(tuple(form.split())):
+                    yield tuple(form.split()), "flag", key, form  # "students" for is_student
+    for tag in getattr(known, "tags", ()):
+        for form in (tag, f"{tag}s"):
+            if named((form,)):
+                yield (form,), "tag", tag, tag
+    for sku, name in getattr(known, "products", {}).items():
+        if named(words := name_words(name)):
+            yield words, "product", sku, name
+    for campaign_id, name in getattr(known, "campaigns", ()):
+        if named(words := name_words(name)):
+            yield words, "campaign", campaign_id, name
 
 
 def _plain_words(value: str) -> tuple[str, ...]:
@@ -146,7 +172,7 @@ def vocabulary(brand: BrandWords) -> dict[str, str]:
     """Every word the parser knows → how to show it, for suggesting the one a misspelt word was meant to be."""
     words = {w: w for phrase in PHRASES for w in phrase if w.isalpha()}
     words |= {w: w for w in (*NUMBER_WORDS, *TENS, *TIMES_WORDS, *DAYS_PER_UNIT, *MULTIPLIERS)}
-    return words | brand.display
+    return words | brand.display()
 
 
 def refusal(message: str, details: list[dict] | None = None) -> InvalidInput:
@@ -191,15 +217,19 @@ def _corrected(raw: list[Token], brand: BrandWords) -> dict[str, str]:
     is as close to one of the brand's names ("Mumbia" stays unknown, with a suggestion)."""
     everyday = _correctable()
     corrected: dict[str, str] = {}
+    read: dict[str, str | None] = {}
     for token in raw:
         word = token.text.lower()
         if (token.kind != "word" or len(word) < 4 or not word.isalpha() or word in known_words()
                 or word in brand.words):
             continue
-        near = [w for w in everyday if _slip_of(word, w)]
-        if len(near) == 1 and not any(_edits_apart(word, w) <= 2 for w in brand.words):
-            corrected[token.text] = near[0]
-            token.reads_as = near[0]
+        if word not in read:
+            if len(read) == MAX_CORRECTED:
+                break  # a prompt of more misspellings than this is refused naming them
+            near = [w for w in everyday if _slip_of(word, w)]
+            read[word] = near[0] if len(near) == 1 and not _near_a_name(word, brand) else None
+        if read[word]:
+            corrected[token.text] = token.reads_as = read[word]
     return corrected
 
 
@@ -212,6 +242,14 @@ def _correctable() -> frozenset[str]:
     alone |= {w for table in EVERYDAY_WORDS for w in table}
     in_phrases = {w for phrase in PHRASES if len(phrase) > 1 for w in phrase if len(w) >= 5}
     return frozenset(w for w in alone | in_phrases if len(w) >= 3 and w.isalpha())
+
+
+def _near_a_name(word: str, brand: BrandWords) -> bool:
+    """Within two edits of a word of the brand's names. Each edit changes the set of letters by at most two, so
+    the letter sets filter the names first, cheaply (a registry holds tens of thousands of words)."""
+    letters = set(word)
+    return any(abs(len(w) - len(word)) <= 2 and len(letters ^ set(w)) <= 4 and _edits_apart(word, w) <= 2
+               for w in brand.words)
 
 
 def _slip_of(word: str, meant: str) -> bool:

@@ -57,7 +57,7 @@ def parse_prompt(prompt: str, known: KnownAttributes | None = None) -> tuple[rul
     """Rules and an explanation for a prompt; InvalidInput naming the words it could not map. `known` is the
     attribute registry's knowledge, or a BrandRegistry that also knows tags, products, campaigns and today."""
     registry = brand_registry.of(known)
-    brand = BrandWords.of(registry)
+    brand = BrandWords.of(registry, prompt)
     found, corrected = tokens(prompt, brand, registry.day())
     words = _lists(_resolved(_negated_numbers(_or_more_than(found))))
     _refuse_unknown(words, brand)
