@@ -2,8 +2,8 @@
 prompts understood (exactly the expected rules, or refused where a refusal is expected), refused (a refusal where
 rules were expected) and wrong (other rules than expected, or rules where a refusal was expected).
 
-    python -m tests.ai.prompt_figures          # the held-out, fresh and tuning tables
-    python -m tests.ai.prompt_figures -v       # and every prompt not understood
+    PYTHONPATH=layers/shared python -m tests.ai.prompt_figures       # the held-out, fresh and tuning tables
+    PYTHONPATH=layers/shared python -m tests.ai.prompt_figures -v    # and every prompt not understood
 """
 from __future__ import annotations
 
