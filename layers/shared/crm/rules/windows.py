@@ -2,10 +2,16 @@
 plain Python as the reference that filter must agree with.
 
 A window of N days holds the entries whose UTC day number d has d > today - N (today, `now`'s UTC day, included).
-What can use an index does: a rule that no customer without activity in the window can meet starts with a range of
-the multikey day index (`activity.orders.d > today - N`), which alone decides "at least one"; a total beyond that is
-an `$expr` summing the window's entries of the documents that range found. A rule a customer with no activity meets
-(`< n`, `== 0`, `has_none`, `!=`) is a `$expr` (or a `$nor`) alone: it holds for customers with no activity at all.
+What can use an index does:
+- orders and order_spend: the window's total is the largest running total (`cn`, `cs`) of its buckets, so "total >= x"
+  is one `$elemMatch` {d > today - N, cn >= x} (the compound multikey index on d and cn), and every other comparison
+  is made of such conditions and their `$nor`: `< x` is "no bucket in the window reaches x", which customers with no
+  orders meet too;
+- bought: an `$elemMatch` of a day in the window and the SKUs (`has_none`: its `$nor`);
+- messages_received, opened, clicked: "at least one" is a range of the day index (`activity.messages.o > ...`);
+  other counts an `$expr` counting the window's entries of the documents that range found, or of every document
+  when zero is among the counts the rule accepts;
+- campaign: an `$elemMatch` of the campaign and the day of its event (`!=`: its `$nor`).
 """
 from __future__ import annotations
 
@@ -17,9 +23,10 @@ from bson import ObjectId
 from crm.rules.activity import MESSAGES, ORDERS, day_number
 from crm.rules.grammar import BOUGHT, CAMPAIGN, Behaviour
 
-# Each window rule's entries: (array, the entry's day key, the amount key summed, or None to count entries).
-SERIES = {"orders": (ORDERS, "d", "n"), "order_spend": (ORDERS, "d", "s"), "messages_received": (MESSAGES, "r", None),
-          "opened": (MESSAGES, "o", None), "clicked": (MESSAGES, "k", None)}
+# Order totals: the running total of each bucket that a window's total is the largest of.
+RUNNING_TOTALS = {"orders": "cn", "order_spend": "cs"}
+# Message counts: the entry's day of the event counted.
+MESSAGE_DAYS = {"messages_received": "r", "opened": "o", "clicked": "k"}
 # A campaign rule's event, by the key of the message entry that holds its day.
 EVENT_KEYS = {"received": "r", "opened": "o", "clicked": "k", "converted": "v"}
 _EXPR_OPS = {">": "$gt", ">=": "$gte", "<": "$lt", "<=": "$lte", "==": "$eq", "!=": "$ne"}
@@ -44,32 +51,52 @@ def to_filter(rule: Behaviour, now: datetime) -> dict[str, Any]:
             return each[0] if len(each) == 1 else {"$and": each}
         bought = {ORDERS: {"$elemMatch": {"d": {"$gt": cut}, "skus": {"$in": list(rule.value)}}}}
         return bought if rule.op == "has_any" else {"$nor": [bought]}
-    array, day, amount = SERIES[rule.field]
-    total = _window_total(array, day, amount, cut)
+    if rule.field in RUNNING_TOTALS:
+        return _order_total_filter(rule, cut)
+    day = MESSAGE_DAYS[rule.field]
+    if _at_least_one(rule.op, rule.value):
+        return {f"{MESSAGES}.{day}": {"$gt": cut}}  # "at least one" is what the index range says
+    count = {"$size": {"$filter": {"input": {"$ifNull": [f"${MESSAGES}", []]}, "as": "entry",
+                                   "cond": {"$gt": [f"$$entry.{day}", cut]}}}}
     if rule.op == "between":
-        holds = {"$expr": {"$let": {"vars": {"total": total}, "in": {
-            "$and": [{"$gte": ["$$total", rule.value[0]]}, {"$lte": ["$$total", rule.value[1]]}]}}}}
+        holds = {"$expr": {"$let": {"vars": {"count": count}, "in": {
+            "$and": [{"$gte": ["$$count", rule.value[0]]}, {"$lte": ["$$count", rule.value[1]]}]}}}}
     else:
-        holds = {"$expr": {_EXPR_OPS[rule.op]: [total, rule.value]}}
+        holds = {"$expr": {_EXPR_OPS[rule.op]: [count, rule.value]}}
     if compare(0, rule.op, rule.value):
         return holds  # customers with nothing in the window meet it too: no index range can find them
-    active = {f"{array}.{day}": {"$gt": cut}}
-    if amount != "s" and _at_least_one(rule.op, rule.value):
-        return active  # a count of entries: "at least one" is what the index range says
-    return {"$and": [active, holds]}
+    return {"$and": [{f"{MESSAGES}.{day}": {"$gt": cut}}, holds]}
 
 
 def _at_least_one(op: str, value: Any) -> bool:
-    """The comparison holds for exactly the counts 1, 2, 3, ... (it fails for 0: the caller checked)."""
-    return (op == ">" and value < 1) or (op == ">=" and value <= 1) or (op == "!=" and value == 0)
+    """The comparison holds for exactly the counts 1, 2, 3, ..."""
+    return (op == ">" and 0 <= value < 1) or (op == ">=" and 0 < value <= 1) or (op == "!=" and value == 0)
 
 
-def _window_total(array: str, day: str, amount: str | None, cut: int) -> dict[str, Any]:
-    inside = {"$filter": {"input": {"$ifNull": [f"${array}", []]}, "as": "entry",
-                          "cond": {"$gt": [f"$$entry.{day}", cut]}}}
-    if amount is None:
-        return {"$size": inside}
-    return {"$sum": {"$map": {"input": inside, "as": "entry", "in": f"$$entry.{amount}"}}}
+def _order_total_filter(rule: Behaviour, cut: int) -> dict[str, Any]:
+    """The window's total compared, as conditions "some bucket of the window has a running total of at least x"."""
+    running = RUNNING_TOTALS[rule.field]
+
+    def reaches(low: float, strict: bool = False) -> dict[str, Any] | None:
+        """Some bucket's running total reaches low; None: every total does (also of a customer with no orders)."""
+        if low <= 0 and not strict:
+            return None
+        if running == "cn" and (low < 1 if strict else low <= 1):
+            return {f"{ORDERS}.d": {"$gt": cut}}  # every bucket holds an order: any bucket of the window will do
+        return {ORDERS: {"$elemMatch": {"d": {"$gt": cut}, running: {"$gt" if strict else "$gte": low}}}}
+
+    def never(condition: dict[str, Any] | None) -> dict[str, Any]:
+        return {"$nor": [condition if condition is not None else {}]}
+
+    op, value = rule.op, rule.value
+    if op in (">", ">="):
+        return reaches(value, strict=op == ">") or {}
+    if op in ("<", "<="):
+        return never(reaches(value, strict=op == "<="))
+    low, high = value if op == "between" else (value, value)
+    at_least, above = reaches(low), never(reaches(high, strict=True))
+    within = above if at_least is None else {"$and": [at_least, above]}
+    return within if op != "!=" else {"$nor": [within]}
 
 
 def matches(rule: Behaviour, customer: Mapping[str, Any], now: datetime) -> bool:
@@ -84,7 +111,10 @@ def matches(rule: Behaviour, customer: Mapping[str, Any], now: datetime) -> bool
         wanted = set(rule.value)
         return {"has_any": bool(bought & wanted), "has_all": wanted <= bought,
                 "has_none": not bought & wanted}[rule.op]
-    array, day, amount = SERIES[rule.field]
-    entries = activity.get(array.split(".")[1]) or []
-    total = sum(e[amount] if amount else 1 for e in entries if e.get(day) is not None and e[day] > cut)
+    if rule.field in RUNNING_TOTALS:
+        running = RUNNING_TOTALS[rule.field]
+        total = max((b[running] for b in activity.get("orders") or [] if b["d"] > cut), default=0)
+    else:
+        day = MESSAGE_DAYS[rule.field]
+        total = sum(1 for e in activity.get("messages") or [] if e.get(day) is not None and e[day] > cut)
     return compare(total, rule.op, rule.value)
