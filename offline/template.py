@@ -13,7 +13,9 @@ ACCOUNT_ID = "123456789012"
 STACK_NAME = "mini-crm-local"
 
 
-class _CfnLoader(yaml.SafeLoader):
+# libyaml's loader where PyYAML has it (its Linux wheels do): the same documents, eight times faster, and the
+# template is read for every test's queues and environment.
+class _CfnLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
     """YAML with CloudFormation's short-form tags turned into their long form."""
 
 
