@@ -1,24 +1,29 @@
-"""What a campaign earned, through the whole local system in fault mode (SQS delivers twice, consumers are
-killed): clicks through the runner's /c/ links, orders ingested after the campaign (inside its window, after it,
-before it, by its control group, sent twice), and the report, whose every figure is checked against a count made
-here from the raw collections; then the segment of recipients who did not click, by the campaign rule."""
+"""What a campaign earned, through the whole local system: on the mock vendor in fault mode (SQS delivers twice,
+consumers are killed), and on SES (moto, with SES's events from offline.ses_feedback): clicks through the
+runner's /c/ links, orders ingested after the campaign (inside its window, after it, before it, by its control
+group, sent twice), and the report, whose every figure is checked against a count made here from the raw
+collections; then the segments of recipients who did not click, and who did not open, by the campaign rule."""
 from __future__ import annotations
 
 from collections import Counter
 from datetime import timedelta
 
+import pytest
 from bson import ObjectId
 
 from crm.config import get_settings
 from crm.engagement.links import token_for
 from crm.models.common import to_iso, utcnow
-from offline import services
+from offline import services, ses_feedback
 from offline.faults import Faults
 from tests.conftest import signed_in_system
 from tests.test_faults import _audience, wait_until
 
 LINKS = ["https://shop.example.com/diwali", "https://shop.example.com/lamps?from=mail"]
 WINDOW = timedelta(days=5)
+SENDER = "Shop <news@shop.example.com>"
+# SES's answers: some bounce, half of those delivered open; clicks come through our links only.
+SHARES = ses_feedback.Shares(bounce=0.05, complaint=0.0, open=0.5, click=0.0, seed="earned")
 
 
 def _order(order_id: str, customer_id, amount: float, at) -> dict:
@@ -26,7 +31,7 @@ def _order(order_id: str, customer_id, amount: float, at) -> dict:
             "items": [{"sku": "LAMP-1", "name": "Diya lamp", "qty": 1, "price": amount}]}
 
 
-def _raw_report(db, campaign_id: ObjectId, clicks: Counter) -> dict:
+def _raw_report(db, campaign_id: ObjectId, clicks: Counter, channel: str) -> dict:
     """The report as the raw logs and orders give it."""
     logs = list(db.communication_logs.find({"campaign_id": campaign_id}))
     sent = [log for log in logs if log["status"] == "SENT"]
@@ -47,13 +52,14 @@ def _raw_report(db, campaign_id: ObjectId, clicks: Counter) -> dict:
         if latest is not None and latest["_id"] in mine:
             control_converted.add(latest["_id"])
             control_revenue += order["amount"]
-    clicked = [log for log in logs if log.get("events", {}).get("clicked")]
+    events = Counter(name for log in logs for name in log.get("events", {}))
     conversion = len(converted) / len(sent)
     control_rate = len(control_converted) / len(control)
     return {
-        "funnel": {"audience": len(logs), "sent": len(sent), "delivered": len(sent), "opened": 0,
-                   "clicked": len(clicked), "converted": len(converted), "unsubscribed": 0, "bounced": 0,
-                   "complained": 0},
+        "funnel": {"audience": len(logs), "sent": len(sent),
+                   "delivered": events["delivered"] if channel == "ses" else len(sent), "opened": events["opened"],
+                   "clicked": events["clicked"], "converted": len(converted), "unsubscribed": 0,
+                   "bounced": events["bounced"], "complained": 0},
         "revenue": round(revenue, 2),
         "links": [{"url": url, "clicks": clicks[place],
                    "recipients": sum(place in log.get("clicked_links", []) for log in logs)}
@@ -61,7 +67,7 @@ def _raw_report(db, campaign_id: ObjectId, clicks: Counter) -> dict:
         "control": {"recipients": len(control), "converted": len(control_converted),
                     "revenue": round(control_revenue, 2), "conversion_rate": control_rate,
                     "lift": conversion / control_rate - 1 if control_rate else None},
-        "rates": {"click": len(clicked) / len(sent), "conversion": conversion}}
+        "rates": {"click": events["clicked"] / len(sent), "conversion": conversion}}
 
 
 def _as_reported(report: dict) -> dict:
@@ -70,23 +76,39 @@ def _as_reported(report: dict) -> dict:
             "rates": {"click": rates["click"], "conversion": rates["conversion"]}}
 
 
-def test_clicks_orders_and_the_report_under_sqs_faults_match_the_raw_collections(stack_env, queues, db):
+@pytest.mark.parametrize("channel", ["mock", "ses"])
+def test_clicks_orders_and_the_report_match_the_raw_collections(channel, stack_env, queues, db, sqs):
     _audience(db, 200)
     port = services.free_port()
     public_url = f"http://127.0.0.1:{port}"
     env = {**stack_env, "VENDOR_URL": f"{public_url}/api/mock-send", "PUBLIC_URL": public_url,
            "RECEIPT_URL": f"{public_url}/_url/ReceiptsFunction/api/delivery-receipt"}
-    faults = Faults({"sqs_dup": 0.3, "sqs_kill": 0.15}, seed=24)
+    if channel == "ses":
+        env.update(CHANNEL="ses", SES_FROM_ADDRESS=SENDER)
+        assert services.prepare_local_ses(env) == SENDER
+    # Fault mode on the mock vendor's path; the e-mail path's faults are test_email's (each stack costs a minute).
+    faults = Faults({"sqs_dup": 0.3, "sqs_kill": 0.15}, seed=24) if channel == "mock" else None
     with signed_in_system(env, queues, port, faults, time_scale=6) as http:
         segment = http.post("/api/segments", json={"name": "All", "rules": {"field": "spend", "op": ">=",
                                                                             "value": 0}}).json()
         created = http.post("/api/campaigns", json={
             "name": "Diwali sale", "segment_id": segment["id"], "control_percent": 20,
-            "message": f"Hi {{{{first_name}}}}, lamps at {LINKS[0]} and more: {LINKS[1]}"})
+            "message": f"Hi {{{{first_name}}}}, lamps at {LINKS[0]} and more: {LINKS[1]}",
+            **({"subject": "Diwali sale, {{first_name}}"} if channel == "ses" else {})})
         assert created.status_code == 202, created.text
         campaign_id = ObjectId(created.json()["id"])
-        wait_until(lambda: http.get(f"/api/campaigns/{campaign_id}").json()["status"] == "COMPLETED", 300,
-                   "the campaign completing")
+        if channel == "ses":
+            # SES's events decide each log's outcome: answered for every message handed to SES and still waiting.
+            def completed_with_feedback():
+                mails = ses_feedback.sent_mail(env["SES_ENDPOINT_URL"])
+                ses_feedback.feedback(db, sqs, queues[ses_feedback.DELIVERY_QUEUE].url, mails, SHARES)
+                return http.get(f"/api/campaigns/{campaign_id}").json()["status"] == "COMPLETED"
+
+            wait_until(completed_with_feedback, 300, "the e-mail campaign completing", interval=3)
+        detail = wait_until(lambda: (d := http.get(f"/api/campaigns/{campaign_id}").json())["status"] == "COMPLETED"
+                            and d, 300, "the campaign completing")
+        if channel == "ses":
+            assert detail["stats"]["bounced"] and detail["stats"]["opened"] and detail["stats"]["clicked"] == 0
         sent = list(db.communication_logs.find({"campaign_id": campaign_id, "status": "SENT"}).sort("_id", 1))
         control = list(db.communication_logs.find({"campaign_id": campaign_id, "reason": "control"}).sort("_id", 1))
         assert len(sent) > 100 and len(control) > 20
@@ -119,11 +141,11 @@ def test_clicks_orders_and_the_report_under_sqs_faults_match_the_raw_collections
 
         def matches():
             report = http.get(f"/api/campaigns/{campaign_id}/report").json()
-            return _as_reported(report) == _raw_report(db, campaign_id, clicks) and report
+            return _as_reported(report) == _raw_report(db, campaign_id, clicks, channel) and report
 
         def mismatch() -> str:
             reported = _as_reported(http.get(f"/api/campaigns/{campaign_id}/report").json())
-            return f"the report {reported} to match the raw counts {_raw_report(db, campaign_id, clicks)}"
+            return f"the report {reported} to match the raw counts {_raw_report(db, campaign_id, clicks, channel)}"
 
         report = wait_until(matches, 90, mismatch)
         assert report["funnel"]["clicked"] == 40 and report["funnel"]["converted"] == 30
@@ -136,5 +158,10 @@ def test_clicks_orders_and_the_report_under_sqs_faults_match_the_raw_collections
         preview = http.post("/api/segments/preview", json={"rules": rules})
         assert preview.status_code == 200, preview.text
         assert preview.json()["audience_size"] == len(sent) - 40
-    injected = faults.injected()
-    assert injected["sqs_dup"] and injected["sqs_kill"], injected
+        # And to those who did not open it (all of them on the mock vendor, which reports no opens).
+        rules["and"][1]["value"] = "opened"
+        preview = http.post("/api/segments/preview", json={"rules": rules}).json()
+        assert preview["audience_size"] == len(sent) - report["funnel"]["opened"]
+    if faults is not None:
+        injected = faults.injected()
+        assert injected["sqs_dup"] and injected["sqs_kill"], injected
