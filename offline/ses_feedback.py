@@ -4,7 +4,8 @@ Reads what moto's SES has sent (`GET /moto-api/data.json`) and puts on the local
 would publish about each message through the stack's EventBridge rule (one EventBridge event per SQS message, the
 shapes of events/ses/*.json): Send, then Delivery for most and a permanent Bounce for a few; a Complaint, an Open
 and a Click for some of those delivered. Each address's fate is a hash of it (and of --seed), so it is the same on
-every run; the shares are options.
+every run; the shares are options. A reader who clicks an e-mail whose links the CRM tracks (TRACK_CLICKS) follows
+its first tracked link through the running system, as a person would (SES publishes no click events then).
 
     python -m offline.ses_feedback [--bounce 0.05] [--complaint 0.02] [--open 0.3] [--click 0.1] [--seed S]
 
@@ -22,6 +23,7 @@ import email
 import hashlib
 import json
 import os
+import re
 import sys
 import uuid
 from collections import Counter
@@ -42,6 +44,7 @@ from offline.template import ACCOUNT_ID, STACK_NAME
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "events" / "ses"
 DELIVERY_QUEUE = "DeliveryEventQueue"
+TRACKED_LINK = re.compile(r"https?://[^\s\"'<>]+/c/[A-Za-z0-9_-]+")
 REGION = "us-east-1"
 # The fixture each kind of event is made from.
 TEMPLATES = {"Send": "send.json", "Delivery": "delivery.json", "Bounce": "bounce_permanent.json",
@@ -91,6 +94,13 @@ class SentMail:
     def from_moto(cls, item: dict[str, Any]) -> SentMail:
         return cls(item["id"], item.get("source") or "",
                    email.message_from_string(item["raw_data"], policy=policy.default))  # type: ignore[arg-type]
+
+    @property
+    def tracked_link(self) -> str | None:
+        """The first link of the message that the CRM tracks (its /c/ redirect), if any."""
+        body = self.message.get_body(preferencelist=("plain", "html"))
+        found = TRACKED_LINK.search(body.get_content() if body is not None else "")
+        return found.group(0) if found else None
 
     @property
     def unsubscribe_url(self) -> str | None:
@@ -198,10 +208,12 @@ def _unconfirmed_logs(db, mails: list[SentMail]) -> dict[str, dict[str, Any]]:
 
 
 def feedback(db, sqs, queue_url: str, mails: list[SentMail], shares: Shares = Shares(),
-             configuration_set: str = f"{STACK_NAME}-email", now: datetime | None = None) -> Counter:
+             configuration_set: str = f"{STACK_NAME}-email", now: datetime | None = None,
+             follow_links: bool = False) -> Counter:
     """Puts the events of every message whose log still waits on the queue; returns what it did: answered
     (messages), events, and per kind (delivered, bounced, complained, opened, clicked), besides the messages skipped
-    as answered already (their log has its outcome) or unknown (no log of this database names them)."""
+    as answered already (their log has its outcome) or unknown (no log of this database names them). follow_links:
+    a reader who clicks a message with a tracked link follows it (counted as followed) instead of SES's Click."""
     from crm.models.campaigns import QUEUED
 
     now = now or datetime.now(timezone.utc)
@@ -219,6 +231,9 @@ def feedback(db, sqs, queue_url: str, mails: list[SentMail], shares: Shares = Sh
             continue
         address = (log.get("to") or {}).get("email") or parseaddr(str(mail.message["To"]))[1]
         kinds = fate(address, shares)
+        if follow_links and "Click" in kinds and mail.tracked_link:
+            kinds = [kind for kind in kinds if kind != "Click"]
+            done["followed"] += httpx.get(mail.tracked_link, follow_redirects=False, timeout=30).status_code == 302
         events += [ses_event(kind, mail, str(log["_id"]), address, configuration_set, now, log.get("sent_at"))
                    for kind in kinds]
         done["answered"] += 1
@@ -291,12 +306,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         db = client[os.environ.get("MONGO_DB") or running.get("mongo_db") or "crm"]
         done = feedback(db, sqs, queue_url, sent_mail(ses_url), shares,
-                        running.get("ses_configuration_set") or f"{STACK_NAME}-email")
+                        running.get("ses_configuration_set") or f"{STACK_NAME}-email", follow_links=True)
     finally:
         client.close()
     print(f"{done['answered']} message(s) answered with {done['events']} event(s) on {DELIVERY_QUEUE}: "
           + ", ".join(f"{done[counter]} {counter}" for counter in COUNTED.values())
-          + f"; {done['answered already']} answered already, {done['unknown']} unknown to this database")
+          + f"; {done['answered already']} answered already, {done['unknown']} unknown to this database"
+          + f"; {done['followed']} tracked link(s) followed")
     return 0
 
 
