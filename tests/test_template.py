@@ -382,3 +382,14 @@ def test_every_function_behind_the_api_or_a_url_has_reserved_concurrency_and_zer
             assert spec.reserved_concurrency is None, name
     unreserved = template.load(TEMPLATE, {"ApiReservedConcurrency": "0", "ReceiptReservedConcurrency": "0"})
     assert all(spec.reserved_concurrency is None for spec in unreserved.functions.values())
+
+
+def test_the_health_check_is_told_of_every_queue_it_checks():
+    """Review finding: the clicks queue was missing from the health function, so /health answered 503 in every
+    stack (its check names each `sqs_*_queue_url` setting)."""
+    from crm.config import Settings
+
+    checked = {name.upper() for name in Settings.model_fields
+               if name.startswith("sqs_") and name.endswith("_queue_url")}
+    meta = template.load(TEMPLATE).functions["MetaFunction"]
+    assert checked <= set(meta.environment), checked - set(meta.environment)
