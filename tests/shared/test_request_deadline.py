@@ -1,11 +1,13 @@
 """Every query in a request has a time limit below the function's timeout: past it, 503 with Retry-After."""
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from pymongo import MongoClient
 from pymongo.errors import BulkWriteError
 
-from crm.db import only_duplicates
+from crm.db import ensure_indexes, only_duplicates
 from crm.models.common import utcnow
 from tests.helpers import assert_error
 
@@ -20,23 +22,43 @@ def mongo_server():
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def customers_database(mongo_server) -> str:
+    """15,000 customers, written once for this module's tests: they only read them (a request cut off at its
+    deadline writes nothing)."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with MongoClient(mongo_server.uri) as client:
+        database = client[name]
+        ensure_indexes(database)
+        now = utcnow()
+        for start in range(0, 15_000, 1000):
+            try:
+                database.customers.insert_many([
+                    {"name": f"C{i}", "name_key": f"c{i}", "email": f"c{i}@example.com", "spend": float(i),
+                     "visits": i % 50, "last_active": now, "created_at": now, "updated_at": now}
+                    for i in range(start, start + 1000)], ordered=False)
+            except BulkWriteError as exc:
+                # A slice retried after a slow answer on a loaded machine finds its customers there already.
+                if not only_duplicates(exc):
+                    raise
+    yield name
+    with MongoClient(mongo_server.uri, socketTimeoutMS=300_000) as patient:
+        patient.drop_database(name)
+
+
 @pytest.fixture
-def many_customers(db, mongo_server):
-    now = utcnow()
-    for start in range(0, 15_000, 1000):
-        try:
-            db.customers.insert_many([{"name": f"C{i}", "name_key": f"c{i}", "email": f"c{i}@example.com",
-                                       "spend": float(i), "visits": i % 50, "last_active": now, "created_at": now,
-                                       "updated_at": now} for i in range(start, start + 1000)], ordered=False)
-        except BulkWriteError as exc:
-            # A slice retried after a slow answer on a loaded machine finds its customers there already.
-            if not only_duplicates(exc):
-                raise
+def stack_env(stack_env, customers_database):
+    """Every test of this module on the one database of customers."""
+    return {**stack_env, "MONGO_DB": customers_database}
+
+
+@pytest.fixture
+def many_customers(customers_database, mongo_server):
     yield
     # The server finishes a query its client gave up on, and holds the collection meanwhile: this waits for that,
-    # so that the next test does not find the (shared) server busy.
+    # so that the next test does not find the server busy.
     with MongoClient(mongo_server.uri, socketTimeoutMS=300_000) as patient:
-        patient[db.name].drop_collection("customers")
+        patient[customers_database].customers.find_one({}, {"_id": 1})
 
 
 @pytest.mark.parametrize("request_", [
