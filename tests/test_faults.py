@@ -37,14 +37,16 @@ def _visible(sqs, url: str) -> str:
 
 
 @contextlib.contextmanager
-def running(env: dict[str, str], queues, log: io.StringIO | None = None,
-            retry_delay_seconds: float = 1) -> Iterator[tuple[httpx.Client, int]]:
-    """The runner over env, failed messages visible again after retry_delay_seconds; an HTTP client signed in."""
+def running(env: dict[str, str], queues, log: io.StringIO | None = None, retry_delay_seconds: float = 1,
+            time_scale: float = 1.0) -> Iterator[tuple[httpx.Client, int]]:
+    """The runner over env, failed messages visible again after retry_delay_seconds, schedules and delays time_scale
+    times faster; an HTTP client signed in."""
     port = services.free_port()
     env = {"VENDOR_URL": f"http://127.0.0.1:{port}/api/mock-send",
            "RECEIPT_URL": f"http://127.0.0.1:{port}/_url/ReceiptsFunction/api/delivery-receipt", **env}
     runner = OfflineRunner(template.load(TEMPLATE, services.LOCAL_PARAMETERS, queues), queues, env, port=port,
-                           retry_delay_seconds=retry_delay_seconds, reload=False, out=log or io.StringIO()).start()
+                           retry_delay_seconds=retry_delay_seconds, reload=False, out=log or io.StringIO(),
+                           time_scale=time_scale).start()
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
             token = http.post("/api/auth/dev-token", json={"email": "ops@example.com"}).json()["token"]
@@ -142,7 +144,8 @@ def test_vendor_down_mid_campaign_is_retried_and_the_campaign_completes_when_it_
     _audience(db, 150)
     vendor = FlakyVendor()
     try:
-        with running({**stack_env, "VENDOR_URL": vendor.url}, queues) as (http, port):
+        # Six times faster: the sends the vendor refused come back after 5 s, not 30, and the roll-up ticks every 10 s.
+        with running({**stack_env, "VENDOR_URL": vendor.url}, queues, time_scale=6) as (http, port):
             vendor.target = f"http://127.0.0.1:{port}/api/mock-send"
             segment = http.post("/api/segments", json={"name": "All", "rules": {"field": "spend", "op": ">=",
                                                                                 "value": 0}}).json()
