@@ -192,9 +192,15 @@ class OfflineRunner:
             raise RuntimeError("this runner does not count: start it with count=True")
         return self.counting.snapshot()
 
-    def in_flight(self) -> int:
-        """Invocations under way now, of every function."""
-        return sum(pool.busy for pool in self.pools.values())
+    def in_flight(self, scheduled: bool = True) -> int:
+        """Invocations under way now, of every function; scheduled=False leaves out the functions only a schedule
+        invokes (they run on their own clock: the roll-up keeps going for its whole minute)."""
+        return sum(pool.busy for name, pool in self.pools.items()
+                   if scheduled or not self._only_scheduled(self.template.functions[name]))
+
+    @staticmethod
+    def _only_scheduled(spec: FunctionSpec) -> bool:
+        return bool(spec.schedules) and not (spec.routes or spec.sqs_sources or spec.function_url)
 
     def internal(self, method: str, path: str, body: bytes) -> dict[str, Any] | None:
         """The runner's own routes: fault counts, and custom resources' responses."""

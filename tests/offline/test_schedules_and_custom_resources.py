@@ -82,6 +82,56 @@ def test_a_schedule_invokes_its_function_at_the_scaled_rate_and_a_failure_stops_
     assert "cron(0 3 * * ? *) is not run locally" in log and "Breaker Paused: disabled in the template" in log
 
 
+SLOW_TEMPLATE = """
+Transform: AWS::Serverless-2016-10-31
+Globals:
+  Function:
+    Runtime: python3.11
+    Timeout: 10
+Resources:
+  Sleeper:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: sleeper/
+      Handler: app.handler
+      Events:
+        Every: {Type: Schedule, Properties: {Schedule: rate(1 minute)}}
+  Napper:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: napper/
+      Handler: app.handler
+      Events:
+        Nap: {Type: HttpApi, Properties: {Path: /nap, Method: POST}}
+"""
+
+SLOW_FUNCTIONS = {
+    "sleeper": '''
+        def handler(event, context):
+            time.sleep(3)
+    ''',
+    "napper": '''
+        def handler(event, context):
+            time.sleep(2)
+            return {"statusCode": 200, "body": ""}
+    ''',
+}
+
+
+def test_in_flight_can_leave_out_the_functions_only_a_schedule_invokes(small):
+    import threading
+
+    small.write(SLOW_TEMPLATE, SLOW_FUNCTIONS)
+    runner = small.start(time_scale=60)  # a tick every second, each run three seconds long
+    wait_for(lambda: runner.in_flight() >= 1, 10, interval=0.05, what="a scheduled run under way")
+    assert runner.in_flight(scheduled=False) == 0
+    nap = threading.Thread(target=lambda: small.http.post("/nap"))
+    nap.start()
+    wait_for(lambda: runner.in_flight(scheduled=False) == 1, 10, interval=0.05, what="the request's run counted")
+    assert runner.in_flight() >= 2
+    nap.join()
+
+
 CUSTOM_TEMPLATE = """
 Transform: AWS::Serverless-2016-10-31
 Globals:
