@@ -231,7 +231,7 @@ def test_the_property_catches_a_wrong_window(db, mutant):
 # "At least one in the window" is a range of a multikey day index; totals, SKUs and campaigns compile to an
 # $elemMatch or an $and with an $expr, which Atlas serves from the same indexes and the local server scans.
 @pytest.mark.parametrize("rule, index", [
-    ({"field": "orders", "days": 30, "op": ">", "value": 0}, "activity_order_day_counts"),
+    ({"field": "orders", "days": 30, "op": ">", "value": 0}, "activity_order_days"),
     ({"field": "messages_received", "days": 7, "op": ">=", "value": 1}, "activity_message_sent_days"),
     ({"field": "opened", "days": 14, "op": "!=", "value": 0}, "activity_message_opened_days"),
     ({"field": "clicked", "days": 14, "op": ">", "value": 0}, "activity_message_clicked_days")])

@@ -63,10 +63,9 @@ INDEXES: dict[str, list[IndexModel]] = {
         # Any attribute a rule names (keys are the brand's own, so one wildcard index serves them all).
         IndexModel([("attributes.$**", ASCENDING)], name="attributes_wildcard"),
         # Rules v3 (crm.rules.windows): multikey indexes on the activity a behaviour rule looks for first, a range of
-        # days in a window or a SKU, and the campaign of a message. The days with their running order counts: "more
-        # than n orders in the window" reads only the buckets that say so.
-        IndexModel([("activity.orders.d", ASCENDING), ("activity.orders.cn", ASCENDING)],
-                   name="activity_order_day_counts"),
+        # days in a window or a SKU, and the campaign of a message. Not (days, running count): the local server keys
+        # a compound index over one array by every pair of its elements (a customer of 400 days took 9 s a write).
+        IndexModel([("activity.orders.d", ASCENDING)], name="activity_order_days"),
         IndexModel([("activity.orders.skus", ASCENDING)], name="activity_order_skus"),
         IndexModel([("activity.messages.c", ASCENDING)], name="activity_message_campaigns"),
         IndexModel([("activity.messages.r", ASCENDING)], name="activity_message_sent_days"),

@@ -9,10 +9,10 @@ Layout, in the customers collection (days are UTC day numbers: whole days since 
         At most one bucket a day. Buckets of days MAX_DAYS or more before the day of a write are dropped by that
         write: no rule's window reaches them. Written by the order consumer inside the transaction that records the
         orders (crm.services.orders), which applies each order exactly once however often it is delivered.
-        `cn`/`cs` are running totals from the newest day back, so the orders in any window that ends today are the
-        `cn` of the window's earliest bucket, its largest: "more than 5 orders in the last 30 days" is "a bucket
-        with d > today - 30 and cn > 5", a condition on one array element that an index can serve, not a sum over
-        the document.
+        `cn`/`cs` are running totals from the newest day back, so the orders of a window (every day from its first
+        on) are the `cn` of its earliest bucket, its largest: "more than 5 orders in the last 30 days" is "a bucket
+        with d > today - 30 and cn > 5": a condition on one array element, checked on the documents the day index
+        finds, not a sum computed over each of them.
 
     activity.messages: [{"c": <campaign ObjectId>, "r": <day sent>, "o": <day first opened>,
                          "k": <day first clicked>, "v": <day first converted>}, ...]
@@ -23,7 +23,7 @@ Layout, in the customers collection (days are UTC day numbers: whole days since 
 
 Every entry is small and a customer has at most one per day (orders) or per campaign (messages), so a rule reads one
 document per customer: the compiled filter (crm.rules.windows) finds the customers with something in the window
-through the multikey indexes on `activity.orders.d` (with `cn`), `activity.orders.skus` and
+through the multikey indexes on `activity.orders.d`, `activity.orders.skus` and
 `activity.messages.c/r/o/k`.
 """
 from __future__ import annotations

@@ -4,7 +4,7 @@ plain Python as the reference that filter must agree with.
 A window of N days holds the entries whose UTC day number d has d > today - N (today, `now`'s UTC day, included).
 What can use an index does:
 - orders and order_spend: the window's total is the largest running total (`cn`, `cs`) of its buckets, so "total >= x"
-  is one `$elemMatch` {d > today - N, cn >= x} (the compound multikey index on d and cn), and every other comparison
+  is one `$elemMatch` {d > today - N, cn >= x} (the day index finds the window's buckets), and every other comparison
   is made of such conditions and their `$nor`: `< x` is "no bucket in the window reaches x", which customers with no
   orders meet too;
 - bought: an `$elemMatch` of a day in the window and the SKUs (`has_none`: its `$nor`);
