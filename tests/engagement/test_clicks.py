@@ -8,7 +8,7 @@ import random
 import re
 import uuid
 from datetime import timedelta
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import pytest
 from bson import ObjectId
@@ -107,6 +107,83 @@ def test_personalised_links_are_tracked_and_links_a_customer_brought_in_are_not(
     assert tracker.tracked(message, []) == message, "a campaign from before tracking has no links: as written"
 
 
+def _sent(tracker: LinkTracker, template: str, personalised: str) -> tuple[str, list[links.Click]]:
+    """What the channel is handed for a recipient's message made from a template, and what its tokens name."""
+    text = tracker.tracked({"log_id": str(ObjectId()), "message": personalised}, campaign_links([template]))["message"]
+    return text, [read_token("s3cret", t) for t in re.findall(r"https://crm\.example\.com/c/([A-Za-z0-9_-]+)", text)]
+
+
+@pytest.mark.parametrize("value", ["@evil.example/phish", ".evil.example/x", ":8443@evil.example", "/deals"])
+def test_a_link_with_a_placeholder_right_after_its_host_is_never_tracked(value):
+    """What follows the host may change it (`@` makes it userinfo, `.` a longer host, `:` a port): we never sign such
+    a link, even for a recipient whose value leaves the host as it is."""
+    tracker = LinkTracker("https://crm.example.com", "s3cret")
+    template = "Your page: https://shop.example.com{{attributes.landing}}, the sale: " + SALE
+    text, clicks = _sent(tracker, template, f"Your page: https://shop.example.com{value}, the sale: {SALE}")
+    assert f"https://shop.example.com{value}," in text, "sent as written"
+    assert [(c.link, c.url) for c in clicks] == [(1, SALE)], "the campaign's other link is still tracked"
+
+
+@pytest.mark.parametrize("template, personalised", [
+    ("https://{{attributes.shop}}.example.com/sale", "https://shop.example.com/sale"),
+    ("https://shop.{{attributes.region}}.example.com/sale", "https://shop.eu.example.com/sale"),
+    ("https://{{name}}@shop.example.com/sale", "https://ada@shop.example.com/sale"),
+    ("https://shop.example.com:{{attributes.port}}/sale", "https://shop.example.com:443/sale"),
+    ("https://shop.example.{{attributes.tld}}/sale", "https://shop.example.evil.example/sale"),
+])
+def test_a_link_with_a_placeholder_in_its_host_userinfo_or_port_is_never_tracked(template, personalised):
+    tracker = LinkTracker("https://crm.example.com", "s3cret")
+    text, clicks = _sent(tracker, f"Go {template} now", f"Go {personalised} now")
+    assert text == f"Go {personalised} now" and clicks == []
+
+
+@pytest.mark.parametrize("name", ["@evil.example", "//evil.example", "\\\\evil.example", "x@evil.example:80",
+                                  "\\@evil.example"])
+def test_a_name_with_at_or_slashes_cannot_move_a_tracked_link_off_its_host(name):
+    """After the host's written end a name stays in the path: the link is tracked and leads to the campaign's host;
+    right after the host it could become the host, so that link goes as written."""
+    tracker = LinkTracker("https://crm.example.com", "s3cret")
+    text, clicks = _sent(tracker, "Hi https://shop.example.com/{{name}}", f"Hi https://shop.example.com/{name}")
+    assert [(c.link, c.url) for c in clicks] == [(0, f"https://shop.example.com/{name}")]
+    assert urlsplit(clicks[0].url).hostname == "shop.example.com"
+    text, clicks = _sent(tracker, "Hi https://shop.example.com{{name}}", f"Hi https://shop.example.com{name}")
+    assert text == f"Hi https://shop.example.com{name}" and clicks == [], "sent as written"
+
+
+def test_a_recipients_url_leading_to_another_host_than_its_link_was_written_with_is_not_tracked():
+    tracker = LinkTracker("https://crm.example.com", "s3cret")
+    template = "Hi https://shop.example.com/{{attributes.path}}"
+    assert links.place_of("https://shop.example.com/ok", (campaign_links([template])[0],)) == 0
+    for url in ("https://evil.example/x", "http://shop.example.com/x", "https://shop.example.com:444/x"):
+        assert links.place_of(url, (campaign_links([template])[0],)) is None, url
+    assert _sent(tracker, template, "Hi https://evil.example/x")[1] == []
+
+
+def test_an_attribute_cannot_choose_where_our_signed_link_leads(api, db, consumers, vendor):
+    """Through the send: a customer whose attribute would put evil.example in the host gets the link as written, and
+    the link whose host was written out is still tracked to that host."""
+    from crm.services.customers import upsert_customers
+
+    upsert_customers(db, [{"name": "Mallory", "email": "m@example.com", "accepted_at": to_iso(utcnow()),
+                           "attributes": {"landing": "@evil.example/phish"}}])
+    status, segment, _ = api.post("/api/segments", {"name": "Landing", "rules": {
+        "field": "attributes.landing", "op": "exists", "value": True}})
+    assert status == 201, segment
+    status, campaign, _ = api.post("/api/campaigns", {
+        "name": "Deep links", "segment_id": segment["id"],
+        "message": "Your page: https://shop.example.com{{attributes.landing}} or "
+                   "https://shop.example.com/{{attributes.landing}} {{unsubscribe_url}}"})
+    assert status == 202, campaign
+    consumers.drain(FANOUT)
+    consumers.drain(SEND)
+    [message] = [m["message"] for r in vendor.received if r["status"] == 202 for m in r["messages"]]
+    assert "Your page: https://shop.example.com@evil.example/phish or " in message
+    [token] = TRACKED.findall(message)
+    status, _, headers = api.get(f"/c/{token}", token="")
+    assert status == 302 and headers["location"] == "https://shop.example.com/@evil.example/phish"
+    assert urlsplit(headers["location"]).hostname == "shop.example.com"
+
+
 def test_a_link_whose_tracked_form_would_not_fit_the_vendors_limit_is_sent_as_written():
     tracker = LinkTracker("https://crm.example.com", "s3cret")
     filler = "x" * (MAX_MESSAGE_LENGTH - 150)
@@ -134,7 +211,10 @@ def _bad_tokens(secret: str) -> dict[str, str]:
             "garbled": flipped, "truncated": good[:-3], "padded": good + "==", "longer": good + "A",
             "re-encoded": quote(good.replace("-", "+"), safe=""), "odd bytes": "%00%ff" + good,
             "not ascii": "é" * 60, "huge": "A" * 5000, "empty-ish": "x",
-            "not a web link": token_for(secret, ObjectId(), 0, "javascript:alert(1)")}
+            **{f"signed, leading to {url!r}": token_for(secret, ObjectId(), 0, url) for url in (
+                "javascript:alert(1)", "data:text/html,<script>alert(1)</script>", "https:evil.example",
+                "//evil.example/x", " https://evil.example", "https:///evil.example", "https://:443/x",
+                "https://shop.example.com\r\nSet-Cookie: a=b", "https://shop.example.com:x/")}}
 
 
 def test_anything_we_did_not_sign_is_a_404_page_with_no_database_and_nothing_queued(api, consumers, monkeypatch):

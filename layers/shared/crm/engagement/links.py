@@ -11,6 +11,12 @@ alike (the token depends only on the log, the link and its URL), so the vendor's
 message. A link whose tracked form would take the message past what the vendor takes is sent as written. Test sends
 are not tracked: they name no log, so a click on one would record nothing, and their reader gets the page itself.
 
+Only where the marketer wrote a link is it tracked: a link of a campaign with a placeholder is tracked only if its
+scheme and host (userinfo and port too) are written out before the first placeholder, and a recipient's URL only if
+its scheme and host are exactly those. A customer's name or attribute chooses no destination for a link we sign
+(`https://shop.example.com{{attributes.landing}}` with `@evil.example/x` leads to evil.example: it is sent as
+written, untracked).
+
 The token carries the log id, the link's index and the URL itself, with an HMAC of the three: the redirect reads no
 database, and only a token we signed can redirect anywhere (never an open redirect). It is signed with the secret
 of the unsubscribe links (every stack has it; the "click:" prefix of what is signed keeps a click token from ever
@@ -27,6 +33,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Iterable
+from urllib.parse import urlsplit
 
 from bson import ObjectId
 
@@ -48,6 +55,11 @@ _LINK = re.compile(r"""\bhref\s*=\s*(?P<q>["'])(?P<quoted>https?://[^"'<>\s]+)(?
                    r"""|(?P<bare>https?://[^\s<>"']+)""", re.IGNORECASE)
 _TRAILING = ".,;:!?"
 _CLOSING = {")": "(", "]": "["}
+# Where urlsplit ends a URL's authority (its userinfo, host and port). A browser ends it there or sooner (at a
+# backslash too), so an authority written out up to one of these is the whole of it for both.
+_AUTHORITY_ENDS = "/?#"
+_WEB_SCHEMES = ("http", "https")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -89,9 +101,23 @@ def read_token(secret: str, token: str) -> Click | None:
         url = signed[LOG_BYTES + LINK_BYTES:].decode()
     except UnicodeDecodeError:
         return None
-    if not url.lower().startswith(("http://", "https://")):
+    if _web_origin(url) is None:  # we sign none, but the redirect goes nowhere else whatever was signed
         return None
     return Click(ObjectId(signed[:LOG_BYTES]), int.from_bytes(signed[LOG_BYTES:LOG_BYTES + LINK_BYTES], "big"), url)
+
+
+def _web_origin(url: str) -> tuple[str, str] | None:
+    """An http(s) URL's scheme and netloc (userinfo, host, port), as urlsplit reads them; None for any other URL."""
+    if _CONTROL.search(url):
+        return None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a port that is no number is no web URL
+    except ValueError:
+        return None
+    if parts.scheme not in _WEB_SCHEMES or not url.lower().startswith(parts.scheme + "://") or not parts.hostname:
+        return None
+    return parts.scheme, parts.netloc
 
 
 def _links_in(text: str) -> Iterable[tuple[int, int, str]]:
@@ -124,30 +150,45 @@ def campaign_links(messages: Iterable[str]) -> list[str]:
     return list(found)
 
 
+_Pattern = tuple[re.Pattern[str], int, tuple[str, str]]
+
+
 @lru_cache(maxsize=256)
-def _places(links: tuple[str, ...]) -> tuple[dict[str, int], tuple[tuple[re.Pattern[str], int], ...]]:
-    """A campaign's links by URL, and a pattern for each link that holds a placeholder (its recipients' URLs differ)."""
+def _places(links: tuple[str, ...]) -> tuple[dict[str, int], tuple[_Pattern, ...]]:
+    """A campaign's links by URL, and for each link that holds a placeholder (its recipients' URLs differ) a pattern
+    and the scheme and netloc written before its first placeholder. A link with a placeholder before the end of its
+    host is left out: what follows `https://shop.example.com` (`@evil.example`, `.evil.example`, `:1@x`) may change
+    where it leads."""
     exact = {}
     personalised = []
     for place, link in enumerate(links):
-        if PLACEHOLDERS.search(link):
-            pattern, start = "", 0
-            for match in PLACEHOLDERS.finditer(link):
-                pattern += re.escape(link[start:match.start()]) + ".*"
-                start = match.end()
-            personalised.append((re.compile(pattern + re.escape(link[start:])), place))
-        else:
+        first = PLACEHOLDERS.search(link)
+        if first is None:
             exact.setdefault(link, place)
+            continue
+        written = link[:first.start()]
+        after_scheme = written.partition("://")[2]
+        origin = _web_origin(written)
+        if origin is None or not any(end in after_scheme for end in _AUTHORITY_ENDS):
+            continue
+        pattern, start = "", 0
+        for match in PLACEHOLDERS.finditer(link):
+            pattern += re.escape(link[start:match.start()]) + ".*"
+            start = match.end()
+        personalised.append((re.compile(pattern + re.escape(link[start:])), place, origin))
     return exact, tuple(personalised)
 
 
 def place_of(url: str, links: tuple[str, ...]) -> int | None:
     """A recipient's URL's index among the campaign's links; None for a URL no link of the message made (one a
-    customer's name or attribute brought in is not ours to track)."""
+    customer's name or attribute brought in is not ours to track), or one leading elsewhere than its link's written
+    scheme and host."""
     exact, personalised = _places(links)
     if url in exact:
         return exact[url]
-    return next((place for pattern, place in personalised if pattern.fullmatch(url)), None)
+    origin = _web_origin(url)
+    return next((place for pattern, place, written in personalised if written == origin and pattern.fullmatch(url)),
+                None)
 
 
 class LinkTracker:
@@ -180,7 +221,7 @@ class LinkTracker:
             if url == unsubscribe or url.startswith(self._ours) or len(url.encode()) > MAX_URL_BYTES:
                 continue
             place = place_of(url, links)
-            if place is None:
+            if place is None or _web_origin(url) is None:
                 continue
             tracked = self.url_for(log_id, place, url)
             if len(tracked) - (end - start) > room:
