@@ -10,6 +10,7 @@ import pytest
 from bson import ObjectId
 
 from crm.consent.links import token_for
+from crm.engagement import attribution
 from crm.models.common import to_iso, utcnow
 from crm.services.delivery import Outcome, record_outcomes, roll_up_pending
 
@@ -153,3 +154,117 @@ def test_the_report_is_for_people_who_may_read(api, db, consumers, segment_id, v
     assert status == 401
     status, body, _ = api.get(f"/api/campaigns/{ObjectId()}/report")
     assert status == 404 and body["error"]["code"] == "not_found"
+
+
+SALE = "https://shop.example.com/sale"
+
+
+def _create_named(api, segment_id, name, **fields) -> ObjectId:
+    body = {"name": name, "segment_id": segment_id, "message": "Hi {{first_name}} " + SALE + " {{unsubscribe_url}}",
+            **fields}
+    status, campaign, _ = api.post("/api/campaigns", body)
+    assert status == 202, campaign
+    return ObjectId(campaign["id"])
+
+
+def _all_sent(db, campaign_id, status="SENT") -> list[dict]:
+    queued = list(db.communication_logs.find({"campaign_id": campaign_id, "status": "QUEUED"}, {"_id": 1}))
+    record_outcomes(db, [Outcome(log["_id"], status) for log in queued])
+    return list(db.communication_logs.find({"campaign_id": campaign_id}))
+
+
+def _emails(db) -> dict:
+    return {c["_id"]: c["email"] for c in db.customers.find({}, {"email": 1})}
+
+
+@pytest.mark.parametrize("outcome", ["SENT", "FAILED"])
+def test_an_order_placed_before_its_messages_receipt_waits_for_its_outcome_then_counts_once(
+        api, db, consumers, segment_id, vendor, outcome):
+    """Review finding: attribution looked only at messages SENT when the order was applied, so an order placed
+    while its message's receipt was on its way went to an older campaign's message (or none), for good."""
+    older = _create_named(api, segment_id, "Older")
+    consumers.drain(FANOUT)
+    consumers.drain(SEND)
+    _all_sent(db, older)
+    newer = _create_named(api, segment_id, "Newer")
+    consumers.drain(FANOUT)
+    consumers.drain(SEND)  # handed over: sent_at set, the vendor's receipt is still on its way
+    logs = list(db.communication_logs.find({"campaign_id": newer}))
+    assert all(log["status"] == "QUEUED" and log["sent_at"] for log in logs)
+    emails = _emails(db)
+    buyers = logs[:3]
+    orders = [_order(f"o-{i}", emails[log["customer_id"]], 100.0, utcnow()) for i, log in enumerate(buyers)]
+    assert api.post("/api/orders", {"orders": orders})[0] == 202
+    consumers.drain(ORDERS)
+    assert db.orders.count_documents({"attribution_pending": True}) == 3, "deferred while the outcome is unknown"
+    assert attribution.attribute_deferred(db, 5) == [], "still waiting: nothing attributed"
+    _all_sent(db, newer, outcome)  # the receipts arrive
+    assert len(attribution.attribute_deferred(db, 5)) == 3
+    assert attribution.attribute_deferred(db, 5) == [], "once"
+    roll_up_pending(db)
+    credited = [o.get("attribution", {}).get("campaign_id") for o in db.orders.find({})]
+    expected = newer if outcome == "SENT" else older
+    assert credited == [expected] * 3
+    stats = {c["_id"]: c["stats"] for c in db.campaigns.find({})}
+    assert stats[expected]["converted"] == 3 and stats[expected]["revenue"] == 300.0
+    assert stats[older if expected == newer else newer]["converted"] == 0
+    assert db.orders.count_documents({"attribution_pending": True}) == 0
+
+
+def test_a_message_whose_receipt_came_before_its_send_was_recorded_has_a_send_time_and_converts(
+        api, db, consumers, segment_id, vendor):
+    """Review finding: a receipt applied before the sender recorded its send left a SENT log with no sent_at for
+    good, so its orders were never attributed and its customer's activity never counted it received."""
+    campaign_id = _create_named(api, segment_id, "Receipt first")
+    consumers.drain(FANOUT)
+    first = db.communication_logs.find_one({"campaign_id": campaign_id}, sort=[("_id", 1)])
+    received_at = utcnow()
+    record_outcomes(db, [Outcome(first["_id"], "SENT", f"v-{first['_id']}", received_at)])
+    consumers.drain(SEND)
+    _all_sent(db, campaign_id)
+    log = db.communication_logs.find_one({"_id": first["_id"]})
+    assert log["status"] == "SENT" and abs(log["sent_at"] - received_at) < timedelta(milliseconds=2)
+    assert api.post("/api/orders", {"orders": [_order("a", _emails(db)[first["customer_id"]], 10.0,
+                                                      utcnow())]})[0] == 202
+    consumers.drain(ORDERS)
+    roll_up_pending(db)
+    assert db.orders.find_one({"order_id": "a"})["attribution"]["campaign_id"] == campaign_id
+    customer = db.customers.find_one({"_id": first["customer_id"]})
+    assert [e["c"] for e in customer["activity"]["messages"]] == [campaign_id]
+
+
+def test_a_contended_roll_up_writes_the_customers_activity_once_per_chunk_not_once_per_try(
+        api, db, consumers, segment_id, vendor, monkeypatch):
+    """Review finding: the roll-up wrote a chunk's customer activity again on every try that met another
+    transaction on the campaign (up to 2,000 customers, every half second while a fan-out page held it)."""
+    from crm.config import get_settings
+    from crm.services import delivery
+
+    campaign_id = _create_named(api, segment_id, "Contended")
+    consumers.drain(FANOUT)
+    consumers.drain(SEND)
+    monkeypatch.setenv("ROLL_UP_SECONDS", "3600")
+    get_settings.cache_clear()
+    db.campaigns.update_one({"_id": campaign_id}, {"$set": {"rolled_up_at": utcnow()}})
+    queued = list(db.communication_logs.find({"campaign_id": campaign_id, "status": "QUEUED"}, {"_id": 1}))
+    record_outcomes(db, [Outcome(log["_id"], "SENT") for log in queued], roll_up_every=3600)
+    db.campaigns.update_one({"_id": campaign_id}, {"$unset": {"rolled_up_at": ""}})
+    real_in, real_writes = delivery._roll_up_in, delivery.message_activity_writes
+    tries, written = {"n": 0}, []
+
+    def contended_three_times(*args, **kwargs):
+        tries["n"] += 1
+        if tries["n"] <= 3:
+            raise delivery._Contended()  # a fan-out page held the campaign
+        return real_in(*args, **kwargs)
+
+    def counting(logs):
+        writes = real_writes(logs)
+        written.append(len(writes))
+        return writes
+
+    monkeypatch.setattr(delivery, "_roll_up_in", contended_three_times)
+    monkeypatch.setattr(delivery, "message_activity_writes", counting)
+    monkeypatch.setattr(delivery, "CONTENDED_PAUSE", 0.01)
+    assert delivery.roll_up(db, campaign_id, every=1, patience=5) == 120
+    assert len(written) == 1, f"customer activity bulk writes per try: {written}"

@@ -76,6 +76,9 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("order_id", ASCENDING)], unique=True, name="order_id_unique"),
         IndexModel([("customer_id", ASCENDING), ("_id", DESCENDING)], name="customer_newest"),
         IndexModel([("date", ASCENDING)], name="date"),
+        # Orders whose attribution waits for their message's outcome (crm.engagement.attribution); only those.
+        IndexModel([("_id", ASCENDING)], name="attribution_pending",
+                   partialFilterExpression={"attribution_pending": True}),
     ],
     IDEMPOTENCY_KEYS: [
         IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expires_at_ttl"),

@@ -29,7 +29,7 @@ def reconcile_handler(event: dict[str, Any], context: Any) -> dict[str, int]:
                     receipt_timeout=timedelta(seconds=settings.receipt_timeout_seconds),
                     max_send_attempts=settings.max_send_attempts,
                     fanout_stall=timedelta(seconds=settings.fanout_stall_seconds),
-                    roll_up_every=settings.roll_up_seconds)
+                    roll_up_every=settings.roll_up_seconds, attribution_days=settings.attribution_days)
     remaining = context.get_remaining_time_in_millis() / 1000 if context is not None else 60
     # The database work ends before the invocation: no transaction is left behind by a run cut off at its timeout.
     with pymongo.timeout(time_budget(remaining, DB_MARGIN_SECONDS)):

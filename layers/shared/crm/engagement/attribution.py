@@ -8,7 +8,12 @@ the order recorded and applies nothing. The log takes what the roll-up counts, a
 (crm.services.delivery): the first attributed order of a recipient pushes `converted` (`control.converted` for a
 control log) onto its tally and sets `events.converted`; every one adds its amount to the log's `revenue` and to
 `tally_revenue`, which the roll-up moves to the campaign's `stats.revenue` (or `control.revenue`). No write to the
-campaign here: a busy campaign's orders would all meet on its document."""
+campaign here: a busy campaign's orders would all meet on its document.
+
+Whether a message counts depends on its outcome: an order whose most recent message in the window was handed over
+but has none yet (a receipt or SES event still on its way, or lost and settled by the reconciler later) is recorded
+with `attribution_pending` and attributed by the reconciler once that message is SENT or FAILED
+(attribute_deferred), in one transaction with its logs, conditioned on the flag: still exactly once."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -21,12 +26,16 @@ from pymongo import UpdateOne
 from pymongo.client_session import ClientSession
 from pymongo.database import Database
 
-from crm.db import LOGS, in_chunks
-from crm.models.campaigns import SENT, SKIPPED_CONTROL
+from crm.db import LOGS, ORDERS, in_chunks
+from crm.models.campaigns import QUEUED, SENT, SKIPPED_CONTROL
 from crm.models.common import utcnow
 from crm.services.delivery import PENDING
 
 CONVERTED, CONTROL_CONVERTED, UNSUBSCRIBED = "converted", "control.converted", "unsubscribed"
+# An order whose attribution waits for its message's outcome (on a partial index: only those).
+DEFERRED = {"attribution_pending": True}
+# Deferred orders one reconciler run attributes.
+DEFERRED_PAGE = 500
 
 
 @dataclass(frozen=True)
@@ -53,24 +62,31 @@ class Attribution:
                 "control_campaign_id": self.control_campaign_id}
 
 
-def attribute(db: Database, purchases: list[Purchase], days: int, session: ClientSession) -> dict[str, Attribution]:
+def attribute(db: Database, purchases: list[Purchase], days: int, session: ClientSession
+              ) -> tuple[dict[str, Attribution], set[str]]:
     """Each purchase's attribution (by order_id; only those that count somewhere), with the logs it counts on
-    updated in the caller's transaction. Two indexed reads a hundred customers: their SENT messages and their
-    control logs in the window of their orders."""
+    updated in the caller's transaction, and the order_ids deferred: those whose most recent message in the window
+    was handed over but has no outcome yet (its receipt or SES's event still to come), so that whether it counts
+    can be decided only once it has one (attribute_deferred). Two indexed reads a hundred customers: their messages
+    handed over in the window of their orders, and their control logs written in it."""
     if not purchases:
-        return {}
+        return {}, set()
     window = timedelta(days=days)
     since = min(p.date for p in purchases) - window
     until = max(p.date for p in purchases)
     customers = sorted({p.customer_id for p in purchases})
-    sent = _by_customer(db, customers, {"sent_at": {"$gte": since, "$lte": until}, "status": SENT}, "sent_at",
-                        session)
+    sent = _by_customer(db, customers, {"sent_at": {"$gte": since, "$lte": until}, "status": {"$in": [SENT, QUEUED]}},
+                        "sent_at", session)
     control = _by_customer(db, customers, {"reason": SKIPPED_CONTROL, "created_at": {"$gte": since, "$lte": until}},
                            "created_at", session)
     found: dict[str, Attribution] = {}
+    deferred: set[str] = set()
     on_logs: dict[ObjectId, list[Purchase]] = defaultdict(list)
     for p in purchases:
         message = _latest(sent.get(p.customer_id, ()), "sent_at", p.date - window, p.date)
+        if message is not None and message["status"] != SENT:
+            deferred.add(p.order_id)
+            continue
         held_back = _latest(control.get(p.customer_id, ()), "created_at", p.date - window, p.date)
         attribution = Attribution(message and message["_id"], message and message["campaign_id"],
                                   held_back and held_back["_id"], held_back and held_back["campaign_id"])
@@ -83,7 +99,44 @@ def attribute(db: Database, purchases: list[Purchase], days: int, session: Clien
     if on_logs:
         db[LOGS].bulk_write([_conversion(log_id, bought, log_id in controls) for log_id, bought in on_logs.items()],
                             ordered=False, session=session)
-    return found
+    return found, deferred
+
+
+def attribute_deferred(db: Database, days: int, limit: int = DEFERRED_PAGE) -> list[ObjectId]:
+    """Attributes the deferred orders whose message now has its outcome (found on a partial index holding only
+    deferred orders), each in one transaction with the logs it counts on and conditioned on the order still being
+    deferred, so two runs at once attribute it once; those still waiting stay deferred. The logs counted on, for a
+    roll-up."""
+    pending = list(db[ORDERS].find(DEFERRED, {"order_id": 1, "customer_id": 1, "amount": 1, "date": 1})
+                   .sort("_id", 1).limit(limit))
+    counted: list[ObjectId] = []
+    for run in in_chunks(pending):
+        purchases = [Purchase(o["order_id"], o["customer_id"], o["amount"], o["date"]) for o in run]
+
+        def settle(session: ClientSession) -> list[ObjectId]:
+            found, deferred = attribute(db, purchases, days, session)
+            for o in run:
+                if o["order_id"] in deferred:
+                    continue
+                attributed = found.get(o["order_id"])
+                moved = db[ORDERS].update_one(
+                    {"_id": o["_id"], **DEFERRED},
+                    {"$unset": {"attribution_pending": ""},
+                     **({"$set": {"attribution": attributed.to_doc()}} if attributed else {})}, session=session)
+                if not moved.modified_count:
+                    raise _AttributedMeanwhile  # another run did it: this transaction must not count it again
+            return [log_id for a in found.values() for log_id in (a.log_id, a.control_log_id) if log_id]
+
+        try:
+            with db.client.start_session() as session:
+                counted += session.with_transaction(settle)
+        except _AttributedMeanwhile:
+            continue
+    return counted
+
+
+class _AttributedMeanwhile(Exception):
+    """Another run attributed one of these orders first; this run's transaction is abandoned."""
 
 
 def _by_customer(db: Database, customers: list[ObjectId], query: dict, at: str,
@@ -91,7 +144,7 @@ def _by_customer(db: Database, customers: list[ObjectId], query: dict, at: str,
     logs: dict[ObjectId, list[dict]] = defaultdict(list)
     for run in in_chunks(customers):
         for log in db[LOGS].find({"customer_id": {"$in": run}, **query},
-                                 {"customer_id": 1, "campaign_id": 1, at: 1}, session=session):
+                                 {"customer_id": 1, "campaign_id": 1, "status": 1, at: 1}, session=session):
             logs[log["customer_id"]].append(log)
     return logs
 
@@ -109,7 +162,8 @@ def _conversion(log_id: ObjectId, purchases: list[Purchase], control: bool) -> U
     first = min(p.date for p in purchases)
     unconverted = {"$eq": [{"$ifNull": ["$events.converted", None]}, None]}
     return UpdateOne({"_id": log_id}, [{"$set": {
-        "events.converted": {"$ifNull": ["$events.converted", {"$literal": first}]},
+        # The earliest attributed order, whatever order they are applied in.
+        "events.converted": {"$min": [{"$ifNull": ["$events.converted", {"$literal": first}]}, {"$literal": first}]},
         "revenue": {"$add": [{"$ifNull": ["$revenue", 0]}, amount]},
         "tally_revenue": {"$add": [{"$ifNull": ["$tally_revenue", 0]}, amount]},
         "tally": {"$concatArrays": [{"$ifNull": ["$tally", []]},

@@ -28,7 +28,7 @@ from pymongo.errors import PyMongoError
 
 from crm.consent.erasure import reason_kept
 from crm.db import CAMPAIGNS, CUSTOMERS, LOGS, in_chunks, literals, per_document
-from crm.models.campaigns import COMPLETED, QUEUED, SENDING, SKIPPED_CONTROL
+from crm.models.campaigns import COMPLETED, QUEUED, SENDING, SENT, SKIPPED_CONTROL
 from crm.models.common import utcnow
 from crm.rules.activity import message_activity_writes
 
@@ -87,6 +87,10 @@ def outcome_writes(outcomes: Iterable[Outcome], only_if: dict | None = None,
                 vendor_ids = [o.vendor_message_id for o in run]
                 query["vendor_message_id"] = {"$in": [None, *vendor_ids]}
                 changes["vendor_message_id"] = per_document(ids, vendor_ids)
+            if status == SENT:
+                # A receipt that came before its send was recorded: the message was sent by the receipt's time at
+                # the latest (what attribution, the frequency cap and a customer's activity count from).
+                changes["sent_at"] = {"$ifNull": ["$sent_at", per_document(ids, [o.at or now for o in run])]}
             writes.append(UpdateMany(query, [{"$set": changes}, {"$unset": ["claimed_until", "due_at"]}]))
     return writes
 
@@ -188,11 +192,14 @@ def roll_up(db: Database, campaign_id: ObjectId, every: float = 0, patience: flo
         start = 0
         if variants is None and any(log.get("variant") is not None for log in logs):
             variants = _variant_places(db, campaign_id)
+        recorded = -1
         while start < len(logs):
             chunk = logs[start:start + ROLL_UP_LOGS]
-            # Before the counters: a roll-up that dies between the two leaves the tallies, and the next one writes
-            # the same activity again, which changes nothing the second time.
-            _record_activity(db, chunk)
+            if recorded < start:
+                # Before the counters, once a chunk (not again for a try that met another transaction): a roll-up
+                # that dies between the two leaves the tallies, and the next writes the same activity, to no effect.
+                _record_activity(db, chunk)
+                recorded = start
             try:
                 with db.client.start_session() as session:
                     cleared = session.with_transaction(lambda s: _roll_up_in(

@@ -118,16 +118,17 @@ def _record_and_apply(db: Database, resolved: list[ResolvedOrder], session: Clie
             fresh.append(r)
     if not fresh:
         return 0
-    attributed = attribution.attribute(db, [_purchase(r) for r in fresh], get_settings().attribution_days, session)
+    attributed, deferred = attribution.attribute(db, [_purchase(r) for r in fresh], get_settings().attribution_days,
+                                                 session)
     converted.extend(log_id for a in attributed.values() for log_id in (a.log_id, a.control_log_id) if log_id)
-    db[ORDERS].insert_many([_order_doc(r, attributed.get(r.order.order_id)) for r in fresh], ordered=True,
-                           session=session)
+    db[ORDERS].insert_many([_order_doc(r, attributed.get(r.order.order_id), r.order.order_id in deferred)
+                            for r in fresh], ordered=True, session=session)
     db[CUSTOMERS].bulk_write(_customer_updates(fresh), ordered=False, session=session)
     products.register(db[products.PRODUCT_REGISTRY], ((i.sku, i.name) for r in fresh for i in r.order.items))
     return len(fresh)
 
 
-def _order_doc(r: ResolvedOrder, attributed: attribution.Attribution | None) -> dict[str, Any]:
+def _order_doc(r: ResolvedOrder, attributed: attribution.Attribution | None, deferred: bool) -> dict[str, Any]:
     return {
         "order_id": r.order.order_id,
         "customer_id": r.customer_id,
@@ -136,6 +137,7 @@ def _order_doc(r: ResolvedOrder, attributed: attribution.Attribution | None) -> 
         "date": r.order.date,
         "created_at": r.accepted_at,
         **({"attribution": attributed.to_doc()} if attributed else {}),
+        **(attribution.DEFERRED if deferred else {}),
     }
 
 

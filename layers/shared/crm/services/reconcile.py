@@ -26,10 +26,11 @@ from pymongo.database import Database
 from crm.consent import erasure
 from crm.consent.suppressions import ERASED
 from crm.db import CAMPAIGNS, LOGS
+from crm.engagement import attribution
 from crm.models.campaigns import FAILED, QUEUED, SENDING, SKIPPED
 from crm.models.common import utcnow
 from crm.services import lifecycle, schedule
-from crm.services.delivery import Outcome, complete_in, flag_earlier_tallies, record_outcomes
+from crm.services.delivery import Outcome, complete_in, flag_earlier_tallies, record_outcomes, roll_up_due
 from crm.services.sending import send_record
 
 PAGE = 500
@@ -53,6 +54,8 @@ class Limits:
     fanout_stall: timedelta
     # The reconciler's outcomes roll their campaigns up as a consumer's do, taking turns (0: at once).
     roll_up_every: float = 0
+    # Deferred orders count for a message sent this many days before them (crm.engagement.attribution).
+    attribution_days: int = 5
 
 
 @dataclass
@@ -71,6 +74,7 @@ class Settled:
     sweeps_requeued: int = 0
     cancelled: int = 0
     parked: int = 0
+    attributed: int = 0
 
 
 def reconcile(db: Database, now: datetime, limits: Limits, vendor_status: Callable[[str], str | None],
@@ -89,6 +93,10 @@ def reconcile(db: Database, now: datetime, limits: Limits, vendor_status: Callab
     for campaign in db[CAMPAIGNS].find({"status": SENDING, "fanout.done": True, "stats.queued": 0}, {"_id": 1}):
         settled.completed += complete_in(db, campaign["_id"])
     flag_earlier_tallies(db)  # a container of the release before the flag may still run after the deploy
+    converted = attribution.attribute_deferred(db, limits.attribution_days)
+    settled.attributed = len(converted)
+    if converted:
+        roll_up_due(db, converted, limits.roll_up_every)
     while time.time() < deadline:
         due = _take_due(db, now)
         _send_again(db, [log for log in due if not log.get("vendor_message_id")], now, limits, queue_sends,
