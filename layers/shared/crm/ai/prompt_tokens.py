@@ -392,9 +392,10 @@ def _numbers(tokens: list[Token]) -> list[Token]:
 
 
 def _calendar(words: list[Token], today: date) -> list[Token]:
-    """Calendar periods become windows of days up to today, today included: "this month" on 18 November is 18
-    days, "last quarter" (since 1 July) 141, "since 1 October" 49; "last 30 days" and "past week" are the rolling
-    windows "in the last …" says."""
+    """Periods become windows of days up to today, today included, as rules count them. "this month" on 18
+    November is 18 days and "since 1 October" 49: exact. "in the last 30 days" and "past week" are the rolling
+    windows "in the last …" says. A period that ended before today ("last month", "in October") is no window up to
+    today: refused, saying what to write."""
     out: list[Token] = []
     i = 0
     while i < len(words):
@@ -402,21 +403,28 @@ def _calendar(words: list[Token], today: date) -> list[Token]:
         kind = token.kind
         if kind == "today":
             out.append(Token("calendar", "period", value=1, text=token.text))
-        elif kind in ("this", "last") and _calendar_unit(following):
-            start = _period_start(today, following.meaning, previous=kind == "last")
+        elif kind == "this" and _calendar_unit(following):
+            start = _period_start(today, following.meaning, previous=False)
             out.append(Token("calendar", "period", value=_days_since(start, today), text=f"{token.text} "
                              f"{following.text}"))
             i += 2
             continue
+        elif kind == "last" and _calendar_unit(following):
+            raise _ended(f"{token.text} {following.text}", following.meaning, today)
+        elif kind == "window" and token.text.lower() == "in last" and _calendar_unit(following):
+            raise _rolling_or_calendar(f"{token.text} {following.text}", following.meaning, today)
         elif kind in ("last", "past") and following is not None and following.kind in ("num", "unit"):
             out.append(Token("window", "<", text=token.text))  # "last 30 days", "past week"
+        elif kind == "month" and (token.text.lower() != "may" or (out and out[-1].text.lower() in ("in", "during"))):
+            raise _named_month(token, today)  # "may" is a month only after "in" ("customers who may …")
         elif kind == "since":
             start, used = _since(words[i + 1:], today)
             if start is None and used:
                 pass  # "since 3 months": for 3 months
             elif start is None:
                 said = " ".join(t.text for t in words[i:i + 3])
-                raise refusal(f"{said!r}: 'since' needs a date, such as 'since 1 October' or 'since last month'")
+                raise refusal(f"{said!r}: 'since' needs a date, such as 'since 1 October' or 'since the start of "
+                              "last month'")
             else:
                 text = " ".join(t.text for t in words[i:i + 1 + used])
                 out.append(Token("calendar", "since", value=_days_since(start, today), text=text))
@@ -450,6 +458,49 @@ def _days_since(start: date, today: date) -> int:
     return (today - start).days + 1
 
 
+def _ended(said: str, unit: str, today: date) -> InvalidInput:
+    """"last month": the period before this one, which no window of the last N days up to today is."""
+    start, end = _period_start(today, unit, previous=True), _period_start(today, unit, previous=False)
+    return refusal(f"{said!r} ({_span(start, end - timedelta(days=1), unit, today)}) ended before today, and rules "
+                   f"count days up to today: say 'in the last {DAYS_PER_UNIT[unit]} days', or 'since "
+                   f"{_day(start, today)}' to count the days since then too")
+
+
+def _rolling_or_calendar(said: str, unit: str, today: date) -> InvalidInput:
+    """"in last month": the last 30 days, or the month before this one?"""
+    start, end = _period_start(today, unit, previous=True), _period_start(today, unit, previous=False)
+    return refusal(f"{said!r} may be the last {DAYS_PER_UNIT[unit]} days or "
+                   f"{_span(start, end - timedelta(days=1), unit, today)}, which ended before today: say 'in the last "
+                   f"{DAYS_PER_UNIT[unit]} days', or 'since {_day(start, today)}' to count the days since then too")
+
+
+def _named_month(token: Token, today: date) -> InvalidInput:
+    """A month named outside a date ("ordered in October"): rules count days up to today, not a month."""
+    month = int(token.value)
+    if month == today.month:
+        return refusal(f"{token.text!r}: say 'this month' (since 1 {today:%B}, today included)")
+    start = date(today.year - (month > today.month), month, 1)
+    return refusal(f"{token.text!r} ended before today, and rules count days up to today: say 'in the last 30 "
+                   f"days', or 'since {_day(start, today)}' to count the days since then too")
+
+
+def _day(day: date, today: date) -> str:
+    return f"{day.day} {day:%B}" + (f" {day.year}" if day.year != today.year else "")
+
+
+def _span(start: date, end: date, unit: str, today: date) -> str:
+    """A period as people name it: "9 to 15 November", "October", "July to September", "2025"."""
+    year = f" {start.year}" if start.year != today.year else ""
+    if unit == "year":
+        return str(start.year)
+    if unit == "month":
+        return f"{start:%B}{year}"
+    if unit == "quarter":
+        return f"{start:%B} to {end:%B}{year}"
+    return f"{_day(start, today)} to {_day(end, today)}" if start.month != end.month else \
+        f"{start.day} to {_day(end, today)}"
+
+
 def _since(words: list[Token], today: date) -> tuple[date | None, int]:
     """The date after "since", and how many tokens name it; (None, 0) when none does, (None, n) when it is a
     duration ("since 3 months", Indian English for "for 3 months")."""
@@ -460,9 +511,11 @@ def _since(words: list[Token], today: date) -> tuple[date | None, int]:
         return _period_start(today, words[1].meaning, previous=kinds[0] == "last"), 2
     if kinds[:1] == ["start"]:
         rest = words[1:]
-        skip = 1 if rest and rest[0].kind in ("stop", "this") and rest[0].text.lower() in ("the", "this") else 0
+        skip = 1 if rest and rest[0].kind in ("stop", "this", "last") and rest[0].text.lower() in (
+            "the", "this", "last") else 0
         if len(rest) > skip and _calendar_unit(rest[skip]):
-            return _period_start(today, rest[skip].meaning, previous=False), 2 + skip
+            previous = skip == 1 and rest[0].kind == "last"  # "since the start of last month"
+            return _period_start(today, rest[skip].meaning, previous=previous), 2 + skip
         return None, 0
     if kinds[:1] == ["date"]:
         try:

@@ -10,6 +10,7 @@ rule never means less than the prompt said, and whatever the parser cannot map i
 from __future__ import annotations
 
 import difflib
+from datetime import date, timedelta
 from typing import Any
 
 from crm import rules
@@ -84,8 +85,33 @@ def parse_prompt(prompt: str, known: KnownAttributes | None = None) -> tuple[rul
     said = rules.describe(group)
     for campaign_id, name in registry.campaigns:
         said = said.replace(f"campaign {campaign_id}", f"campaign {name!r}")
-    read_as = f" Read {', '.join(f'{a!r} as {b!r}' for a, b in corrected.items())}." if corrected else ""
+    readings = _periods_read(clauses, registry.day()) + [f"{a!r} as {b!r}" for a, b in corrected.items()]
+    read_as = f" Read {', '.join(readings)}." if readings else ""
     return group, f"Customers who {said}.{read_as}"
+
+
+def _periods_read(clauses: list[Clause], today: date) -> list[str]:
+    """How each period said in other words than days was counted: "'this month' as the 18 days since 1 November
+    (today included)", "'in the past month' as the last 30 days"."""
+    readings: list[str] = []
+    for clause in clauses:
+        said = clause.sources.get("window", [])
+        if clause.period is None or not said:
+            continue
+        calendar = next((t for t in said if t.kind == "calendar" and t.meaning == "period"
+                         and t.text.lower() != "today"), None)
+        if calendar is not None:
+            start = today - timedelta(days=clause.period - 1)
+            days = "today" if clause.period == 1 else \
+                f"the {clause.period} days since {start.day} {start:%B} (today included)"
+            reading = f"{calendar.text!r} as {days}"
+        elif any(t.kind == "unit" and t.meaning != "day" for t in said):
+            reading = f"{' '.join(t.text for t in said)!r} as the last {clause.period} days"
+        else:
+            continue
+        if reading not in readings:
+            readings.append(reading)
+    return readings
 
 
 def _refuse_unknown(words: list[Token], brand: BrandWords) -> None:
