@@ -268,3 +268,32 @@ def test_a_contended_roll_up_writes_the_customers_activity_once_per_chunk_not_on
     monkeypatch.setattr(delivery, "CONTENDED_PAUSE", 0.01)
     assert delivery.roll_up(db, campaign_id, every=1, patience=5) == 120
     assert len(written) == 1, f"customer activity bulk writes per try: {written}"
+
+
+def test_the_control_group_holds_only_people_the_campaign_could_have_reached(api, db, consumers, segment_id,
+                                                                           vendor):
+    """Review finding: the control group was drawn before consent was checked, so people who had unsubscribed stayed
+    in the control's recipients but never joined the treatment's `sent`: with no effect at all (every subscribed
+    customer orders), the report showed a large lift."""
+    from crm.services.customers import upsert_customers
+
+    upsert_customers(db, [{"name": f"Customer {i:03d}", "email": f"c{i:03d}@example.com", "email_consent": "denied",
+                           "accepted_at": to_iso(utcnow())} for i in range(60)])
+    campaign_id = _create_named(api, segment_id, "Held back", control_percent=30)
+    consumers.drain(FANOUT)
+    consumers.drain(SEND)
+    logs = _all_sent(db, campaign_id)
+    reasons = {log.get("reason") for log in logs}
+    assert {"control", "not_subscribed"} <= reasons
+    control = [log for log in logs if log.get("reason") == "control"]
+    denied = {c["_id"] for c in db.customers.find({"email_consent": "denied"}, {"_id": 1})}
+    assert not {log["customer_id"] for log in control} & denied, "no unsubscribed person held back"
+    subscribed = [c["email"] for c in db.customers.find({"email_consent": {"$ne": "denied"}}, {"email": 1})]
+    orders = [_order(f"o-{i}", email, 10.0, utcnow()) for i, email in enumerate(subscribed)]
+    assert api.post("/api/orders", {"orders": orders})[0] == 202
+    consumers.drain(ORDERS)
+    roll_up_pending(db)
+    report = api.get(f"/api/campaigns/{campaign_id}/report")[1]
+    assert report["control"]["recipients"] == len(control)
+    assert report["control"]["conversion_rate"] == 1.0 and report["rates"]["conversion"] == 1.0
+    assert report["control"]["lift"] == 0.0

@@ -26,10 +26,26 @@ def reasons_not_to_send(db: Database, log_ids: list[ObjectId]) -> dict[ObjectId,
     suppressed = suppressions.reasons(db[SUPPRESSIONS], {log["to"]["email"] for log in logs if log["to"]["email"]})
     reasons: dict[ObjectId, str] = {}
     for log in logs:
-        if log["to"]["email"] in suppressed:
-            reasons[log["_id"]] = suppressed[log["to"]["email"]]
-        elif log["customer_id"] not in consents:
+        if log["customer_id"] not in consents and log["to"]["email"] not in suppressed:
             reasons[log["_id"]] = suppressions.ERASED
-        elif not rules.subscribed(consents[log["customer_id"]], modes.get(log["campaign_id"], rules.OPT_OUT)):
-            reasons[log["_id"]] = NOT_SUBSCRIBED
+            continue
+        reason = _reason(log["to"]["email"], consents.get(log["customer_id"]), suppressed,
+                         modes.get(log["campaign_id"], rules.OPT_OUT))
+        if reason:
+            reasons[log["_id"]] = reason
     return reasons
+
+
+def reasons_not_to_message(db: Database, customers: list[dict], consent_mode: str) -> dict[ObjectId, str]:
+    """Each of these customers (read with their email and email_consent) who may not be messaged now, and why."""
+    suppressed = suppressions.reasons(db[SUPPRESSIONS], {c["email"] for c in customers if c.get("email")})
+    reasons = {c["_id"]: _reason(c.get("email"), c.get("email_consent"), suppressed, consent_mode) for c in customers}
+    return {customer_id: reason for customer_id, reason in reasons.items() if reason}
+
+
+def _reason(email: str | None, consent: str | None, suppressed: dict[str, str], consent_mode: str) -> str | None:
+    if email in suppressed:
+        return suppressed[email]
+    if not rules.subscribed(consent, consent_mode):
+        return NOT_SUBSCRIBED
+    return None

@@ -17,6 +17,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from crm import rules
 from crm.access.audit import Auditor
 from crm.channels import is_unconfirmed
+from crm.consent import gate
 from crm.db import CAMPAIGNS, CUSTOMERS, LOGS, SEGMENTS, find_by_id, only_duplicates
 from crm.engagement.links import campaign_links
 from crm.models.campaigns import (
@@ -199,7 +200,8 @@ def _audience_after(db: Database, audience: dict[str, Any], cursor: ObjectId | N
                     attributes: set[str]) -> Cursor:
     """The recipients after the cursor, with what their logs need: only the attributes the message names."""
     query = audience if cursor is None else {"$and": [audience, {"_id": {"$gt": cursor}}]}
-    fields = {"name": 1, "email": 1, "phone": 1, **{f"attributes.{key}": 1 for key in sorted(attributes)}}
+    fields = {"name": 1, "email": 1, "phone": 1, "email_consent": 1,
+              **{f"attributes.{key}": 1 for key in sorted(attributes)}}
     return db[CUSTOMERS].find(query, fields).sort("_id", 1).batch_size(PAGE_SIZE)
 
 
@@ -215,7 +217,8 @@ def _record_page(db: Database, campaign: dict[str, Any], page: list[dict[str, An
     cursor, phase = campaign["fanout"]["cursor"], _phase(campaign)
     last = len(page) < PAGE_SIZE
     # Made before the transaction: a transaction that starts over does not personalise them again.
-    candidates = _new_logs(campaign, page, phase, send_by, unsubscribe_link)
+    candidates = _only_the_reachable_held_back(db, campaign, page,
+                                                _new_logs(campaign, page, phase, send_by, unsubscribe_link))
 
     def record(session: ClientSession) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         # The campaign is the first thing the transaction touches: it then holds the document every send, receipt
@@ -289,6 +292,21 @@ def _new_logs(campaign: dict[str, Any], customers: list[dict[str, Any]], phase: 
             log["time_zone"] = attributes["time_zone"]
         logs.append(log)
     return logs
+
+
+def _only_the_reachable_held_back(db: Database, campaign: dict[str, Any], page: list[dict[str, Any]],
+                                  logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A control recipient the campaign could not have messaged (suppressed, not subscribed) is skipped for that
+    reason instead of held back, as the treatment's are at send: the control's conversion rate is then that of
+    people the campaign would have reached, and its lift compares like with like. One read of suppressions for the
+    page's control group."""
+    held = {log["customer_id"] for log in logs if log["reason"] == SKIPPED_CONTROL}
+    if not held:
+        return logs
+    unreachable = gate.reasons_not_to_message(db, [c for c in page if c["_id"] in held],
+                                              campaign.get("consent_mode", rules.OPT_OUT))
+    return [{**log, "reason": unreachable[log["customer_id"]]}
+            if log["reason"] == SKIPPED_CONTROL and log["customer_id"] in unreachable else log for log in logs]
 
 
 def to_campaign(doc: dict[str, Any]) -> Campaign:
