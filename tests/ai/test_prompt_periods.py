@@ -1,6 +1,7 @@
 """Periods in prompts against what rules v3 can say: a window is the last N UTC days, today included. A period
 running to today ("this month", "in the past month", "since 1 October") is such a window, exactly; a period that
-ended before today ("last month", "in October") is none, and is refused rather than widened to run to today."""
+ended before today ("last month", "in October") is none, and is refused rather than widened to run to today; so is
+"since October", which may count from 1 October or from 1 November."""
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone
@@ -105,3 +106,33 @@ def test_since_the_start_of_last_month_is_the_days_from_its_first_day_to_today()
     today = date(2026, 11, 18)
     node, _ = _rules("no orders since the start of last month", today)
     assert node.to_json() == {"and": [{"field": "orders", "days": 49, "op": "==", "value": 0}]}
+
+
+@pytest.mark.parametrize("prompt, start, after", [
+    ("hasn't bought since October", "1 October", "1 November"),
+    ("bought something since October", "1 October", "1 November"),
+    ("no orders since Sep 2025", "1 September 2025", "1 October 2025"),
+    ("no purchase since last month", "1 October", "1 November"),
+    ("no purchase since last quarter", "1 July", "1 October"),
+    ("no purchase since last week", "9 November", "16 November"),
+    ("no purchase since last year", "1 January 2025", "1 January"),
+])
+def test_since_a_period_that_ended_before_today_is_refused_naming_both_days_it_may_count_from(prompt, start, after):
+    """'hasn't bought since October' is said of someone whose last order was in October: counting from 1 October
+    would leave them out."""
+    assert _refusal(prompt, date(2026, 11, 18)) == (
+        f"'{prompt[prompt.index('since'):]}' may count from {start} or from {after}: say 'since {start}' or "
+        f"'since {after}'")
+
+
+@pytest.mark.parametrize("prompt, days", [
+    ("no orders since November", 18),
+    ("no orders since 1 October", 49),
+    ("no orders since October 15", 35),
+    ("no orders since 1st Sep", 79),
+    ("no orders since 2026-06-01", 171),
+    ("no orders since the start of this quarter", 49),
+])
+def test_since_a_day_or_this_period_counts_from_that_day_to_today(prompt, days):
+    node, _ = _rules(prompt, date(2026, 11, 18))
+    assert node.to_json() == {"and": [{"field": "orders", "days": days, "op": "==", "value": 0}]}

@@ -85,8 +85,9 @@ messages_received, opened, clicked (campaign messages sent to, opened, clicked b
 and a whole number (an amount for order_spend); bought with has_any, has_all, has_none and a list of SKUs. A \
 customer with no orders or messages has 0 of each. "in the last 2 weeks" is 14 days, "in the past month" 30; a \
 period running to today ("this month", "since 1 October") is the days from its first day to today, today included. \
-A period that ended before today ("last month", "last quarter", "in October") is no such window: answer with an \
-error naming it, never with a window that runs to today.
+A period that ended before today ("last month", "last quarter", "in October") is no such window, and "since \
+October" or "since last month" may count from its first day or from the day after its last: answer with an error \
+naming it, never with a window that runs to today.
 One campaign, only one listed below by name: {{"field": "campaign", "campaign_id": ID, "op": "==" or "!=", \
 "value": "received" | "opened" | "clicked" | "converted"}}; "didn't open X" is opened !=; non-openers of X (resend \
 to them) are received == and opened !=.

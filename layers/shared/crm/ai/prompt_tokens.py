@@ -395,7 +395,7 @@ def _calendar(words: list[Token], today: date) -> list[Token]:
     """Periods become windows of days up to today, today included, as rules count them. "this month" on 18
     November is 18 days and "since 1 October" 49: exact. "in the last 30 days" and "past week" are the rolling
     windows "in the last …" says. A period that ended before today ("last month", "in October") is no window up to
-    today: refused, saying what to write."""
+    today, and "since October" may count from its first day or its last: both are refused, saying what to write."""
     out: list[Token] = []
     i = 0
     while i < len(words):
@@ -484,6 +484,12 @@ def _named_month(token: Token, today: date) -> InvalidInput:
                    f"days', or 'since {_day(start, today)}' to count the days since then too")
 
 
+def _ambiguous_since(said: str, start: date, after: date, today: date) -> InvalidInput:
+    """"since October": from 1 October, or after October (no purchase since it: the last one was in October)?"""
+    return refusal(f"{said!r} may count from {_day(start, today)} or from {_day(after, today)}: say 'since "
+                   f"{_day(start, today)}' or 'since {_day(after, today)}'")
+
+
 def _day(day: date, today: date) -> str:
     return f"{day.day} {day:%B}" + (f" {day.year}" if day.year != today.year else "")
 
@@ -503,12 +509,18 @@ def _span(start: date, end: date, unit: str, today: date) -> str:
 
 def _since(words: list[Token], today: date) -> tuple[date | None, int]:
     """The date after "since", and how many tokens name it; (None, 0) when none does, (None, n) when it is a
-    duration ("since 3 months", Indian English for "for 3 months")."""
+    duration ("since 3 months", Indian English for "for 3 months"). A period that ended before today ("since
+    October", "since last month") is refused: from its first day, or from the day after its last?"""
     kinds = [t.kind for t in words[:4]]
     if kinds[:2] == ["num", "unit"]:
         return None, 2
     if kinds[:2] in (["last", "unit"], ["this", "unit"]) and _calendar_unit(words[1]):
-        return _period_start(today, words[1].meaning, previous=kinds[0] == "last"), 2
+        unit = words[1].meaning
+        if kinds[0] == "last":
+            said = f"since {words[0].text} {words[1].text}"
+            raise _ambiguous_since(said, _period_start(today, unit, previous=True),
+                                   _period_start(today, unit, previous=False), today)
+        return _period_start(today, unit, previous=False), 2
     if kinds[:1] == ["start"]:
         rest = words[1:]
         skip = 1 if rest and rest[0].kind in ("stop", "this", "last") and rest[0].text.lower() in (
@@ -525,6 +537,7 @@ def _since(words: list[Token], today: date) -> tuple[date | None, int]:
     day, month, used = _day_and_month(words)
     if month is None:
         return None, 0
+    whole_month = used == 1  # "October", no day
     year = None
     said_year = words[used] if len(words) > used else None
     if said_year is not None and said_year.kind == "num" and said_year.text.isdigit() and said_year.value >= 1900:
@@ -535,6 +548,9 @@ def _since(words: list[Token], today: date) -> tuple[date | None, int]:
             start = date(today.year - 1, month, day)
     except ValueError:
         raise refusal(f"{' '.join(t.text for t in words[:used])!r} is not a date") from None
+    if whole_month and (start.year, start.month) < (today.year, today.month):
+        after = date(start.year + start.month // 12, start.month % 12 + 1, 1)
+        raise _ambiguous_since(f"since {' '.join(t.text for t in words[:used])}", start, after, today)
     return start, used
 
 
