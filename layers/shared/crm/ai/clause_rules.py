@@ -54,6 +54,9 @@ class Clause:
     period_number: float | None = None
     period: int | None = None  # the window's length in days: "in the last 30 days", "this month"
     period_kind: str | None = None  # rolling | period (a calendar period) | since (a date)
+    # Said before the condition it is the window of ("in the last 30 days bought TEA-01"): it is no condition
+    # of its own, so the clause is whole only when what follows it is.
+    period_first: bool = False
     counted: bool = False  # "times", "once", or a noun after its number ("4 orders")
     negated: bool = False
     listed: Token | None = None
@@ -72,7 +75,14 @@ class Clause:
     @property
     def complete(self) -> bool:
         return (self.value is not None or self.listed is not None or self.boolean is not None
-                or self.subject in CONSENT or self.period is not None or self.campaign is not None)
+                or self.subject in CONSENT or (self.period is not None and not self.period_first)
+                or self.campaign is not None)
+
+    @property
+    def names_a_condition(self) -> bool:
+        """Whether a subject, an attribute, a list, an amount or a campaign has been said yet."""
+        return not (self.subject is None and self.key is None and self.listed is None and self.value is None
+                    and self.boolean is None and self.campaign is None and self.weak is None)
 
     @property
     def bare(self) -> bool:

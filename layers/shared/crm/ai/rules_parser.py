@@ -48,6 +48,7 @@ SUGGESTED = 3
 TAG_ITEMS = ("unknown", "code", "descriptor", "value", "tag", "brand", "product", "key", "flag")
 SKU_ITEMS = ("unknown", "code", "product")
 ARTICLES = ("a", "an", "the")
+RELATIVES = ("who", "that", "which")
 # Tokens left without a meaning of their own: a word that needed a neighbour it did not get ("this" without
 # "week", "since" without a date, a month name outside a date).
 UNMAPPED = ("unknown", "this", "last", "past", "start", "month", "ordinal", "date", "multiplier", "word")
@@ -254,7 +255,9 @@ def _clauses(words: list[Token]) -> list[Clause]:
             previous = token  # "in Pune with 10+ visits": the "with" parts two conditions
             continue
         if token.kind == "join":
-            if clause.text:
+            if token.text == "," and clause.period_first and not clause.names_a_condition:
+                pass  # "in the last 30 days, bought TEA-01": the period is the window of what follows
+            elif clause.text:
                 clauses.append(Clause(joined_by=token.meaning))
             elif len(clauses) > 1 and token.text != ",":
                 clause.joined_by = token.meaning  # ", or"
@@ -275,6 +278,8 @@ def _starts_another(clause: Clause, token: Token, previous: Token | None) -> boo
     """A condition that is already whole ends where a word begins another: "...20+ visits who haven't..."."""
     if not clause.complete or clause.window:
         return False
+    if token.kind in ("window", "calendar") and previous is not None and previous.text.lower() in RELATIVES:
+        return True  # "in Mumbai who in the last 30 days bought TEA-01": the period begins the next condition
     if (token.kind == "subject" and previous is not None and previous.kind in ("num", "postfix", "range")
             and _shared_subject(clause.subject, token.meaning)):
         return False  # "placed more than 4 orders"
@@ -346,6 +351,7 @@ def _take(clause: Clause, token: Token, previous: Token | None) -> None:
             if clause.period_number is not None:
                 raise refusal(f"One condition has two periods: {clause.said!r}")
             clause.period, clause.period_kind, clause.window = int(token.value), meaning, False
+            clause.period_first = not clause.names_a_condition
         else:
             clause.window = True
         piece = "window"
@@ -376,6 +382,7 @@ def _take_unit(clause: Clause, token: Token) -> None:
             raise refusal(f"{clause.said!r}: {token.text!r} needs a number")
         clause.period = round((1 if clause.period_number is None else clause.period_number) * token.value)
         clause.period_kind, clause.window = "rolling", False
+        clause.period_first = not clause.names_a_condition
         clause.note("window", token)
         return
     clause.unit = int(token.value)
