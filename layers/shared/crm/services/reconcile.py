@@ -9,7 +9,8 @@ the campaign takes; one that dead-lettered, or a fan-out that died before queuin
 queue is idle. It FAILS (`send_failed`) once the channel failed it max_send_attempts times, or senders claimed it
 MAX_CLAIMS times and died before saying what became of it. It also queues again a fan-out that stopped recording
 pages, rolls up the tallies a consumer that died left, completes campaigns whose last outcome was recorded without
-completing them, and blanks the logs of erased customers that their erasure left.
+completing them, and blanks the logs of erased customers that their erasure left. What time is left goes to the v3
+backfill of the customers' activity while it is not done (crm.rules.backfill).
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from crm.db import CAMPAIGNS, LOGS
 from crm.engagement import attribution
 from crm.models.campaigns import FAILED, QUEUED, SENDING, SKIPPED
 from crm.models.common import utcnow
+from crm.rules import backfill
 from crm.services import lifecycle, schedule
 from crm.services.delivery import Outcome, complete_in, flag_earlier_tallies, record_outcomes, roll_up_due
 from crm.services.sending import send_record
@@ -74,6 +76,7 @@ class Settled:
     sweeps_requeued: int = 0
     cancelled: int = 0
     parked: int = 0
+    backfilled: int = 0
     attributed: int = 0
 
 
@@ -105,6 +108,7 @@ def reconcile(db: Database, now: datetime, limits: Limits, vendor_status: Callab
                            deadline, settled)
         if len(due) < PAGE:
             break
+    settled.backfilled = backfill.run(db, deadline).customers
     return settled
 
 
