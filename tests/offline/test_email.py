@@ -130,12 +130,14 @@ def test_under_faults_no_reader_is_sent_twice_and_each_event_counted_once(stack_
     shares = ses_feedback.Shares(bounce=0.2, complaint=0.2, open=0.5, click=0.3, seed="faults")
     fates = {address: ses_feedback.fate(address, shares) for address in readers}
     port = services.free_port()
-    # A log marked sent whose message never reached SES (killed between the two) is settled at the receipt timeout.
+    # A log marked sent whose message never reached SES (killed between the two) is settled at the receipt timeout;
+    # one whose send a killed fan-out never queued (killed after its page committed) is sent at the send timeout.
     env = {**stack_env, "CHANNEL": "ses", "SES_FROM_ADDRESS": SENDER, "PUBLIC_URL": f"http://localhost:{port}",
-           "RECEIPT_TIMEOUT_SECONDS": "60"}
+           "RECEIPT_TIMEOUT_SECONDS": "60", "SEND_TIMEOUT_SECONDS": "60"}
     assert services.prepare_local_ses(env) == SENDER
     faults = Faults({"sqs_dup": 0.5, "sqs_kill": 0.4}, seed=14)
-    with signed_in_system(env, queues, port, faults) as http:
+    # Schedules six times faster: the reconciler looks every 10 s, the roll-up ticks every 10 s.
+    with signed_in_system(env, queues, port, faults, time_scale=6) as http:
         assert http.post("/api/customers", json={"customers": [
             {"name": f"Guest {i}", "email": address} for i, address in enumerate(readers)]}).status_code == 202
         wait_for(lambda: db.customers.count_documents({}) == len(readers), 120, what="customers ingested")
@@ -146,8 +148,8 @@ def test_under_faults_no_reader_is_sent_twice_and_each_event_counted_once(stack_
         assert created.status_code == 202, created.text
         campaign_id = ObjectId(created.json()["id"])
         queue_url = queues[ses_feedback.DELIVERY_QUEUE].url
-        # A killed sender's claim lapses after about a minute, and the reconciler looks every minute: three kills of
-        # the same logs' sender (max_send_attempts) take up to six minutes to settle.
+        # A killed sender's claim lapses after about half a minute, and the reconciler looks every 10 s: three kills
+        # of the same logs' sender (max_send_attempts) take a few minutes at most to settle.
         deadline = time.monotonic() + 600
         while (detail := http.get(f"/api/campaigns/{campaign_id}").json())["status"] != "COMPLETED":
             assert time.monotonic() < deadline, detail["stats"]
