@@ -25,7 +25,7 @@ FULL = {"ingest": [], "cold init": [], "preview": ["--repeats", "1"], "write flo
 # Not the clicks benchmark: its last counts wait for the scheduled roll-up, a minute of CI for figures no test reads.
 # The fan-out's completion waits for a roll-up tick too: its schedules run six times faster (a tick every 10 s).
 QUICK = {"ingest": ["--customers", "2000"], "cold init": ["--runs", "1"],
-         "preview": ["--customers", "3000", "--repeats", "1"], "write floor": ["--logs", "2000"],
+         "preview": ["--customers", "3000", "--orders", "6000", "--repeats", "1"], "write floor": ["--logs", "2000"],
          "fan-out": ["--recipients", "1000", "--time-scale", "6"], "load": ["--clients", "4", "--rounds", "5"]}
 RUNS = {"ingest": ingest.run, "cold init": cold_init.run, "preview": preview.run, "write floor": write_floor.run,
         "fan-out": fanout.run, "fan-out by channel": fanout.run, "SES sandbox": fanout.run, "load": load.run,

@@ -1,7 +1,9 @@
 """Segment preview latency on 1,000,000 customers, beside a raw count of the same filter, with and without
-the indexes; and what the local server's planner (`explain`) does with each tree and each kind of rule.
+the indexes; and what the local server's planner (`explain`) does with each tree and each kind of rule. Behaviour
+rules (v3) over 5,000,000 orders and the customers' campaign messages, beside the same question aggregated from the
+raw orders and logs.
 
-    python -m bench.preview [--customers 1000000] [--repeats 5]
+    python -m bench.preview [--customers 1000000] [--orders 5000000] [--repeats 5]
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from bson import ObjectId
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure
 
+from bench._behaviour import Behaviour
 from bench._stack import ROOT
 from bench._table import Row
 from offline import services
@@ -71,6 +74,16 @@ RULE_KINDS = {
                                    {"field": "tags", "op": "has_any", "value": ["vip"]}]},
     "or of spend, tags": {"or": [{"field": "spend", "op": ">", "value": 40000},
                                  {"field": "tags", "op": "has_any", "value": ["vip"]}]},
+    # Rules v3: behaviour in a window (crm.rules.windows).
+    "orders > 0 in a window": {"field": "orders", "days": 30, "op": ">", "value": 0},
+    "orders >= n in a window": {"field": "orders", "days": 30, "op": ">=", "value": 3},
+    "orders < n in a window": {"field": "orders", "days": 30, "op": "<", "value": 3},
+    "order_spend > x in a window": {"field": "order_spend", "days": 30, "op": ">", "value": 5000},
+    "bought has_any in a window": {"field": "bought", "days": 30, "op": "has_any", "value": ["SKU-0007"]},
+    "bought has_none in a window": {"field": "bought", "days": 30, "op": "has_none", "value": ["SKU-0007"]},
+    "opened >= 1 in a window": {"field": "opened", "days": 30, "op": ">=", "value": 1},
+    "campaign == opened": {"field": "campaign", "campaign_id": "0" * 24, "op": "==", "value": "opened"},
+    "campaign != opened": {"field": "campaign", "campaign_id": "0" * 24, "op": "!=", "value": "opened"},
 }
 # The customers indexes a rule can use (crm.db), dropped for the figures without them.
 PRODUCT_INDEXES = ("spend", "visits", "last_active", "created_at", "tags", "skus", "attributes_wildcard")
@@ -113,7 +126,9 @@ def v2_fields(rng: random.Random, now) -> dict[str, Any]:
     return doc
 
 
-def load_customers(collection, count: int) -> None:
+def load_customers(collection, count: int, behaviour: Behaviour | None = None) -> None:
+    """The customers; with `behaviour`, each with its orders and campaign logs (written to their collections) and the
+    activity they roll up to."""
     from crm.models.common import utcnow
 
     now = utcnow()
@@ -122,12 +137,17 @@ def load_customers(collection, count: int) -> None:
     extra = random.Random(11)
     batch = 20_000
     for start in range(0, count, batch):
-        collection.insert_many([{
+        docs = [{
             "_id": ObjectId(), "name": f"Customer {i}", "name_key": f"customer {i}", "email": f"c{i:07d}@example.com",
             "phone": None, "spend": round(min(rng.expovariate(1 / 8000), 50_000), 2), "visits": rng.randint(0, 60),
             "last_active": now - timedelta(seconds=rng.randint(0, 730 * 86400)), "updated_at": now,
             **v2_fields(extra, now),
-        } for i in range(start, min(start + batch, count))], ordered=False)
+        } for i in range(start, min(start + batch, count))]
+        if behaviour:
+            for doc in docs:
+                doc.update(behaviour.for_customer(doc["_id"]))
+            behaviour.flush()
+        collection.insert_many(docs, ordered=False)
 
 
 def register_attributes(database) -> None:
@@ -189,6 +209,7 @@ def timed(call, repeats: int) -> tuple[float, object]:
 def run(argv: list[str] | None = None) -> list[Row]:
     parser = argparse.ArgumentParser(prog="python -m bench.preview")
     parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--orders", type=int, help="orders over two years (default: 5 a customer)")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
     mongo = RoomyMongoServer(CACHE_SIZE)
@@ -215,11 +236,14 @@ def run(argv: list[str] | None = None) -> list[Row]:
         customers = MongoClient(mongo.uri, tz_aware=True)[db_name][CUSTOMERS]
         register_attributes(customers.database)
         started = time.perf_counter()
-        load_customers(customers, args.customers)
+        behaviour = Behaviour(customers.database, utcnow(), (args.orders or 5 * args.customers) / args.customers,
+                              SKUS)
+        load_customers(customers, args.customers, behaviour)
         loaded = time.perf_counter() - started
         # The project's own indexes; built here with no socket timeout, as a deploy step would on a big collection.
         ensure_indexes(customers.database)
-        print(f"preview: {args.customers:,} customers (loaded in {loaded:.0f} s, indexed in "
+        print(f"preview: {args.customers:,} customers with {behaviour.counts['orders']:,} orders and "
+              f"{behaviour.counts['logs']:,} campaign logs (loaded in {loaded:.0f} s, indexed in "
               f"{time.perf_counter() - started - loaded:.0f} s), median of {args.repeats}", flush=True)
 
         handler = segments_handler()
@@ -255,6 +279,16 @@ def run(argv: list[str] | None = None) -> list[Row]:
             rows.append([name, result["audience_size"], preview_ms, count_ms, plan_of(customers, query)])
             print(f"  measured {name}", flush=True)
 
+        # Behaviour rules, with the indexes: the roll-up on the customers beside the raw orders and logs aggregated.
+        behaviour_rows = []
+        raw_counts = behaviour.raw_counts()
+        for name, raw in behaviour.trees().items():
+            preview_ms, result = timed(lambda: preview(raw), args.repeats)
+            raw_ms, count = timed(raw_counts[name], args.repeats)
+            assert count == result["audience_size"], (name, count, result["audience_size"])
+            behaviour_rows.append([name, count, preview_ms, raw_ms, plan_of(customers, compiled(raw))])
+            print(f"  measured {name}", flush=True)
+
         for index in PRODUCT_INDEXES:
             try:
                 customers.drop_index(index)
@@ -273,8 +307,17 @@ def run(argv: list[str] | None = None) -> list[Row]:
         for name, audience, preview_ms, count_ms, plan, unindexed_ms in rows:
             print(f"  {name:<30} {audience:>9,} {preview_ms:>11.0f} {count_ms:>13.0f} {preview_ms / count_ms:>6.2f} "
                   f"{unindexed_ms:>20.0f} {unindexed_ms / preview_ms:>6.1f}x  {plan}")
+        print(f"\n  behaviour rules (v3) over {behaviour.counts['orders']:,} orders and {behaviour.counts['logs']:,} "
+              f"campaign logs: the raw count is the same question aggregated from the raw orders / logs")
+        print(f"  {'rules':<32} {'audience':>9} {'preview ms':>11} {'raw count ms':>13} {'ratio':>6}  "
+              f"local plan (explain)")
+        for name, audience, preview_ms, raw_ms, plan in behaviour_rows:
+            print(f"  {name:<32} {audience:>9,} {preview_ms:>11.0f} {raw_ms:>13.0f} {preview_ms / raw_ms:>6.2f}  "
+                  f"{plan}")
         return [Row("preview", f"{name} ({audience:,} of {args.customers:,})", preview_ms, "ms", count_ms,
-                    "raw count_documents") for name, audience, preview_ms, count_ms, _, _ in rows]
+                    "raw count_documents") for name, audience, preview_ms, count_ms, _, _ in rows] + [
+            Row("preview", f"{name} ({audience:,} of {args.customers:,})", preview_ms, "ms", raw_ms,
+                "raw orders/logs aggregated") for name, audience, preview_ms, raw_ms, _ in behaviour_rows]
     finally:
         mongo.stop()
 

@@ -39,3 +39,12 @@ def test_the_preview_benchmark_measures_every_tree_and_shows_the_local_plans(qui
     assert all(int(line[33:42].replace(",", "")) > 0 and "nan" not in line and "SCAN" in line for line in table)
     for kind in RULE_KINDS:
         assert re.search(rf"^    {re.escape(kind)}\s+\S.*SCAN", result.stdout, re.M), kind
+    # Behaviour rules (v3): each measured beside its raw aggregation (the benchmark checks that both counted the same).
+    from bench._behaviour import Behaviour
+    from crm.models.common import utcnow
+
+    names = list(Behaviour(None, utcnow(), 2, ("SKU-0001",)).trees())
+    behaviour = result.stdout.split("behaviour rules (v3)", 1)[1].split("local plan (explain)", 1)[1]
+    lines = behaviour.splitlines()[1:len(names) + 1]
+    assert [line[2:34].strip() for line in lines] == names
+    assert all("SCAN" in line for line in lines)

@@ -89,8 +89,8 @@ def _order_total_filter(rule: Behaviour, cut: int) -> dict[str, Any]:
         return {"$nor": [condition if condition is not None else {}]}
 
     op, value = rule.op, rule.value
-    if op in (">", ">="):
-        return reaches(value, strict=op == ">") or {}
+    if op in (">", ">=") or (op == "!=" and value == 0):
+        return reaches(value, strict=op != ">=") or {}
     if op in ("<", "<="):
         return never(reaches(value, strict=op == "<="))
     low, high = value if op == "between" else (value, value)
