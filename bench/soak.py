@@ -222,12 +222,16 @@ def check(db, expected: Expected, campaign_ids: list[str], dlq_bodies: list[tupl
 
 
 def run(customers: int = 1000, campaigns: int = 4, faults: str = FAULTS, seed: int | None = None,
-        time_scale: float = 30.0, quiet_timeout: float = 600.0, out=print) -> Report:
+        time_scale: float = 30.0, quiet_timeout: float = 600.0, out=print,
+        parameters: dict[str, str] | None = None) -> Report:
+    """parameters: over PARAMETERS, as `sam deploy --parameter-overrides` would (the runner does not hold them to the
+    template's MinValue)."""
     report = Report()
     started = time.monotonic()
     rng = random.Random(seed)
     fault_mix = Faults.parse(faults, seed)
-    with local_stack(parameters=PARAMETERS, time_scale=time_scale, faults=fault_mix) as stack:
+    with local_stack(parameters={**PARAMETERS, **(parameters or {})}, time_scale=time_scale,
+                     faults=fault_mix) as stack:
         out(f"soak: {customers:,} customers, {campaigns} campaigns, faults {faults}, seed {fault_mix.seed}, "
             f"time scale {time_scale:g}")
         client = Client(stack["url"], report)
