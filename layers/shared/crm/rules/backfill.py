@@ -100,13 +100,12 @@ def run(db: Database, deadline: float, max_pages: int | None = None) -> Progress
             started = time.time()
             page = list(islice(customers, PAGE))
             written, read_again = rebuild(db, page)
-            last = len(page) < PAGE
+            last, page_end = len(page) < PAGE, page[-1]["_id"] if page else after
             moved = db[MIGRATIONS].update_one({"_id": JOB, "after": after, "done": False}, {"$set": {
-                "after": page[-1]["_id"] if page else after, "done": last, "updated_at": utcnow()}})
+                "after": page_end, "done": last, "updated_at": utcnow()}})
             if not moved.modified_count:
                 break  # another run moved the cursor first: it goes on from there
-            after, pages, longest = (page[-1]["_id"] if page else after), pages + 1, max(longest,
-                                                                                      time.time() - started)
+            after, pages, longest = page_end, pages + 1, max(longest, time.time() - started)
             progress.customers += len(page)
             progress.written += written
             progress.read_again += read_again
