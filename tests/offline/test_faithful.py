@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -132,6 +133,16 @@ def test_failed_and_timed_out_batches_come_back_after_the_scaled_visibility_time
     assert "Slow timed out after 1 s" in small.log.getvalue()
     time.sleep(1)
     assert len(records(small.record_file("failing"))) == 2 and len(records(small.record_file("slow"))) == 2
+
+
+def test_each_queue_has_the_arn_sqs_gives_it(sqs):
+    from offline import services, template
+    from tests.conftest import TEMPLATE
+
+    queues = services.create_queues(sqs, template.load(TEMPLATE).queues, f"a{uuid.uuid4().hex[:10]}-")
+    for queue in queues.values():
+        assert queue.arn == sqs.get_queue_attributes(QueueUrl=queue.url, AttributeNames=["QueueArn"])[
+            "Attributes"]["QueueArn"]
 
 
 def test_queue_and_message_delays_are_scaled(small):
