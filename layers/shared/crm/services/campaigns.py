@@ -161,7 +161,8 @@ def fan_out(db: Database, campaign_id: ObjectId, send: SendRecords, continue_lat
     while _fanning(campaign):
         # One query per run, read a page at a time: a query per page would have the server find its
         # place in the audience again for every page.
-        with _audience_after(db, audience, campaign["fanout"]["cursor"], _attributes_needed(campaign)) as recipients:
+        with _audience_after(db, audience, campaign["fanout"]["cursor"], _attributes_needed(campaign),
+                             consent=bool(campaign.get("control_percent"))) as recipients:
             while _fanning(campaign):
                 page = list(itertools.islice(recipients, PAGE_SIZE))
                 campaign, logs = _record_page(db, campaign, page, utcnow() + send_timeout, unsubscribe_link)
@@ -197,10 +198,11 @@ def _messages(campaign: dict[str, Any]) -> list[tuple[str, str | None]]:
 
 
 def _audience_after(db: Database, audience: dict[str, Any], cursor: ObjectId | None,
-                    attributes: set[str]) -> Cursor:
-    """The recipients after the cursor, with what their logs need: only the attributes the message names."""
+                    attributes: set[str], consent: bool = False) -> Cursor:
+    """The recipients after the cursor, with what their logs need: only the attributes the message names, and their
+    consent when a control group is held back (only people the campaign could reach are)."""
     query = audience if cursor is None else {"$and": [audience, {"_id": {"$gt": cursor}}]}
-    fields = {"name": 1, "email": 1, "phone": 1, "email_consent": 1,
+    fields = {"name": 1, "email": 1, "phone": 1, **({"email_consent": 1} if consent else {}),
               **{f"attributes.{key}": 1 for key in sorted(attributes)}}
     return db[CUSTOMERS].find(query, fields).sort("_id", 1).batch_size(PAGE_SIZE)
 
