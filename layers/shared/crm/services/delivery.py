@@ -325,7 +325,10 @@ def _variant_places(db: Database, campaign_id: ObjectId) -> dict[str, int]:
 
 def _record_activity(db: Database, logs: list[dict]) -> None:
     """The customers' activity (what behaviour rules read) takes what these logs' tallies say happened."""
-    writes = message_activity_writes(log for log in logs if ACTIVITY_TALLIES.intersection(log.get("tally", ())))
+    # A log that names no customer (none is written so; one would otherwise stop every roll-up of its campaign)
+    # has no activity to record.
+    writes = message_activity_writes(log for log in logs if ACTIVITY_TALLIES.intersection(log.get("tally", ()))
+                                     and log.get("customer_id") is not None)
     if writes:
         db[CUSTOMERS].bulk_write(writes, ordered=False)
 
