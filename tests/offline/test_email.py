@@ -130,10 +130,12 @@ def test_under_faults_no_reader_is_sent_twice_and_each_event_counted_once(stack_
     shares = ses_feedback.Shares(bounce=0.2, complaint=0.2, open=0.5, click=0.3, seed="faults")
     fates = {address: ses_feedback.fate(address, shares) for address in readers}
     port = services.free_port()
-    # A log marked sent whose message never reached SES (killed between the two) is settled at the receipt timeout;
-    # one whose send a killed fan-out never queued (killed after its page committed) is sent at the send timeout.
+    # A log marked sent whose message never reached SES (killed between the two) is settled at the receipt timeout,
+    # which also bounds how long SES's events may take through the faults (the reconciler's next look, every 10 s
+    # here, fails a log without them: two minutes, as at least the 60 s timeout and minute-long ticks gave); one
+    # whose send a killed fan-out never queued (killed after its page committed) is sent at the send timeout.
     env = {**stack_env, "CHANNEL": "ses", "SES_FROM_ADDRESS": SENDER, "PUBLIC_URL": f"http://localhost:{port}",
-           "RECEIPT_TIMEOUT_SECONDS": "60", "SEND_TIMEOUT_SECONDS": "60"}
+           "RECEIPT_TIMEOUT_SECONDS": "120", "SEND_TIMEOUT_SECONDS": "60"}
     assert services.prepare_local_ses(env) == SENDER
     faults = Faults({"sqs_dup": 0.5, "sqs_kill": 0.4}, seed=14)
     # Schedules six times faster: the reconciler looks every 10 s, the roll-up ticks every 10 s.
