@@ -1,9 +1,10 @@
 """Reads template.yaml: functions, their HTTP routes and SQS sources, queues, and the intrinsics they use."""
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -181,7 +182,8 @@ class LocalQueue:
 def load(path: Path, parameter_overrides: dict[str, str] | None = None,
          local_queues: dict[str, LocalQueue] | None = None) -> Template:
     """local_queues: where each queue (by logical id) lives locally, for `!Ref` and `!GetAtt` on it."""
-    doc = yaml.load(path.read_text(), Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+    stat = path.stat()
+    doc = copy.deepcopy(_parsed(str(path.resolve()), stat.st_mtime_ns, stat.st_size))
     parameters = {name: str(spec.get("Default", "")) for name, spec in (doc.get("Parameters") or {}).items()}
     parameters.update(parameter_overrides or {})
     # A resource whose Condition is false is not created, as CloudFormation would not create it.
@@ -202,6 +204,12 @@ def load(path: Path, parameter_overrides: dict[str, str] | None = None,
               if (resource := _custom_resource(name, r, function_names, resolver)) is not None]
     default_throttle, route_throttles = _http_api_throttling(resources, resolver)
     return Template(path.parent, doc, parameters, functions, queues, layers, custom, route_throttles, default_throttle)
+
+
+@lru_cache(maxsize=16)
+def _parsed(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
+    """The file's YAML, read again only when it changes (each test's queues and environment read the template)."""
+    return yaml.load(Path(path).read_text(), Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
 
 
 def _http_api_throttling(resources: dict[str, Any], resolver: Resolver) -> tuple[Throttle, dict[str, Throttle]]:
