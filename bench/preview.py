@@ -3,7 +3,7 @@ the indexes; and what the local server's planner (`explain`) does with each tree
 rules (v3) over 5,000,000 orders and the customers' campaign messages, beside the same question aggregated from the
 raw orders and logs.
 
-    python -m bench.preview [--customers 1000000] [--orders 5000000] [--repeats 5]
+    python -m bench.preview [--customers 1000000] [--orders 5000000] [--repeats 5] [--behaviour-only]
 """
 from __future__ import annotations
 
@@ -211,8 +211,11 @@ def run(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--orders", type=int, help="orders over two years (default: 5 a customer)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--behaviour-only", action="store_true",
+                        help="only the behaviour rules (v3): the v1/v2 trees and the runs without indexes skipped")
+    parser.add_argument("--cache-size", default=CACHE_SIZE, help="SecantusDB's WiredTiger cache (all its storage)")
     args = parser.parse_args(argv)
-    mongo = RoomyMongoServer(CACHE_SIZE)
+    mongo = RoomyMongoServer(args.cache_size)
     try:
         db_name = f"bench_{uuid.uuid4().hex[:8]}"
         os.environ.update({"MONGO_URI": mongo.uri, "MONGO_DB": db_name, "JWT_SECRET": uuid.uuid4().hex,
@@ -271,7 +274,7 @@ def run(argv: list[str] | None = None) -> list[Row]:
             print(f"    {kind:<34} {plan_of(customers, compiled(raw))}", flush=True)
 
         rows = []
-        for name, raw in TREES.items():
+        for name, raw in ({} if args.behaviour_only else TREES).items():
             preview_ms, result = timed(lambda: preview(raw), args.repeats)
             query = compiled(raw)
             count_ms, count = timed(lambda: customers.count_documents(query), args.repeats)
@@ -289,7 +292,7 @@ def run(argv: list[str] | None = None) -> list[Row]:
             behaviour_rows.append([name, count, preview_ms, raw_ms, plan_of(customers, compiled(raw))])
             print(f"  measured {name}", flush=True)
 
-        for index in PRODUCT_INDEXES:
+        for index in () if args.behaviour_only else PRODUCT_INDEXES:
             try:
                 customers.drop_index(index)
             except OperationFailure as exc:  # seen once on SecantusDB at 1,000,000 documents
@@ -302,8 +305,9 @@ def run(argv: list[str] | None = None) -> list[Row]:
             unindexed_ms, _ = timed(lambda: preview(TREES[row[0]]), 1) if unindexed else (float("nan"), None)
             row.append(unindexed_ms)
 
-        print(f"  {'rules':<30} {'audience':>9} {'preview ms':>11} {'raw count ms':>13} {'ratio':>6} "
-              f"{'no-index preview ms':>20} {'slower':>7}  local plan (explain)")
+        if rows:
+            print(f"  {'rules':<30} {'audience':>9} {'preview ms':>11} {'raw count ms':>13} {'ratio':>6} "
+                  f"{'no-index preview ms':>20} {'slower':>7}  local plan (explain)")
         for name, audience, preview_ms, count_ms, plan, unindexed_ms in rows:
             print(f"  {name:<30} {audience:>9,} {preview_ms:>11.0f} {count_ms:>13.0f} {preview_ms / count_ms:>6.2f} "
                   f"{unindexed_ms:>20.0f} {unindexed_ms / preview_ms:>6.1f}x  {plan}")
