@@ -80,10 +80,13 @@ def test_a_public_route_past_its_burst_is_429_before_its_function_runs(throttled
     http, runner = throttled
     replies = at_once(lambda: http.get("/u/not-a-token"), 8)
     passed = [r for r in replies if r.status_code != 429]
-    # The burst at once, and at most one more token refilled (1 a second) while they arrived.
-    assert 2 <= len(passed) <= 3 and all(r.status_code == 404 for r in passed), [r.status_code for r in replies]
+    # The burst at once, and at most one more token refilled (1 a second) while they arrived; a third call let through
+    # while the first two still run meets the function's reserved concurrency of 2 (API Gateway's 500).
+    answered = [r for r in passed if r.status_code == 404]
+    assert 2 <= len(passed) <= 3 and len(answered) >= 2, [r.status_code for r in replies]
+    assert all(r.json() == {"message": "Internal Server Error"} for r in passed if r.status_code != 404)
     assert all(r.json() == API_THROTTLED for r in replies if r.status_code == 429)
-    assert invocations(runner, "UnsubscribeFunction") == len(passed)
+    assert invocations(runner, "UnsubscribeFunction") == len(answered)
     # POST is another route, with a bucket of its own; other routes have the (larger) default.
     assert http.post("/u/not-a-token").status_code == 404
     assert [http.get("/openapi.json").status_code for _ in range(5)] == [200] * 5
