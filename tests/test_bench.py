@@ -22,7 +22,7 @@ def test_every_benchmark_runs_and_the_load_test_sees_no_errors(quick_run):
     result = quick_run
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     table = result.stdout.split("== all benchmarks", 1)[1]
-    assert {"ingest", "cold init", "preview", "fan-out", "load"} <= {line[:10].strip() for line in
+    assert {"ingest", "cold init", "preview", "fan-out", "load", "backfill"} <= {line[:10].strip() for line in
                                                                       table.splitlines()[2:]}
     errors = re.search(r"^load\s+errors in [\d,]+ requests\s+([\d.]+)", table, re.M)
     assert errors and float(errors.group(1)) == 0
