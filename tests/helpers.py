@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pymongo import monitoring
+
 
 def assert_error(body: Any, code: str, loc_prefix: list | None = None) -> None:
     """The API.md error envelope, and (for validation errors) a detail naming the bad field."""
@@ -40,3 +42,21 @@ def stats(**counts: float) -> dict:
     return {key: counts.get(key, 0) for key in ("audience", "queued", "sent", "failed", "skipped", "delivered",
                                                 "bounced", "complained", "opened", "clicked", "unsubscribed",
                                                 "converted", "revenue")}
+
+
+class FindReplies(monitoring.CommandListener):
+    """The documents the server's find (and getMore) replies carried to a client."""
+
+    def __init__(self) -> None:
+        self.documents: list[dict] = []
+
+    def started(self, event) -> None:
+        pass
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        if event.command_name in ("find", "getMore"):
+            cursor = event.reply["cursor"]
+            self.documents += cursor.get("firstBatch", cursor.get("nextBatch", []))
+
+    def failed(self, event) -> None:
+        pass

@@ -5,12 +5,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from pymongo import MongoClient, monitoring
+from pymongo import MongoClient
 
 from crm.db import CUSTOMERS
 from crm.rules.activity import daily_buckets
 from crm.services.customers import CustomerFilters, list_customers, upsert_customers
-from tests.helpers import assert_error, uses_index
+from tests.helpers import FindReplies, assert_error, uses_index
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
@@ -89,30 +89,13 @@ def test_bad_query_is_422(api, query, loc):
     assert_error(body, "validation_error", loc)
 
 
-class Replies(monitoring.CommandListener):
-    """The documents the server's find replies carried."""
-
-    def __init__(self) -> None:
-        self.documents: list[dict] = []
-
-    def started(self, event) -> None:
-        pass
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        if event.command_name in ("find", "getMore"):
-            cursor = event.reply["cursor"]
-            self.documents += cursor.get("firstBatch", cursor.get("nextBatch", []))
-
-    def failed(self, event) -> None:
-        pass
-
 
 def test_a_page_of_customers_is_read_without_their_behaviour_roll_up(env, db):
     """Review finding: a page read every customer's whole activity (two years of daily buckets each) to show none."""
     _seed(db, 3)
     orders = [(NOW - timedelta(days=day), 100.0, ["SKU-1"]) for day in range(700)]
     db[CUSTOMERS].update_many({}, {"$set": {"activity.orders": daily_buckets(orders, NOW)}})
-    listener = Replies()
+    listener = FindReplies()
     with MongoClient(env["MONGO_URI"], event_listeners=[listener], tz_aware=True) as client:
         customers, _ = list_customers(client[env["MONGO_DB"]][CUSTOMERS], CustomerFilters(), 10, None)
     assert len(customers) == 3 and len(listener.documents) == 3

@@ -8,10 +8,14 @@ from datetime import timedelta
 import pytest
 from bson import ObjectId
 
+from pymongo import MongoClient
+
+from crm import rules as crm_rules
 from crm.db import CUSTOMERS
 from crm.models.common import to_iso, utcnow
 from crm.rules import activity
-from tests.helpers import assert_error
+from crm.services import segments
+from tests.helpers import FindReplies, assert_error
 
 DAY = timedelta(days=1)
 EARLIER_CAMPAIGN = ObjectId()
@@ -69,6 +73,17 @@ def test_behaviour_rules_select_through_the_api(api, shop):
     assert _audience(api, {"or": [{"field": "spend", "op": ">", "value": 50},
                                   {"not": {"field": "campaign", "campaign_id": earlier, "op": "==",
                                            "value": "received"}}]}) == {"bob", "cy"}
+
+
+def test_a_previews_sample_is_read_without_the_customers_behaviour_roll_up(env, shop):
+    """Review finding: the sample read each customer's whole activity, which a behaviour rule's sample always has."""
+    listener = FindReplies()
+    with MongoClient(env["MONGO_URI"], event_listeners=[listener], tz_aware=True) as client:
+        result = segments.preview(client[env["MONGO_DB"]][CUSTOMERS],
+                                  crm_rules.parse({"field": "orders", "days": 60, "op": ">", "value": 0}), 20_000)
+    assert [c.email for c in result.sample] in (["ada@example.com", "bob@example.com"],
+                                                ["bob@example.com", "ada@example.com"])
+    assert len(listener.documents) == 2 and all("activity" not in d and d["email"] for d in listener.documents)
 
 
 def test_a_saved_behaviour_segment_keeps_its_rules_and_previews(api, shop):

@@ -189,14 +189,14 @@ def _prefix_range(prefix: str) -> dict[str, str]:
     return {"$gte": prefix, "$lt": prefix + "\U0010ffff"}
 
 
-# A listed customer without its behaviour roll-up (crm.rules.activity): up to two years of daily buckets and an entry
-# per campaign that no reply shows.
-LISTED_FIELDS = {"activity": 0}
+# A customer as a reply shows it (`to_customer`): read without its behaviour roll-up (crm.rules.activity), up to two
+# years of daily buckets and an entry per campaign that no reply shows.
+SHOWN_FIELDS = {"activity": 0}
 
 
 def list_customers(customers: Collection, filters: CustomerFilters, limit: int,
                    cursor: str | None, consent_mode: str = OPT_OUT) -> tuple[list[Customer], str | None]:
-    docs, next_cursor = newest_first_page(customers, filters.to_queries(), limit, cursor, LISTED_FIELDS)
+    docs, next_cursor = newest_first_page(customers, filters.to_queries(), limit, cursor, SHOWN_FIELDS)
     return [to_customer(doc, consent_mode) for doc in docs], next_cursor
 
 

@@ -17,7 +17,7 @@ from crm.models.common import utcnow
 from crm.models.segments import Preview, Segment
 from crm.pagination import newest_first_page
 from crm.services import attributes
-from crm.services.customers import to_customer
+from crm.services.customers import SHOWN_FIELDS, to_customer
 
 SAMPLE_SIZE = 10
 
@@ -42,7 +42,7 @@ def preview(customers: Collection, node: rules.Node, time_limit_ms: int, consent
             ) -> Preview:
     now = utcnow()
     # Unsorted on purpose: any ten matches will do, and sorting would read the whole audience.
-    sample = customers.find(rules.to_filter(node, now, consent_mode)).limit(SAMPLE_SIZE)
+    sample = customers.find(rules.to_filter(node, now, consent_mode), SHOWN_FIELDS).limit(SAMPLE_SIZE)
     return Preview(audience_size=audience_size(customers, node, now, time_limit_ms, consent_mode),
                    sample=[to_customer(d, consent_mode) for d in sample])
 
