@@ -18,13 +18,16 @@ log's change exactly once, so nothing here may add to them):
   control logs none), merged as `message_activity_writes` merges them (an entry per campaign, each day kept at its
   earliest), under the same condition on what was read. Entries are not limited to MAX_DAYS: the campaign rule has
   no window, and the roll-up keeps a campaign's entry for good.
+- What roll-ups of the release before did to v3's tallies in those minutes is put right too (crm.engagement.upgrade):
+  each page's stranded revenue flagged for the roll-up, and after the last page the campaigns' misfiled counters.
 - A customer whose activity already says what its orders and logs say (a second run, or one whose history all came
   after the upgrade) is not written. The cursor moves only after its page's writes, and only from where this run
   found it: a run cut off redoes its last page, rebuilding the same; a run overtaken by another stops.
 
 Cost per 1,000 customers (one page): one batch of the customers' `_id` cursor (their activity only); ten `$in`
 reads of 100 customers each on the orders (index `customer_newest`) and ten on the logs (index `customer`), which
-fetch every order and log of those customers; one unordered bulk write of at most one update per customer (none
+fetch every order and log of those customers; ten updates flagging stranded revenue (crm.engagement.upgrade), on
+the logs' `customer` index; one unordered bulk write of at most one update per customer (none
 for a customer with no orders or messages, or one already right); one write of the cursor. A page whose
 customers changed under it reads and writes those customers again. `python -m bench.backfill` measures it.
 """
@@ -44,6 +47,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from crm.db import CUSTOMERS, LOGS, MIGRATIONS, ORDERS, in_chunks
+from crm.engagement import upgrade
 from crm.models.common import utcnow
 from crm.rules.activity import MESSAGES, daily_buckets, message_days
 
@@ -100,7 +104,10 @@ def run(db: Database, deadline: float, max_pages: int | None = None) -> Progress
             started = time.time()
             page = list(islice(customers, PAGE))
             written, read_again = rebuild(db, page)
+            upgrade.flag_stranded_revenue(db, [customer["_id"] for customer in page])
             last, page_end = len(page) < PAGE, page[-1]["_id"] if page else after
+            if last:
+                upgrade.refile_counters(db)
             moved = db[MIGRATIONS].update_one({"_id": JOB, "after": after, "done": False}, {"$set": {
                 "after": page_end, "done": last, "updated_at": utcnow()}})
             if not moved.modified_count:
