@@ -3,7 +3,7 @@ the indexes; and what the local server's planner (`explain`) does with each tree
 rules (v3) over 5,000,000 orders and the customers' campaign messages, beside the same question aggregated from the
 raw orders and logs.
 
-    python -m bench.preview [--customers 1000000] [--orders 5000000] [--repeats 5] [--behaviour-only]
+    python -m bench.preview [--customers 1000000] [--orders 5000000] [--repeats 5] [--behaviour-only] [--cache-size 8G]
 """
 from __future__ import annotations
 
