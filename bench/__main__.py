@@ -15,22 +15,23 @@ import os
 import platform
 import time
 
-from bench import backfill, clicks, cold_init, fanout, ingest, load, preview, write_floor
+from bench import backfill, clicks, cold_init, fanout, ingest, load, plan_work, preview, write_floor
 from bench._stack import add_mongo_option
 from bench._table import print_table
 
-FULL = {"ingest": [], "cold init": [], "preview": ["--repeats", "1"], "write floor": [], "fan-out": [],
+FULL = {"ingest": [], "cold init": [], "preview": ["--repeats", "1"], "plan work": [], "write floor": [], "fan-out": [],
         "fan-out by channel": ["--channel", "ses", "--recipients", "100000"], "SES sandbox": ["--sandbox"],
         "load": [], "clicks": [], "backfill": []}
 # Not the clicks benchmark: its last counts wait for the scheduled roll-up, a minute of CI for figures no test reads.
 # The fan-out's completion waits for a roll-up tick too: its schedules run six times faster (a tick every 10 s).
 QUICK = {"ingest": ["--customers", "2000"], "cold init": ["--runs", "1"],
-         "preview": ["--customers", "3000", "--orders", "6000", "--repeats", "1"], "write floor": ["--logs", "2000"],
+         "preview": ["--customers", "3000", "--orders", "6000", "--repeats", "1"],
+         "plan work": ["--customers", "3000", "--orders", "6000"], "write floor": ["--logs", "2000"],
          "fan-out": ["--recipients", "1000", "--time-scale", "6"], "load": ["--clients", "4", "--rounds", "5"],
          "backfill": ["--customers", "300"]}
-RUNS = {"ingest": ingest.run, "cold init": cold_init.run, "preview": preview.run, "write floor": write_floor.run,
-        "fan-out": fanout.run, "fan-out by channel": fanout.run, "SES sandbox": fanout.run, "load": load.run,
-        "clicks": clicks.run, "backfill": backfill.run}
+RUNS = {"ingest": ingest.run, "cold init": cold_init.run, "preview": preview.run, "plan work": plan_work.run,
+        "write floor": write_floor.run, "fan-out": fanout.run, "fan-out by channel": fanout.run,
+        "SES sandbox": fanout.run, "load": load.run, "clicks": clicks.run, "backfill": backfill.run}
 TAKES_MONGO_URI = {"ingest", "cold init", "write floor", "fan-out", "fan-out by channel", "SES sandbox", "load",
                    "clicks", "backfill"}
 

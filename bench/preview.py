@@ -18,7 +18,7 @@ import sys
 import time
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import Any, Iterator
 
 from bson import ObjectId
 from pymongo import MongoClient
@@ -126,9 +126,9 @@ def v2_fields(rng: random.Random, now) -> dict[str, Any]:
     return doc
 
 
-def load_customers(collection, count: int, behaviour: Behaviour | None = None) -> None:
-    """The customers; with `behaviour`, each with its orders and campaign logs (written to their collections) and the
-    activity they roll up to."""
+def customer_batches(count: int, behaviour: Behaviour | None = None) -> Iterator[list[dict[str, Any]]]:
+    """The customers, a batch at a time; with `behaviour`, each with the activity its orders and campaign logs roll
+    up to, those orders and logs left in `behaviour` for the caller to write (`flush`) or count."""
     from crm.models.common import utcnow
 
     now = utcnow()
@@ -146,6 +146,14 @@ def load_customers(collection, count: int, behaviour: Behaviour | None = None) -
         if behaviour:
             for doc in docs:
                 doc.update(behaviour.for_customer(doc["_id"]))
+        yield docs
+
+
+def load_customers(collection, count: int, behaviour: Behaviour | None = None) -> None:
+    """The customers; with `behaviour`, each with its orders and campaign logs (written to their collections) and the
+    activity they roll up to."""
+    for docs in customer_batches(count, behaviour):
+        if behaviour:
             behaviour.flush()
         collection.insert_many(docs, ordered=False)
 
