@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
-from datetime import timedelta
 
 from bench._behaviour import Behaviour
 from bench._table import Row
@@ -20,7 +19,7 @@ SKU = SKUS[0]
 SPEND = 20_000
 
 
-def count(customers: int, orders_per_customer: float) -> tuple[Counter, Behaviour]:
+def count(customers: int, orders_per_customer: float) -> Counter:
     from crm.models.common import utcnow
     from crm.rules.activity import day_number
 
@@ -47,7 +46,7 @@ def count(customers: int, orders_per_customer: float) -> tuple[Counter, Behaviou
         seen["orders"] += len(behaviour.orders)
         behaviour.orders, behaviour.logs = [], []
     seen["customers"] = customers
-    return seen, behaviour
+    return seen
 
 
 def run(argv: list[str] | None = None) -> list[Row]:
@@ -55,7 +54,7 @@ def run(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--orders", type=int, help="orders over two years (default: 5 a customer)")
     args = parser.parse_args(argv)
-    seen, _ = count(args.customers, (args.orders or 5 * args.customers) / args.customers)
+    seen = count(args.customers, (args.orders or 5 * args.customers) / args.customers)
     # Each row of bench.preview's behaviour rules: (documents the roll-up's best index plan fetches, how it finds
     # them; documents the raw aggregation reads, how).
     rows = {
