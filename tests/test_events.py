@@ -193,8 +193,8 @@ def test_the_click_events_redirect_and_count_the_sample_logs_click(env, db, queu
     assert queues_sent_to == {("ClickRedirectFunction", "ClickQueue")}
 
     # The sample click names the sample log: its first click, counted once however often it comes.
-    db.communication_logs.insert_one({"_id": SAMPLE_LOG_ID, "campaign_id": SAMPLE_CAMPAIGN_ID, "customer_id": ObjectId(),
-                                      "status": "SENT"})
+    db.communication_logs.insert_one({"_id": SAMPLE_LOG_ID, "campaign_id": SAMPLE_CAMPAIGN_ID,
+                                      "customer_id": ObjectId(), "status": "SENT"})
     for _ in range(2):
         assert _invoke("clicks", _event("clicks")) == {"batchItemFailures": []}
     log = db.communication_logs.find_one({"_id": SAMPLE_LOG_ID})

@@ -7,7 +7,6 @@ from datetime import timedelta
 
 import pytest
 from bson import ObjectId
-
 from pymongo import MongoClient
 
 from crm import rules as crm_rules
